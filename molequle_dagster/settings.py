@@ -1,0 +1,514 @@
+"""The Marketo extension settings: one YAML file, validated when definitions load.
+
+What the product calls "the Marketo extension settings" in the portal is this file. Everything the sync,
+unification, actions and write-back do is driven from it. Bad settings fail at load with a message naming
+the key path, the bad value and what is allowed; secrets are only *named* here (environment variable
+names) and read when a run needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SETTINGS_ENV_VAR = "MOLEQULE_SETTINGS"
+DEFAULT_SETTINGS_RESOURCE = "default_settings.yaml"
+
+
+class SettingsError(ValueError):
+    """Raised for settings that cannot be used; the message names key path, value and what is allowed."""
+
+
+class MissingSecretError(SettingsError):
+    """A secret's environment variable is not set (raised only when a run needs the secret)."""
+
+
+# --- Marketo activity types --------------------------------------------------------------------------
+# Default Marketo activity type ids (../shared/marketo-api.md §12); match by id, never by name. Each entry:
+# Molequle's label -> (Marketo's types.json name, id, default group, Marketo retention in days).
+# Retention: 90 days for high-volume types, 25 months (~760 days) for the rest (§5).
+RETENTION_90_DAYS = 90
+RETENTION_25_MONTHS = 760
+
+
+class KnownActivityType(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    label: str
+    marketo_name: str
+    id: int
+    group: str
+    retention_days: int
+
+
+KNOWN_ACTIVITY_TYPES: tuple[KnownActivityType, ...] = tuple(
+    KnownActivityType(label=label, marketo_name=mname, id=tid, group=group, retention_days=days)
+    for label, mname, tid, group, days in [
+        ("Web Page Visit", "Visit Webpage", 1, "web", RETENTION_90_DAYS),
+        ("Fill Out Form", "Fill Out Form", 2, "forms", RETENTION_25_MONTHS),
+        ("Web Page Click", "Click Link", 3, "web", RETENTION_90_DAYS),
+        ("Email Sent", "Send Email", 6, "email", RETENTION_90_DAYS),
+        ("Email Delivered", "Email Delivered", 7, "email", RETENTION_90_DAYS),
+        ("Email Bounce Hard", "Email Bounced", 8, "email", RETENTION_25_MONTHS),
+        ("Unsubscribe Email", "Unsubscribe Email", 9, "email", RETENTION_25_MONTHS),
+        ("Email Open", "Open Email", 10, "email", RETENTION_25_MONTHS),
+        ("Email Click", "Click Email", 11, "email", RETENTION_25_MONTHS),
+        ("New Lead", "New Lead", 12, "lifecycle", 100_000),
+        ("Change Data Value", "Change Data Value", 13, "lifecycle", RETENTION_90_DAYS),
+        ("Score Change", "Change Score", 22, "scoring", RETENTION_90_DAYS),
+        ("Add to List", "Add to List", 24, "lists", RETENTION_90_DAYS),
+        ("Remove from List", "Remove from List", 25, "lists", RETENTION_25_MONTHS),
+        ("Email Bounce Soft", "Email Bounced Soft", 27, "email", RETENTION_25_MONTHS),
+        ("Merge Leads", "Merge Leads", 32, "lifecycle", RETENTION_25_MONTHS),
+        ("Interesting Moment", "Interesting Moment", 46, "moments", RETENTION_25_MONTHS),
+        ("Request Campaign", "Request Campaign", 47, "campaigns", RETENTION_90_DAYS),
+        ("Change Status in Progression", "Change Status in Progression", 104, "programs",
+         RETENTION_25_MONTHS),
+        ("Add to Nurture", "Add to Nurture", 113, "programs", RETENTION_25_MONTHS),
+        ("Change Program Member Data", "Change Program Member Data", 123, "programs", RETENTION_25_MONTHS),
+    ]
+)
+_TYPES_BY_NAME = {t.label.casefold(): t for t in KNOWN_ACTIVITY_TYPES} | {
+    t.marketo_name.casefold(): t for t in KNOWN_ACTIVITY_TYPES
+}
+_TYPES_BY_ID = {t.id: t for t in KNOWN_ACTIVITY_TYPES}
+CUSTOM_ACTIVITY_TYPE_MIN_ID = 100_000
+DELETE_LEAD_TYPE_ID = 37  # bulk activity export refuses it; deletions come from Get Deleted Leads
+
+DEFAULT_ACTIVITY_TYPE_LABELS = (
+    "Email Open", "Email Click", "Email Bounce Hard", "Email Bounce Soft", "Email Sent", "Email Delivered",
+    "Interesting Moment", "Fill Out Form", "Web Page Visit", "Web Page Click", "Score Change",
+)
+
+
+def known_activity_type(name: str) -> KnownActivityType | None:
+    return _TYPES_BY_NAME.get(name.strip().casefold())
+
+
+# --- building blocks ---------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in the settings must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+FieldName = Annotated[str, Field(pattern=_FIELD_NAME.pattern, description="a Marketo REST API field name")]
+EnvVarName = Annotated[str, Field(pattern=_ENV_NAME.pattern, description="an environment variable name")]
+
+
+def _unique(values: Iterable[str], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}; each must appear once")
+        seen.add(value)
+
+
+# --- marketo connection ------------------------------------------------------------------------------
+class PacingSettings(_Strict):
+    """Our share of Marketo's instance-wide limits (100 calls/20 s, 10 in flight), shared by all processes."""
+
+    calls_per_20s: int = Field(50, ge=1, le=100, description="calls per trailing 20 s (Marketo: 100)")
+    max_in_flight: int = Field(5, ge=1, le=10, description="concurrent calls (Marketo: 10)")
+
+
+class BulkSettings(_Strict):
+    poll_interval_s: float = Field(60.0, ge=0.0, le=900.0, description="seconds between status polls")
+    job_timeout_s: float = Field(7200.0, gt=0, le=86_400.0, description="cancel and fail a job stuck longer")
+    max_processing_jobs: int = Field(2, ge=1, le=2, description="our jobs processing at once (Marketo: 2)")
+    window_days: int = Field(31, ge=1, le=31, description="days per export window (Marketo: at most 31)")
+
+
+class MarketoConnection(_Strict):
+    base_url: str = Field(description="REST base, e.g. https://123-ABC-456.mktorest.com")
+    client_id_env: EnvVarName = "MARKETO_CLIENT_ID"
+    client_secret_env: EnvVarName = "MARKETO_CLIENT_SECRET"
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    pacing: PacingSettings = PacingSettings()
+    bulk: BulkSettings = BulkSettings()
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(:\d+)?/?$", value):
+            raise ValueError("must be an http(s) URL with no path, e.g. https://123-ABC-456.mktorest.com")
+        return value.rstrip("/")
+
+    def read_secret(self, which: Literal["client_id", "client_secret"]) -> str:
+        """Read a credential from the environment; only runs call this, so definitions load without it."""
+        env_name = self.client_id_env if which == "client_id" else self.client_secret_env
+        value = os.environ.get(env_name)
+        if not value:
+            raise MissingSecretError(
+                f"marketo.{which}_env: environment variable {env_name} is not set; "
+                f"export it with the Marketo {which.replace('_', ' ')} before running a sync"
+            )
+        return value
+
+
+# --- people, accounts --------------------------------------------------------------------------------
+class SmartListRef(_Strict):
+    """The smart list whose members make up the initial people sync (by name or id)."""
+
+    name: str | None = Field(None, min_length=1)
+    id: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SmartListRef:
+        if (self.name is None) == (self.id is None):
+            raise ValueError("give exactly one of 'name' or 'id'")
+        return self
+
+
+REQUIRED_PERSON_FIELDS = ("id", "email", "createdAt", "updatedAt")
+
+
+class PeopleSettings(_Strict):
+    smart_list: SmartListRef
+    attributes: list[FieldName] = Field(
+        default_factory=lambda: ["firstName", "lastName", "title", "company", "externalCompanyId"],
+        description="lead fields to sync besides id, email, createdAt, updatedAt",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attributes(cls, value: list[str]) -> list[str]:
+        _unique(value, "attribute")
+        return value
+
+    @property
+    def export_fields(self) -> list[str]:
+        extra = [a for a in self.attributes if a not in REQUIRED_PERSON_FIELDS]
+        return [*REQUIRED_PERSON_FIELDS, *extra]
+
+
+class AccountSettings(_Strict):
+    companies: bool = True
+    company_attributes: list[FieldName] = Field(
+        default_factory=lambda: ["company", "website", "industry", "numberOfEmployees", "billingCountry"]
+    )
+    named_accounts: bool = False
+    named_account_attributes: list[FieldName] = Field(
+        default_factory=lambda: ["name", "domainName", "industry", "country", "numberOfEmployees"]
+    )
+
+    @field_validator("company_attributes", "named_account_attributes")
+    @classmethod
+    def _unique_attributes(cls, value: list[str]) -> list[str]:
+        _unique(value, "attribute")
+        return value
+
+
+# --- activities --------------------------------------------------------------------------------------
+class ActivityTypeSetting(_Strict):
+    """One synced activity type. Known names resolve to Marketo's id; custom types give `id` explicitly."""
+
+    name: str = Field(min_length=1)
+    id: int | None = Field(None, ge=1)
+    group: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    retention_days: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ActivityTypeSetting:
+        known = known_activity_type(self.name)
+        if self.id is None and known is None:
+            allowed = ", ".join(t.label for t in KNOWN_ACTIVITY_TYPES)
+            raise ValueError(
+                f"unknown activity type name {self.name!r}; known names: {allowed} "
+                "(or Marketo's own names); for a custom type give its 'id' too"
+            )
+        if self.id == DELETE_LEAD_TYPE_ID:
+            raise ValueError("Delete Lead (37) cannot be exported; deletions are synced with the people")
+        if known is not None and self.id is not None and self.id != known.id:
+            raise ValueError(f"{self.name!r} is Marketo type {known.id}, not {self.id}")
+        return self
+
+    @property
+    def type_id(self) -> int:
+        if self.id is not None:
+            return self.id
+        known = known_activity_type(self.name)
+        assert known is not None  # guaranteed by validation
+        return known.id
+
+    @property
+    def type_group(self) -> str:
+        if self.group:
+            return self.group
+        known = _TYPES_BY_ID.get(self.type_id)
+        return known.group if known else "custom"
+
+    @property
+    def retention(self) -> int:
+        if self.retention_days is not None:
+            return self.retention_days
+        known = _TYPES_BY_ID.get(self.type_id)
+        return known.retention_days if known else RETENTION_25_MONTHS
+
+
+def _default_activity_types() -> list[ActivityTypeSetting]:
+    return [ActivityTypeSetting(name=label) for label in DEFAULT_ACTIVITY_TYPE_LABELS]
+
+
+class ActivitySettings(_Strict):
+    types: list[ActivityTypeSetting] = Field(default_factory=_default_activity_types, min_length=1)
+
+    @field_validator("types")
+    @classmethod
+    def _unique_types(cls, value: list[ActivityTypeSetting]) -> list[ActivityTypeSetting]:
+        _unique((str(t.type_id) for t in value), "activity type id")
+        return value
+
+    @property
+    def type_ids(self) -> list[int]:
+        return [t.type_id for t in self.types]
+
+    def group_of(self) -> dict[int, str]:
+        return {t.type_id: t.type_group for t in self.types}
+
+
+# --- sync cadence and history ------------------------------------------------------------------------
+_ALLOWED_INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440)
+
+
+class SyncSettings(_Strict):
+    history_days: int = Field(730, ge=1, le=1130, description="days of history; Marketo keeps ≤ 37 months")
+    interval_minutes: int = Field(30, description="minutes between incremental syncs (the schedule)")
+    programs: bool = Field(True, description="sync programs, channels and memberships")
+
+    @field_validator("interval_minutes")
+    @classmethod
+    def _cron_friendly(cls, value: int) -> int:
+        if value not in _ALLOWED_INTERVALS:
+            raise ValueError(f"must be one of {list(_ALLOWED_INTERVALS)} so it maps onto a cron schedule")
+        if value > 30:
+            # The product promise: nothing shown is older than 30 minutes.
+            raise ValueError("must be at most 30: Molequle promises data no older than 30 minutes")
+        return value
+
+    @property
+    def cron_schedule(self) -> str:
+        return f"*/{self.interval_minutes} * * * *"
+
+
+# --- unification -------------------------------------------------------------------------------------
+Normalizer = Literal["trim_case", "email", "email_domain", "url_domain", "domain", "company_name", "digits"]
+
+
+class MatchKey(_Strict):
+    field: FieldName
+    normalize: list[Normalizer] = Field(default_factory=lambda: ["trim_case"])
+
+
+class MatchRule(_Strict):
+    """Records whose normalized key values are all equal (and non-empty) are the same entity."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    keys: list[MatchKey] = Field(min_length=1)
+
+
+class UnificationSettings(_Strict):
+    people: list[MatchRule] = Field(
+        default_factory=lambda: [
+            MatchRule(name="same_email", keys=[MatchKey(field="email", normalize=["email"])]),
+        ]
+    )
+    accounts: list[MatchRule] = Field(
+        default_factory=lambda: [
+            MatchRule(name="same_domain", keys=[MatchKey(field="website", normalize=["domain"])]),
+        ]
+    )
+
+    @field_validator("people", "accounts")
+    @classmethod
+    def _unique_rule_names(cls, value: list[MatchRule]) -> list[MatchRule]:
+        _unique((r.name for r in value), "rule name")
+        return value
+
+
+# --- actions -----------------------------------------------------------------------------------------
+class TokenSpec(_Strict):
+    """A program "My Token" an action may send; sent as {{my.<name>}}."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^{}]+$")
+    type: Literal["string", "integer", "number", "date", "url"] = "string"
+    required: bool = False
+    max_length: int = Field(1000, ge=1, le=100_000)
+    description: str = ""
+
+
+class CampaignRef(_Strict):
+    id: int | None = Field(None, ge=1)
+    name: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CampaignRef:
+        if (self.name is None) == (self.id is None):
+            raise ValueError("give exactly one of 'name' or 'id'")
+        return self
+
+
+class ActionSettings(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["trigger", "schedule"] = "trigger"
+    campaign: CampaignRef
+    tokens: list[TokenSpec] = Field(default_factory=list, max_length=100)
+    description: str = ""
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_tokens(cls, value: list[TokenSpec]) -> list[TokenSpec]:
+        _unique((t.name for t in value), "token name")
+        return value
+
+
+# --- write-back --------------------------------------------------------------------------------------
+class WriteBackMapping(_Strict):
+    """Push a Molequle column to a Marketo lead field (Sync Leads, updateOnly by id)."""
+
+    source_table: Literal["unified_people", "unified_accounts", "people"]
+    source_column: FieldName
+    marketo_field: FieldName
+
+
+class WriteBackSettings(_Strict):
+    enabled: bool = False
+    mappings: list[WriteBackMapping] = Field(default_factory=list)
+
+    @field_validator("mappings")
+    @classmethod
+    def _unique_targets(cls, value: list[WriteBackMapping]) -> list[WriteBackMapping]:
+        _unique((m.marketo_field for m in value), "write-back marketo_field")
+        return value
+
+
+# --- storage -----------------------------------------------------------------------------------------
+class StorageSettings(_Strict):
+    lake_uri: str = Field(
+        ".molequle/lake",
+        min_length=1,
+        description="local directory or a pyarrow filesystem URI (e.g. s3://bucket/prefix)",
+    )
+
+
+# --- the whole file ----------------------------------------------------------------------------------
+class MolequleSettings(_Strict):
+    marketo: MarketoConnection
+    people: PeopleSettings
+    accounts: AccountSettings = AccountSettings()
+    activities: ActivitySettings = ActivitySettings()
+    sync: SyncSettings = SyncSettings()
+    unification: UnificationSettings = UnificationSettings()
+    actions: list[ActionSettings] = Field(default_factory=list)
+    write_back: WriteBackSettings = WriteBackSettings()
+    storage: StorageSettings = StorageSettings()
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, value: list[ActionSettings]) -> list[ActionSettings]:
+        _unique((a.name for a in value), "action name")
+        return value
+
+    def action(self, name: str) -> ActionSettings:
+        for action in self.actions:
+            if action.name == name:
+                return action
+        allowed = ", ".join(a.name for a in self.actions) or "(none configured)"
+        raise SettingsError(f"actions: no action named {name!r}; configured actions: {allowed}")
+
+
+# --- loading -----------------------------------------------------------------------------------------
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"function-after", "function-before"} or str(part).startswith("function-"):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at the parent of `loc` (for unknown-key messages)."""
+    model: Any = MolequleSettings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = [f"invalid Molequle settings in {source}:"]
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        path = _loc_to_path(loc)
+        value = item.get("input")
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(loc))
+            lines.append(f"  {path}: unknown key; allowed keys here: {allowed}")
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"  {path}: {message} (got {shown})")
+    return "\n".join(lines)
+
+
+def parse_settings(data: Any, source: str = "<settings>") -> MolequleSettings:
+    if not isinstance(data, dict):
+        raise SettingsError(f"invalid Molequle settings in {source}: expected a mapping at the top level")
+    try:
+        return MolequleSettings.model_validate(data)
+    except ValidationError as error:
+        raise SettingsError(_format_errors(source, error)) from None
+
+
+def default_settings_path() -> Path:
+    return Path(str(resources.files("molequle_dagster").joinpath(DEFAULT_SETTINGS_RESOURCE)))
+
+
+def settings_path() -> Path:
+    """$MOLEQULE_SETTINGS if set, else the packaged sandbox defaults."""
+    configured = os.environ.get(SETTINGS_ENV_VAR)
+    return Path(configured) if configured else default_settings_path()
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> MolequleSettings:
+    source = Path(path) if path is not None else settings_path()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"cannot read Molequle settings file {source}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SettingsError(f"invalid YAML in Molequle settings file {source}: {error}") from None
+    return parse_settings(data, str(source))

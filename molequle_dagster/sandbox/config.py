@@ -1,0 +1,111 @@
+"""Sandbox settings: data size, latency profile, Marketo's limits, and every UNCONFIRMED behaviour.
+
+Where `../shared/marketo-api.md` flags a behaviour as UNCONFIRMED or CONFLICT, it is a setting here with
+the likeliest default, so a test (or a data engineer) can flip it and see how the client copes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiClient(_Cfg):
+    """A LaunchPoint custom service: credentials and the API-only user that owns it."""
+
+    client_id: str
+    client_secret: str
+    api_user: str  # bulk jobs are visible only to the user that created them
+
+
+class LimitSettings(_Cfg):
+    rate_calls: int = 100  # per trailing rate_window_s, instance-wide -> 606
+    rate_window_s: float = 20.0
+    max_in_flight: int = 10  # -> 615
+    daily_quota: int = 50_000  # -> 607, resets at midnight quota_timezone
+    quota_timezone: str = "America/Chicago"  # [UNCONFIRMED] CST vs Central with DST: we follow the zone
+    max_uri_bytes: int = 8 * 1024  # -> HTTP 414
+    max_body_bytes: int = 1024 * 1024  # -> HTTP 413
+    enforce: bool = True
+
+
+class TokenSettings(_Cfg):
+    lifetime_s: int = 3600
+    accept_query_param: bool = False  # legacy access_token=...; removed by Adobe [CONFLICT on the date]
+    error_body: Literal["invalid_client", "unauthorized"] = "invalid_client"  # [UNCONFIRMED]
+
+
+class BulkSettings(_Cfg):
+    queue_slots: int = 10  # queued + processing, all export types and all API users -> 1029
+    processing_slots: int = 2
+    daily_export_bytes: int = 500 * 1024 * 1024  # metered on fileSize -> 1029 "Export daily quota"
+    status_refresh_s: float = 60.0  # status changes become visible at most this often
+    job_overhead_s: float = 120.0  # per-job time before rows are produced
+    rows_per_s: float = 50_000.0  # processing speed after the overhead
+    file_retention_days: float = 7.0  # [CONFLICT] 7 vs 10 days
+    max_window_days: int = 31
+    window_error_code: str = "1003"  # [UNCONFIRMED] code for a window wider than 31 days
+    unsupported_filters: list[str] = Field(default_factory=list)  # e.g. ["updatedAt", "smartListName"] -> 1035
+    cancelled_spelling: Literal["Cancelled", "Canceled"] = "Cancelled"  # [CONFLICT]
+    ssv_delimiter: str = ";"  # [CONFLICT] semicolon vs space
+    program_member_booleans: Literal["true_false", "zero_one"] = "true_false"  # [UNCONFIRMED]
+    cancel_finished_job: Literal["error", "noop"] = "error"  # [UNCONFIRMED]
+    enqueue_finished_job: Literal["error", "noop"] = "error"  # [UNCONFIRMED]
+
+
+class BehaviourSettings(_Cfg):
+    unknown_status_on_member_sync: Literal["request_error", "record_skip"] = "request_error"  # 1025 [UNCONF.]
+    trigger_inactive_error_code: str = "1003"  # [UNCONFIRMED]
+    trigger_too_many_leads_error_code: str = "1003"  # [UNCONFIRMED]
+    too_many_activity_types_error_code: str = "1003"  # [UNCONFIRMED]
+    merged_lead_lookup: Literal["empty", "winner"] = "empty"  # [UNCONFIRMED] Get Lead by Id on a loser
+    enforce_retention: bool = True  # Marketo's activity retention (90 days / 25 months)
+    max_empty_activity_pages: int = 2  # empty pages with moreResult:true the server may emit in a row
+    gzip_min_bytes: int = 1024
+
+
+class DataSettings(_Cfg):
+    seed: int = 42
+    people: int = 2_000
+    activities_per_person: float = 20.0
+    companies_ratio: float = 0.1  # companies per person
+    programs: int = 40
+    history_days: int = 760
+    interesting_moments: bool = True  # some instances lack Interesting Moment (46) entirely
+
+
+Profile = Literal["fast", "marketo"]
+
+
+class SandboxConfig(_Cfg):
+    profile: Profile = "fast"
+    data: DataSettings = Field(default_factory=DataSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    bulk: BulkSettings = Field(default_factory=BulkSettings)
+    behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings)
+    clients: list[ApiClient] = Field(
+        default_factory=lambda: [
+            ApiClient(client_id="molequle-sandbox", client_secret="sandbox-secret", api_user="molequle@sandbox"),
+            ApiClient(client_id="other-integration", client_secret="other-secret", api_user="other@sandbox"),
+        ]
+    )
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **overrides: object) -> SandboxConfig:
+        """`fast`: zero-latency bulk jobs and status refresh, for tests. `marketo`: minutes per job."""
+        config = cls.model_validate({"profile": profile, **overrides})
+        if profile == "fast":
+            config.bulk.status_refresh_s = 0.0
+            config.bulk.job_overhead_s = 0.0
+            config.bulk.rows_per_s = 0.0  # 0 means instant
+        return config
+
+
+DEFAULT_CLIENT_ID = "molequle-sandbox"
+DEFAULT_CLIENT_SECRET = "sandbox-secret"

@@ -1,0 +1,104 @@
+"""Shared pieces of the sync assets: asset conventions, run accounting for metadata, Arrow helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+OWNERS = ["team:data-engineering"]
+MARKETO_GROUP = "marketo"  # what Marketo holds, as fetched (raw, partitioned by day where it has time)
+MOLEQULE_GROUP = "molequle"  # current-state tables that Molequle reads
+UNIFIED_GROUP = "unification"
+ACTIONS_GROUP = "actions"
+MARKETO_POOL = "marketo_api"  # dagster.yaml sizes it so at most 2 Marketo-heavy steps run at once
+BULK_POOL = "marketo_bulk"  # at most 2 bulk exports at once across all runs (Marketo processes 2)
+
+SYNCED_AT = "_synced_at"  # when a row was fetched: rows reflect Marketo's state at that moment
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """A Dagster column schema (shown in the UI) from an Arrow schema."""
+    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema])
+
+
+def schema_metadata(schema: pa.Schema) -> dict[str, Any]:
+    return {"dagster/column_schema": column_schema(schema)}
+
+
+@dataclass
+class RunAccounting:
+    """API calls by endpoint, bulk bytes and export ids spent by one asset step, for its metadata."""
+
+    started: float = field(default_factory=time.monotonic)
+    calls: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    bulk_bytes: int = 0
+    exports_created: list[str] = field(default_factory=list)
+    exports_reused: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "api_calls": dg.MetadataValue.int(sum(self.calls.values())),
+            "api_calls_by_endpoint": dg.MetadataValue.json(dict(sorted(self.calls.items()))),
+            "marketo_errors": dg.MetadataValue.json(dict(sorted(self.errors.items()))),
+            "bulk_bytes": dg.MetadataValue.int(self.bulk_bytes),
+            "exports_created": dg.MetadataValue.json(self.exports_created),
+            "exports_reused": dg.MetadataValue.json(self.exports_reused),
+            "duration_s": dg.MetadataValue.float(round(time.monotonic() - self.started, 3)),
+        }
+
+
+@contextmanager
+def accounting(client: Any) -> Iterator[RunAccounting]:
+    """Measure what the block spent through `client` (its counters are cumulative per process)."""
+    result = RunAccounting()
+    with client.stats.measure() as delta:
+        yield result
+    result.calls = delta["calls"]
+    result.errors = delta["errors"]
+    result.bulk_bytes = delta["bulk_bytes"]
+    result.exports_created = delta["exports_created"]
+    result.exports_reused = delta["exports_reused"]
+
+
+def dedupe_latest(table: pa.Table, key: str, order_by: str = SYNCED_AT) -> pa.Table:
+    """Keep one row per `key`: the one with the greatest `order_by` (last occurrence on ties)."""
+    if table.num_rows == 0:
+        return table
+    indices = pa.array(range(table.num_rows), pa.int64())
+    ranked = table.append_column("__row", indices)
+    ranked = ranked.sort_by([(key, "ascending"), (order_by, "ascending"), ("__row", "ascending")])
+    keys = ranked.column(key).combine_chunks()
+    # the last row of each key run wins
+    is_last = pc.not_equal(keys[:-1], keys[1:]) if len(keys) > 1 else pa.array([], pa.bool_())
+    mask = pa.concat_arrays([is_last.fill_null(True), pa.array([True])])
+    return ranked.filter(mask).drop_columns(["__row"])
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def stamp(table: pa.Table, synced_at: datetime) -> pa.Table:
+    seconds = np.full(table.num_rows, int(synced_at.timestamp()), dtype="datetime64[s]")
+    column = pa.array(seconds, pa.timestamp("s")).cast(pa.timestamp("s", tz="UTC"))
+    if SYNCED_AT in table.column_names:
+        table = table.drop_columns([SYNCED_AT])
+    return table.append_column(SYNCED_AT, column)

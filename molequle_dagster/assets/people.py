@@ -1,0 +1,378 @@
+"""People: the smart-list population, daily lead updates, deletions and merges, and the current table.
+
+Identity is the Marketo lead `id`, never the email: every table here is keyed by `id`, so a changed email
+updates the same row. The flow:
+
+* `marketo_people_population` — everyone in the smart list named in the settings, in one bulk lead export
+  (the fewest API calls). Refreshed by the daily job to reconcile list membership. If the instance refuses
+  smart-list filters (1035, no "Corona"), it falls back to `createdAt` sweeps over the history and says so
+  in its metadata.
+* `marketo_people_updates` — daily partitions of the leads whose last change falls on that day (bulk
+  `updatedAt` filter). A tick exports only what changed since the last tick.
+* `marketo_people_lifecycle` — deletions (Get Deleted Leads) and merges (Merge Leads activities) since the
+  last run, into the `person_tombstones` and `person_merges` tables.
+* `people` — the current state Molequle reads: the population, upserted with every update fetched since,
+  minus tombstoned ids and merged-away (losing) ids.
+"""
+
+
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from molequle_dagster.assets.common import (
+    BULK_POOL,
+    MARKETO_GROUP,
+    MARKETO_POOL,
+    MOLEQULE_GROUP,
+    OWNERS,
+    SYNCED_AT,
+    accounting,
+    dedupe_latest,
+    iso,
+    schema_metadata,
+    stamp,
+    utcnow,
+)
+from molequle_dagster.assets.daily_bulk import DailyBulkSpec, sync_days
+from molequle_dagster.marketo.errors import UnsupportedFilterError
+from molequle_dagster.partitions import history_start
+from molequle_dagster.resources import LakeResource, MarketoResource
+from molequle_dagster.settings import MolequleSettings
+
+POPULATION_TABLE = "people_population"
+UPDATES_TABLE = "people_updates"
+PEOPLE_TABLE = "people"
+TOMBSTONES_TABLE = "person_tombstones"
+MERGES_TABLE = "person_merges"
+MERGE_LEADS_TYPE = 32
+DELETED_LEADS_LOOKBACK = timedelta(days=14)  # Marketo prunes deletions older than 14 days
+
+TOMBSTONE_SCHEMA = pa.schema([("id", pa.int64()), ("deleted_at", pa.timestamp("s", tz="UTC"))])
+MERGE_SCHEMA = pa.schema(
+    [("loser_id", pa.int64()), ("winner_id", pa.int64()), ("merged_at", pa.timestamp("s", tz="UTC"))]
+)
+
+
+def _people_schema(settings: MolequleSettings) -> pa.Schema:
+    """Typed columns of the configured fields (types come from describe at run time; strings here)."""
+    typed = {"id": pa.int64(), "createdAt": pa.timestamp("s", tz="UTC"), "updatedAt": pa.timestamp("s", tz="UTC")}
+    return pa.schema([(f, typed.get(f, pa.string())) for f in settings.people.export_fields])
+
+
+def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition) -> list[Any]:
+    fields = settings.people.export_fields
+    smart_list = settings.people.smart_list
+    window_days = settings.marketo.bulk.window_days
+    declared = _people_schema(settings)
+    with_stamp = declared.append(pa.field(SYNCED_AT, pa.timestamp("s", tz="UTC")))
+    current_schema = with_stamp.append(pa.field("in_sync_list", pa.bool_()))
+
+    @dg.asset(
+        name="marketo_people_population",
+        group_name=MARKETO_GROUP,
+        kinds={"marketo", "parquet"},
+        owners=OWNERS,
+        pool=BULK_POOL,
+        metadata={**schema_metadata(with_stamp), "smart_list": smart_list.name or str(smart_list.id)},
+    )
+    def marketo_people_population(
+        context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """Everyone in the settings' smart list, through one bulk lead export (the initial people sync).
+
+        The daily job refreshes it to reconcile list membership. On 1035 (smart-list filters unsupported on
+        this instance) it sweeps `createdAt` windows over the history instead and says so in metadata.
+        """
+        client = marketo.client
+        now = utcnow()
+        schema = client.lead_schema(fields)
+        flt = {"smartListName": smart_list.name} if smart_list.name else {"smartListId": smart_list.id}
+        method = "smart list export"
+        path = lake.lake.current_path(POPULATION_TABLE)
+
+        def write(requests: list[dict[str, Any]]) -> int:
+            rows = 0
+            with lake.lake.writer(path, with_stamp) as writer:
+                for _i, result in client.bulk_export_many("leads", requests, schema=schema):
+                    for batch in result.batches():
+                        table = stamp(pa.Table.from_batches([batch]), now).select(with_stamp.names)
+                        writer.write_table(table.cast(with_stamp))
+                        rows += table.num_rows
+            return rows
+
+        with accounting(client) as spent:
+            try:
+                rows = write([{"fields": fields, "filter": flt}])
+            except UnsupportedFilterError:
+                method = "createdAt sweeps (smart-list filter unsupported: 1035)"
+                context.log.warning(f"Smart-list filter refused by Marketo (1035); falling back to {method}")
+                start = history_start(settings.sync.history_days)
+                rows = write(_created_at_sweeps(fields, start, now, window_days))
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "method": method,
+                "synced_at": iso(now),
+                "location": lake.lake.location(POPULATION_TABLE),
+                **spent.metadata(),
+            }
+        )
+
+    @dg.asset(
+        name="marketo_people_updates",
+        partitions_def=partitions,
+        group_name=MARKETO_GROUP,
+        kinds={"marketo", "parquet"},
+        owners=OWNERS,
+        pool=BULK_POOL,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
+        metadata=schema_metadata(with_stamp),
+    )
+    def marketo_people_updates(
+        context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """Leads whose last change falls on the partition's day (bulk lead export, `updatedAt` filter).
+
+        A 30-minute tick on today exports only what changed since the previous tick; a backfill exports
+        its range in ≤ 31-day windows (⌈days/31⌉ exports) and writes one file per day.
+        """
+        client = marketo.client
+        spec = DailyBulkSpec(
+            table=UPDATES_TABLE,
+            entity="leads",
+            time_filter="updatedAt",
+            fields=fields,
+            extra_filter={},
+            schema=client.lead_schema(fields),
+            key="id",
+            day_column="updatedAt",
+            transform=lambda t: t.select(with_stamp.names),
+        )
+        with accounting(client) as spent:
+            outcome = sync_days(client, lake.lake, spec, list(context.partition_keys), utcnow(), window_days)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": outcome.rows,
+                "new_rows": outcome.new_rows,
+                "mode": outcome.mode,
+                "windows": dg.MetadataValue.json(outcome.windows),
+                "location": lake.lake.location(UPDATES_TABLE),
+                **spent.metadata(),
+            }
+        )
+
+    @dg.multi_asset(
+        name="marketo_people_lifecycle",
+        group_name=MARKETO_GROUP,
+        pool=MARKETO_POOL,
+        specs=[
+            dg.AssetSpec(
+                TOMBSTONES_TABLE,
+                description="Deleted Marketo leads: id and deletion time (Get Deleted Leads).",
+                kinds={"marketo", "parquet"},
+                owners=OWNERS,
+                metadata=schema_metadata(TOMBSTONE_SCHEMA),
+            ),
+            dg.AssetSpec(
+                MERGES_TABLE,
+                description="Merged Marketo leads: each losing id and the winner it was folded into.",
+                kinds={"marketo", "parquet"},
+                owners=OWNERS,
+                metadata=schema_metadata(MERGE_SCHEMA),
+            ),
+        ],
+    )
+    def marketo_people_lifecycle(marketo: MarketoResource, lake: LakeResource):
+        """Deletions and merges since the last run, appended to the tombstone table and the merge map."""
+        client = marketo.client
+        store = lake.lake
+        now = utcnow()
+        state = store.read_state("people_lifecycle")
+        since = state.get("since")
+        since_dt = _parse(since) if since else now - DELETED_LEADS_LOOKBACK
+        with accounting(client) as spent:
+            deleted = [
+                (int(r["leadId"]), _parse(r["activityDate"])) for r in client.deleted_leads_since(since_dt)
+            ]
+            merges = []
+            for activity in client.activities_since(since_dt, [MERGE_LEADS_TYPE]):
+                winner = int(activity["leadId"])
+                for loser in _merge_ids(activity):
+                    merges.append((loser, winner, _parse(activity["activityDate"])))
+        tombstones = _append(
+            store.read_current(TOMBSTONES_TABLE),
+            pa.table(
+                {"id": [d[0] for d in deleted], "deleted_at": [d[1] for d in deleted]}, TOMBSTONE_SCHEMA
+            ),
+            "id",
+            "deleted_at",
+        )
+        merge_map = _append(
+            store.read_current(MERGES_TABLE),
+            pa.table(
+                {
+                    "loser_id": [m[0] for m in merges],
+                    "winner_id": [m[1] for m in merges],
+                    "merged_at": [m[2] for m in merges],
+                },
+                MERGE_SCHEMA,
+            ),
+            "loser_id",
+            "merged_at",
+        )
+        store.write_current(TOMBSTONES_TABLE, tombstones)
+        store.write_current(MERGES_TABLE, merge_map)
+        store.write_state("people_lifecycle", {"since": now.isoformat()})
+        common = {"since": iso(since_dt), **spent.metadata()}
+        yield dg.MaterializeResult(
+            asset_key=TOMBSTONES_TABLE,
+            metadata={"dagster/row_count": tombstones.num_rows, "new_rows": len(deleted), **common},
+        )
+        yield dg.MaterializeResult(
+            asset_key=MERGES_TABLE,
+            metadata={"dagster/row_count": merge_map.num_rows, "new_rows": len(merges), **common},
+        )
+
+    @dg.asset(
+        name=PEOPLE_TABLE,
+        group_name=MOLEQULE_GROUP,
+        kinds={"parquet", "pyarrow"},
+        owners=OWNERS,
+        deps=[marketo_people_population, marketo_people_updates, TOMBSTONES_TABLE, MERGES_TABLE],
+        metadata=schema_metadata(current_schema),
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
+        check_specs=[
+            dg.AssetCheckSpec("ids_unique", asset=PEOPLE_TABLE, blocking=True,
+                              description="Every Marketo lead id appears once."),
+        ],
+    )
+    def people(lake: LakeResource):
+        """Current people, keyed by Marketo lead id: the smart-list population upserted with every update
+        fetched since, without deleted leads and without merged-away (losing) leads.
+
+        `in_sync_list` is true for members of the smart list at its last refresh; people who changed
+        since are included too (joins are picked up at once, leaves at the daily refresh).
+        """
+        store = lake.lake
+        fold = store.read_state("people/fold")
+        population = store.read_current(POPULATION_TABLE)
+        base = store.read_current(PEOPLE_TABLE)
+        through = fold.get("through")
+        population_at = _max_time(population)
+        rebased = population is not None and (base is None or iso_or_none(population_at) != fold.get("population"))
+        if rebased:
+            base = population.append_column("in_sync_list", pa.array([True] * population.num_rows))
+            through = population_at.isoformat() if population_at else None
+        elif base is None:
+            base = current_schema.empty_table()
+        updates = _updates_since(store, through)
+        if updates is not None and updates.num_rows:
+            updates = updates.append_column("in_sync_list", pa.nulls(updates.num_rows, pa.bool_()))
+            updates = _keep_membership(updates, base)
+            combined = pa.concat_tables([base.cast(current_schema), updates.cast(current_schema)])
+            base = dedupe_latest(combined, "id", SYNCED_AT)
+            through = _max_time(updates).isoformat()
+        removed = _removed_ids(store)
+        current = base.cast(current_schema)
+        if removed is not None and len(removed):
+            current = current.filter(pc.invert(pc.is_in(current.column("id"), value_set=removed)))
+        current = current.sort_by("id")
+        store.write_current(PEOPLE_TABLE, current)
+        store.write_state("people/fold", {"through": through, "population": iso_or_none(population_at)})
+        ids = current.column("id")
+        duplicates = len(ids) - len(pc.unique(ids))
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": current.num_rows,
+                "rebased_on_population": rebased,
+                "folded_through": through or "",
+                "location": store.location(PEOPLE_TABLE),
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="ids_unique", passed=duplicates == 0, metadata={"duplicates": duplicates}
+        )
+
+    return [marketo_people_population, marketo_people_updates, marketo_people_lifecycle, people]
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+def _created_at_sweeps(fields: list[str], start: Any, now: Any, window_days: int) -> list[dict[str, Any]]:
+    from molequle_dagster.assets.daily_bulk import _windows
+    from molequle_dagster.partitions import partition_window
+
+    begin = partition_window(start.strftime("%Y-%m-%d"))[0]
+    return [
+        {"fields": fields, "filter": {"createdAt": {"startAt": iso(a), "endAt": iso(b)}}}
+        for a, b in _windows(begin, now, window_days)
+    ]
+
+
+def _parse(value: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
+
+
+def iso_or_none(value: Any) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def _max_time(table: pa.Table | None):
+    if table is None or table.num_rows == 0:
+        return None
+    return pc.max(table.column(SYNCED_AT)).as_py()
+
+
+def _merge_ids(activity: dict[str, Any]) -> list[int]:
+    for attribute in activity.get("attributes") or []:
+        if attribute.get("name") == "Merge IDs":
+            value = attribute.get("value")
+            if isinstance(value, str):
+                value = [v for v in value.strip("[]").split(",") if v.strip()]
+            return [int(v) for v in value or []]
+    return []
+
+
+def _append(existing: pa.Table | None, new: pa.Table, key: str, order: str) -> pa.Table:
+    combined = pa.concat_tables([existing.cast(new.schema), new]) if existing is not None else new
+    return dedupe_latest(combined, key, order).sort_by(key)
+
+
+def _updates_since(store: Any, through: str | None) -> pa.Table | None:
+    """Update rows fetched after `through`, from the days written since then only."""
+    keys = []
+    for key in store.partition_keys(UPDATES_TABLE):
+        written = store.read_state(f"{UPDATES_TABLE}/{key}").get("covered_until")
+        if through is None or written is None or written > through or key >= through[:10]:
+            keys.append(key)
+    table = store.read_partitions(UPDATES_TABLE, keys)
+    if table is None or through is None:
+        return table
+    from datetime import datetime
+
+    cutoff = pa.scalar(datetime.fromisoformat(through), pa.timestamp("s", tz="UTC"))
+    return table.filter(pc.greater(table.column(SYNCED_AT), cutoff))
+
+
+def _keep_membership(updates: pa.Table, base: pa.Table) -> pa.Table:
+    """Updated people who were list members stay members until the next population refresh."""
+    members = base.filter(pc.equal(base.column("in_sync_list"), True)).column("id")
+    flag = pc.is_in(updates.column("id"), value_set=members.combine_chunks())
+    index = updates.column_names.index("in_sync_list")
+    return updates.set_column(index, "in_sync_list", flag)
+
+
+def _removed_ids(store: Any) -> pa.Array | None:
+    parts = []
+    tombstones = store.read_current(TOMBSTONES_TABLE, columns=["id"])
+    if tombstones is not None:
+        parts.append(tombstones.column("id").combine_chunks())
+    merges = store.read_current(MERGES_TABLE, columns=["loser_id"])
+    if merges is not None:
+        parts.append(merges.column("loser_id").combine_chunks())
+    return pa.concat_arrays(parts) if parts else None

@@ -1,0 +1,175 @@
+"""Molequle's Parquet lake on a pyarrow filesystem: a local directory by default, any pyarrow URI otherwise.
+
+Layout under the lake root:
+
+    <table>/current.parquet                    current-state tables (people, accounts, ...), replaced whole
+    <table>/date=YYYY-MM-DD/part.parquet       one file per daily partition (activities, people updates, ...)
+    _state/<name>.json                         sync cursors and watermarks
+
+Every write is atomic: on a local disk the file is written beside its target and renamed over it, so a
+crash mid-write leaves the previous good file; on object stores (s3://, gs://) a single PUT is already
+atomic for readers, so the object is written in place. Readers therefore never see half a file.
+
+Read any table into pandas with `Lake(uri).read_table("people").to_pandas()` or, from a shell,
+`python -c "from molequle_dagster.lake import read_pandas; print(read_pandas('people'))"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+CURRENT_FILE = "current.parquet"
+PART_FILE = "part.parquet"
+
+
+class LakeError(RuntimeError):
+    pass
+
+
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str, bool]:
+    """(filesystem, root path inside it, whether renames are atomic)."""
+    if "://" in uri and not uri.startswith("file://"):
+        filesystem, root = pafs.FileSystem.from_uri(uri)
+        return filesystem, root.rstrip("/"), False
+    local = uri.removeprefix("file://")
+    return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve()), True
+
+
+class Lake:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.fs, self.root, self._atomic_rename = _resolve(uri)
+
+    # --- paths -------------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def current_path(self, table: str) -> str:
+        return self.path(table, CURRENT_FILE)
+
+    def partition_path(self, table: str, key: str) -> str:
+        return self.path(table, f"date={key}", PART_FILE)
+
+    def location(self, table: str) -> str:
+        """Human-readable location of a table, for metadata and the CLI summary."""
+        return self.path(table) if self._atomic_rename else f"{self.uri.rstrip('/')}/{table}"
+
+    # --- atomic writes -----------------------------------------------------------------------------
+    @contextmanager
+    def _atomic_target(self, final_path: str) -> Iterator[str]:
+        parent = final_path.rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+        if not self._atomic_rename:
+            yield final_path
+            return
+        temp_path = f"{final_path}.tmp-{uuid.uuid4().hex}"
+        try:
+            yield temp_path
+            self.fs.move(temp_path, final_path)  # rename(2): atomic on one filesystem
+        except BaseException:
+            if self.fs.get_file_info(temp_path).type != pafs.FileType.NotFound:
+                self.fs.delete_file(temp_path)
+            raise
+
+    def _write(self, final_path: str, table: pa.Table) -> None:
+        with self._atomic_target(final_path) as target:
+            pq.write_table(table, target, filesystem=self.fs, compression="zstd")
+
+    @contextmanager
+    def writer(self, final_path: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """Stream record batches into one Parquet file, published only if the block completes."""
+        with self._atomic_target(final_path) as target:
+            writer = pq.ParquetWriter(target, schema, filesystem=self.fs, compression="zstd")
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    def write_current(self, table_name: str, table: pa.Table) -> str:
+        path = self.current_path(table_name)
+        self._write(path, table)
+        return path
+
+    def write_partition(self, table_name: str, key: str, table: pa.Table) -> str:
+        path = self.partition_path(table_name, key)
+        self._write(path, table)
+        return path
+
+    # --- reads -------------------------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
+    def read_current(self, table_name: str, columns: list[str] | None = None) -> pa.Table | None:
+        path = self.current_path(table_name)
+        if not self.exists(path):
+            return None
+        return pq.read_table(path, filesystem=self.fs, columns=columns)
+
+    def read_partition(self, table_name: str, key: str, columns: list[str] | None = None) -> pa.Table | None:
+        path = self.partition_path(table_name, key)
+        if not self.exists(path):
+            return None
+        return pq.read_table(path, filesystem=self.fs, columns=columns)
+
+    def partition_keys(self, table_name: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(table_name), allow_not_found=True)
+        keys = [
+            info.base_name.removeprefix("date=")
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("date=")
+        ]
+        return sorted(k for k in keys if self.exists(self.partition_path(table_name, k)))
+
+    def read_partitions(
+        self, table_name: str, keys: Iterable[str] | None = None, columns: list[str] | None = None
+    ) -> pa.Table | None:
+        wanted = self.partition_keys(table_name) if keys is None else list(keys)
+        parts = [t for k in wanted if (t := self.read_partition(table_name, k, columns)) is not None]
+        if not parts:
+            return None
+        return pa.concat_tables(parts, promote_options="default")
+
+    def read_table(self, table_name: str, columns: list[str] | None = None) -> pa.Table:
+        """A current-state table, or all partitions of a partitioned one."""
+        current = self.read_current(table_name, columns)
+        if current is not None:
+            return current
+        partitions = self.read_partitions(table_name, columns=columns)
+        if partitions is None:
+            raise LakeError(f"table {table_name!r} has no data under {self.location(table_name)}")
+        return partitions
+
+    # --- sync state (cursors, watermarks) ----------------------------------------------------------
+    def read_state(self, name: str) -> dict[str, Any]:
+        path = self.path("_state", f"{name}.json")
+        if not self.exists(path):
+            return {}
+        with self.fs.open_input_stream(path) as stream:
+            return json.loads(stream.read().decode("utf-8"))
+
+    def write_state(self, name: str, value: dict[str, Any]) -> None:
+        path = self.path("_state", f"{name}.json")
+        payload = json.dumps(value, sort_keys=True, default=str).encode("utf-8")
+        with self._atomic_target(path) as target, self.fs.open_output_stream(target) as stream:
+            stream.write(payload)
+
+
+def default_lake_uri() -> str:
+    from molequle_dagster.settings import load_settings
+
+    return os.environ.get("MOLEQULE_LAKE_URI") or load_settings().storage.lake_uri
+
+
+def read_pandas(table_name: str, lake_uri: str | None = None) -> Any:
+    """Read any lake table into a pandas DataFrame (the documented way in the README)."""
+    return Lake(lake_uri or default_lake_uri()).read_table(table_name).to_pandas()

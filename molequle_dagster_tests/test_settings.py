@@ -1,0 +1,112 @@
+"""Extension settings: the packaged defaults load, and each kind of bad input fails with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from molequle_dagster.settings import (
+    MissingSecretError,
+    SettingsError,
+    default_settings_path,
+    load_settings,
+    parse_settings,
+)
+
+
+@pytest.fixture
+def base() -> dict:
+    return yaml.safe_load(default_settings_path().read_text())
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(data, "test.yaml")
+    return str(caught.value)
+
+
+def test_packaged_defaults_load_and_resolve_activity_type_ids() -> None:
+    settings = load_settings(default_settings_path())
+    assert settings.activities.type_ids == [10, 11, 8, 27, 6, 7, 46, 2, 1, 3, 22]
+    assert settings.activities.group_of()[46] == "moments"
+    assert settings.sync.history_days == 730 and settings.sync.cron_schedule == "*/30 * * * *"
+    assert settings.people.export_fields[:4] == ["id", "email", "createdAt", "updatedAt"]
+
+
+def test_omitted_activity_types_default_to_the_eleven_product_types(base: dict) -> None:
+    del base["activities"]
+    settings = parse_settings(base)
+    assert len(settings.activities.types) == 11
+    assert {t.type_group for t in settings.activities.types} == {"email", "moments", "forms", "web", "scoring"}
+
+
+def test_unknown_key_names_the_path_and_the_allowed_keys(base: dict) -> None:
+    base["people"]["smart_lsit"] = {"name": "x"}
+    message = _error(base)
+    assert "people.smart_lsit: unknown key" in message
+    assert "allowed keys here: attributes, smart_list" in message
+
+
+def test_wrong_type_names_the_path_and_the_value(base: dict) -> None:
+    base["sync"]["history_days"] = "two years"
+    message = _error(base)
+    assert "sync.history_days" in message and "'two years'" in message and "integer" in message
+
+
+def test_out_of_range_value(base: dict) -> None:
+    base["marketo"]["pacing"]["calls_per_20s"] = 500
+    message = _error(base)
+    assert "marketo.pacing.calls_per_20s" in message and "100" in message and "500" in message
+
+
+def test_sync_interval_must_keep_the_30_minute_promise(base: dict) -> None:
+    base["sync"]["interval_minutes"] = 60
+    assert "sync.interval_minutes" in _error(base) and "30 minutes" in _error(base)
+    base["sync"]["interval_minutes"] = 7
+    assert "must be one of" in _error(base)
+
+
+def test_unknown_activity_type_name_lists_the_known_names(base: dict) -> None:
+    base["activities"]["types"].append({"name": "Email Opne"})
+    message = _error(base)
+    assert "activities.types[11]" in message
+    assert "unknown activity type name 'Email Opne'" in message and "Email Open" in message
+
+
+def test_custom_activity_type_needs_an_id(base: dict) -> None:
+    base["activities"]["types"].append({"name": "Webinar Attended", "id": 100001, "group": "events"})
+    settings = parse_settings(base)
+    assert settings.activities.group_of()[100001] == "events"
+
+
+def test_duplicate_action_name(base: dict) -> None:
+    base["actions"].append(dict(base["actions"][0]))
+    message = _error(base)
+    assert "actions" in message and "duplicate action name 'welcome_sequence'" in message
+
+
+def test_bad_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    broken = tmp_path / "s.yaml"
+    broken.write_text("marketo: [unclosed")
+    with pytest.raises(SettingsError, match="invalid YAML"):
+        load_settings(broken)
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_missing_secret_fails_only_when_a_run_reads_it(base: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    base["marketo"]["client_secret_env"] = "MOLEQULE_TEST_SECRET_UNSET"
+    monkeypatch.delenv("MOLEQULE_TEST_SECRET_UNSET", raising=False)
+    settings = parse_settings(base)  # loading does not need the secret
+    with pytest.raises(MissingSecretError) as caught:
+        settings.marketo.read_secret("client_secret")
+    assert "MOLEQULE_TEST_SECRET_UNSET is not set" in str(caught.value)
+    monkeypatch.setenv("MOLEQULE_TEST_SECRET_UNSET", "s3cr3t")
+    assert settings.marketo.read_secret("client_secret") == "s3cr3t"
+
+
+def test_smart_list_needs_exactly_one_of_name_or_id(base: dict) -> None:
+    base["people"]["smart_list"] = {"name": "A", "id": 3}
+    assert "people.smart_list" in _error(base) and "exactly one" in _error(base)

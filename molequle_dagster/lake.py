@@ -36,6 +36,18 @@ class LakeError(RuntimeError):
     pass
 
 
+def _restore_seconds(table: pa.Table) -> pa.Table:
+    """Parquet has no seconds unit: our second-precision timestamps come back as ms; restore them."""
+    fields = [
+        pa.field(f.name, pa.timestamp("s", tz=f.type.tz), f.nullable, f.metadata)
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ms"
+        else f
+        for f in table.schema
+    ]
+    target = pa.schema(fields, table.schema.metadata)
+    return table if target.equals(table.schema) else table.cast(target)
+
+
 def _resolve(uri: str) -> tuple[pafs.FileSystem, str, bool]:
     """(filesystem, root path inside it, whether renames are atomic)."""
     if "://" in uri and not uri.startswith("file://"):
@@ -113,13 +125,13 @@ class Lake:
         path = self.current_path(table_name)
         if not self.exists(path):
             return None
-        return pq.read_table(path, filesystem=self.fs, columns=columns)
+        return _restore_seconds(pq.read_table(path, filesystem=self.fs, columns=columns))
 
     def read_partition(self, table_name: str, key: str, columns: list[str] | None = None) -> pa.Table | None:
         path = self.partition_path(table_name, key)
         if not self.exists(path):
             return None
-        return pq.read_table(path, filesystem=self.fs, columns=columns)
+        return _restore_seconds(pq.read_table(path, filesystem=self.fs, columns=columns))
 
     def partition_keys(self, table_name: str) -> list[str]:
         selector = pafs.FileSelector(self.path(table_name), allow_not_found=True)

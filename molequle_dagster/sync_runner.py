@@ -85,7 +85,7 @@ def _run(report: SyncReport, job, instance, **kwargs) -> None:
         # multi-partition runs repeat a step's metadata on every partition: count each step once
         if event.event_type_value == "ASSET_MATERIALIZATION" and event.step_key not in counted:
             counted.add(event.step_key)
-            metadata = event.asset_materialization.metadata
+            metadata = event.step_materialization_data.materialization.metadata
             report.api_calls += _int(metadata.get("api_calls"))
             report.bulk_bytes += _int(metadata.get("bulk_bytes"))
             created = metadata.get("exports_created")

@@ -199,9 +199,11 @@ def _records_table(rows: list[dict[str, Any]], fields: list[str], now: Any) -> p
 
 
 def _upsert(existing: pa.Table | None, fetched: pa.Table, key: str) -> pa.Table:
+    if existing is not None and fetched.num_rows == 0:
+        return existing
     if existing is None:
         return dedupe_latest(fetched, key).sort_by(key)
-    combined = pa.concat_tables([existing, fetched], promote_options="permissive")
+    combined = pa.concat_tables([existing, fetched.cast(existing.schema)])
     return dedupe_latest(combined, key).sort_by(key)
 
 

@@ -14,11 +14,13 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from molequle_dagster.assets.common import (
     BULK_POOL,
     MARKETO_GROUP,
     MARKETO_POOL,
+    MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
     accounting,
@@ -26,6 +28,12 @@ from molequle_dagster.assets.common import (
     utcnow,
 )
 from molequle_dagster.assets.daily_bulk import DailyBulkSpec, sync_days
+from molequle_dagster.assets.people import (
+    MERGES_TABLE,
+    TOMBSTONES_TABLE,
+    lifecycle_since,
+    save_lifecycle_mark,
+)
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
@@ -146,7 +154,57 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
             }
         )
 
-    return [marketo_activity_types, activities]
+    @dg.asset(
+        name="activities_reconciled",
+        group_name=MOLEQULE_GROUP,
+        kinds={"parquet", "pyarrow"},
+        owners=OWNERS,
+        deps=[activities, TOMBSTONES_TABLE, MERGES_TABLE],
+    )
+    def activities_reconciled(lake: LakeResource) -> dg.MaterializeResult:
+        """Apply Marketo deletions and merges to the stored activities, as Marketo does to its own: the
+        activities of deleted leads disappear, those of merged-away leads move to the winner.
+
+        Costs nothing when nothing was deleted or merged since the last run; otherwise one scan of the
+        `leadId` column finds the affected days, and only those files are rewritten.
+        """
+        store = lake.lake
+        tombstones, merges, mark = lifecycle_since(store, "activities")
+        touched = reconcile_activities(store, tombstones, merges)
+        save_lifecycle_mark(store, "activities", mark)
+        return dg.MaterializeResult(
+            metadata={
+                "deleted_leads": tombstones.num_rows,
+                "merged_leads": merges.num_rows,
+                "rewritten_partitions": dg.MetadataValue.json(touched),
+            }
+        )
+
+    return [marketo_activity_types, activities, activities_reconciled]
+
+
+def reconcile_activities(store: Any, tombstones: pa.Table, merges: pa.Table) -> list[str]:
+    deleted = tombstones.column("id").combine_chunks()
+    losers = merges.column("loser_id").combine_chunks()
+    winners = merges.column("winner_id").combine_chunks()
+    affected = pa.concat_arrays([deleted.cast(pa.int64()), losers.cast(pa.int64())])
+    if len(affected) == 0 or not store.partition_keys(ACTIVITIES_TABLE):
+        return []
+    dataset = ds.dataset(store.path(ACTIVITIES_TABLE), filesystem=store.fs, format="parquet",
+                         partitioning="hive", exclude_invalid_files=True)
+    hits = dataset.to_table(columns=["date"], filter=pc.is_in(pc.field("leadId"), value_set=affected))
+    touched = sorted(set(pc.unique(pc.cast(hits.column("date"), pa.string())).to_pylist()))
+    for key in touched:
+        path = store.partition_path(ACTIVITIES_TABLE, key)
+        seen = store.fs.get_file_info(path).mtime
+        table = store.read_partition(ACTIVITIES_TABLE, key)
+        table = table.filter(pc.invert(pc.is_in(table.column("leadId"), value_set=deleted)))
+        index = pc.index_in(table.column("leadId"), value_set=losers)
+        remapped = pc.if_else(pc.is_valid(index), pc.take(winners, index), table.column("leadId"))
+        table = table.set_column(table.column_names.index("leadId"), "leadId", remapped)
+        if store.fs.get_file_info(path).mtime == seen:  # a concurrent run rewrote it: that run is newer
+            store.write_partition(ACTIVITIES_TABLE, key, table)
+    return touched
 
 
 def retention_notes(settings: MolequleSettings, now: datetime, keys: list[str]) -> dict[str, Any]:

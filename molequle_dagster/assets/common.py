@@ -102,3 +102,7 @@ def stamp(table: pa.Table, synced_at: datetime) -> pa.Table:
     if SYNCED_AT in table.column_names:
         table = table.drop_columns([SYNCED_AT])
     return table.append_column(SYNCED_AT, column)
+
+
+def or_empty(table: pa.Table | None, schema: pa.Schema) -> pa.Table:
+    return table if table is not None else schema.empty_table()

@@ -33,6 +33,7 @@ from molequle_dagster.assets.common import (
     accounting,
     dedupe_latest,
     iso,
+    or_empty,
     schema_metadata,
     stamp,
     utcnow,
@@ -51,9 +52,17 @@ MERGES_TABLE = "person_merges"
 MERGE_LEADS_TYPE = 32
 DELETED_LEADS_LOOKBACK = timedelta(days=14)  # Marketo prunes deletions older than 14 days
 
-TOMBSTONE_SCHEMA = pa.schema([("id", pa.int64()), ("deleted_at", pa.timestamp("s", tz="UTC"))])
+# `recorded_at`: when we learned of it; downstream steps (activities, memberships) consume by it.
+TOMBSTONE_SCHEMA = pa.schema(
+    [("id", pa.int64()), ("deleted_at", pa.timestamp("s", tz="UTC")), ("recorded_at", pa.timestamp("s", tz="UTC"))]
+)
 MERGE_SCHEMA = pa.schema(
-    [("loser_id", pa.int64()), ("winner_id", pa.int64()), ("merged_at", pa.timestamp("s", tz="UTC"))]
+    [
+        ("loser_id", pa.int64()),
+        ("winner_id", pa.int64()),
+        ("merged_at", pa.timestamp("s", tz="UTC")),
+        ("recorded_at", pa.timestamp("s", tz="UTC")),
+    ]
 )
 
 
@@ -206,10 +215,11 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         tombstones = _append(
             store.read_current(TOMBSTONES_TABLE),
             pa.table(
-                {"id": [d[0] for d in deleted], "deleted_at": [d[1] for d in deleted]}, TOMBSTONE_SCHEMA
+                {"id": [d[0] for d in deleted], "deleted_at": [d[1] for d in deleted],
+                 "recorded_at": [now] * len(deleted)},
+                TOMBSTONE_SCHEMA,
             ),
             "id",
-            "deleted_at",
         )
         merge_map = _append(
             store.read_current(MERGES_TABLE),
@@ -218,11 +228,11 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
                     "loser_id": [m[0] for m in merges],
                     "winner_id": [m[1] for m in merges],
                     "merged_at": [m[2] for m in merges],
+                    "recorded_at": [now] * len(merges),
                 },
                 MERGE_SCHEMA,
             ),
             "loser_id",
-            "merged_at",
         )
         store.write_current(TOMBSTONES_TABLE, tombstones)
         store.write_current(MERGES_TABLE, merge_map)
@@ -338,9 +348,12 @@ def _merge_ids(activity: dict[str, Any]) -> list[int]:
     return []
 
 
-def _append(existing: pa.Table | None, new: pa.Table, key: str, order: str) -> pa.Table:
-    combined = pa.concat_tables([existing.cast(new.schema), new]) if existing is not None else new
-    return dedupe_latest(combined, key, order).sort_by(key)
+def _append(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
+    """Add newly learned rows; a key seen before keeps its first record (and its recorded_at)."""
+    if existing is None:
+        return dedupe_latest(new, key, "recorded_at").sort_by(key)
+    fresh = new.filter(pc.invert(pc.is_in(new.column(key), value_set=existing.column(key).combine_chunks())))
+    return pa.concat_tables([existing.cast(new.schema), fresh]).sort_by(key)
 
 
 def _updates_since(store: Any, through: str | None) -> pa.Table | None:
@@ -376,3 +389,25 @@ def _removed_ids(store: Any) -> pa.Array | None:
     if merges is not None:
         parts.append(merges.column("loser_id").combine_chunks())
     return pa.concat_arrays(parts) if parts else None
+
+
+def lifecycle_since(store: Any, consumer: str) -> tuple[pa.Table, pa.Table, str | None]:
+    """Tombstones and merges recorded after `consumer`'s watermark, and the new watermark to save."""
+    state = store.read_state(f"lifecycle_consumers/{consumer}")
+    mark = state.get("recorded_through")
+    tombstones = or_empty(store.read_current(TOMBSTONES_TABLE), TOMBSTONE_SCHEMA)
+    merges = or_empty(store.read_current(MERGES_TABLE), MERGE_SCHEMA)
+    if mark:
+        from datetime import datetime
+
+        cutoff = pa.scalar(datetime.fromisoformat(mark), pa.timestamp("s", tz="UTC"))
+        tombstones = tombstones.filter(pc.greater(tombstones.column("recorded_at"), cutoff))
+        merges = merges.filter(pc.greater(merges.column("recorded_at"), cutoff))
+    latest = [t for t in (pc.max(tombstones.column("recorded_at")).as_py() if tombstones.num_rows else None,
+                          pc.max(merges.column("recorded_at")).as_py() if merges.num_rows else None) if t]
+    return tombstones, merges, (max(latest).isoformat() if latest else mark)
+
+
+def save_lifecycle_mark(store: Any, consumer: str, mark: str | None) -> None:
+    if mark:
+        store.write_state(f"lifecycle_consumers/{consumer}", {"recorded_through": mark})

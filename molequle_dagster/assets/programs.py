@@ -30,10 +30,12 @@ from molequle_dagster.assets.common import (
     SYNCED_AT,
     accounting,
     iso,
+    or_empty,
     schema_metadata,
     stamp,
     utcnow,
 )
+from molequle_dagster.assets.people import lifecycle_since, save_lifecycle_mark
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
@@ -226,13 +228,18 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         client = marketo.client
         now = utcnow()
         state = store.read_state("memberships")
-        channels = _or_empty(store.read_current(CHANNELS_TABLE), CHANNEL_SCHEMA)
-        programs = _or_empty(store.read_current(PROGRAMS_TABLE), PROGRAM_SCHEMA)
+        channels = or_empty(store.read_current(CHANNELS_TABLE), CHANNEL_SCHEMA)
+        programs = or_empty(store.read_current(PROGRAMS_TABLE), PROGRAM_SCHEMA)
         current = store.read_current(MEMBERSHIPS_TABLE)
         held = store.read_current(RETRY_TABLE)
         since = state.get("since")
+        tombstones, merges, mark = lifecycle_since(store, "memberships")
         with accounting(client) as spent:
             to_export = _programs_to_export(client, programs, current, held, channels, since, store)
+            # Marketo removes deleted leads' memberships and folds merged ones into the winner.
+            to_export = sorted(set(to_export) | _programs_of_leads(
+                current, pa.concat_arrays([tombstones.column("id").combine_chunks(),
+                                           merges.column("loser_id").combine_chunks()])))
             requests = [
                 {"fields": PM_FIELDS, "filter": {"programIds": to_export[i : i + PROGRAMS_PER_EXPORT]}}
                 for i in range(0, len(to_export), PROGRAMS_PER_EXPORT)
@@ -253,6 +260,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         store.write_current(MEMBERSHIPS_TABLE, resolved)
         store.write_current(RETRY_TABLE, unresolved)
         store.write_state("memberships", {"since": iso(now)})
+        save_lifecycle_mark(store, "memberships", mark)
         common = {"exported_programs": len(to_export), "exports": len(requests), **spent.metadata()}
         yield dg.MaterializeResult(
             asset_key=MEMBERSHIPS_TABLE,
@@ -274,10 +282,6 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
 # --- helpers -----------------------------------------------------------------------------------------
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _or_empty(table: pa.Table | None, schema: pa.Schema) -> pa.Table:
-    return table if table is not None else schema.empty_table()
 
 
 def _channel_rows(channels: list[dict[str, Any]]) -> pa.Table:
@@ -363,6 +367,13 @@ def _programs_to_export(client, programs, current, held, channels, since, store)
     stale = _unresolvable(current, channels, programs)
     wanted |= set(stale.column("program_id").to_pylist())
     return sorted(wanted & all_ids)
+
+
+def _programs_of_leads(current: pa.Table | None, lead_ids: pa.Array) -> set[int]:
+    if current is None or len(lead_ids) == 0:
+        return set()
+    rows = current.filter(pc.is_in(current.column("lead_id"), value_set=lead_ids))
+    return set(pc.unique(rows.column("program_id")).to_pylist())
 
 
 def _membership_rows(parts: list[pa.Table], now: Any) -> pa.Table:

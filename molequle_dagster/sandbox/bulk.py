@@ -1,0 +1,430 @@
+"""The sandbox's Bulk Extract job engine: leads, activities and program members (§3-§6 of the reference).
+
+Jobs move Created -> Queued -> Processing -> Completed|Failed (Cancelled from the first three) on the
+virtual clock. One queue of `queue_slots` and `processing_slots` is shared by all export types and all API
+users; a user sees only their own jobs. Nothing runs in the background: every call first replays the
+queue up to `clock.now()` (`_observe`), so frozen-clock tests drive jobs with `clock.advance`.
+
+A job's file is rendered when it starts processing (when Marketo evaluates membership) into a hidden
+`.part` file and published whole at completion; files live in a per-service temp dir, never in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import math
+import shutil
+import tempfile
+import threading
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from molequle_dagster.sandbox.bulk_files import FileFacts, write_export
+from molequle_dagster.sandbox.bulk_requests import ENTITIES, ExportSpec, invalid, parse_create
+from molequle_dagster.sandbox.bulk_rows import open_rows
+from molequle_dagster.sandbox.config import BulkSettings
+from molequle_dagster.sandbox.context import SandboxContext
+from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
+
+CREATED, QUEUED, PROCESSING, COMPLETED, FAILED = "Created", "Queued", "Processing", "Completed", "Failed"
+CANCELLED = "Cancelled"  # internal name; rendered with the configured spelling
+STATUS_NAMES = (CREATED, QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED)
+LIST_DAYS = 7  # the list endpoint shows this user's jobs of the last 7 days
+STATUS_RETENTION_DAYS = 30  # status stays retrievable this long (§3)
+MAX_BATCH_SIZE = 300
+TOO_MANY_JOBS = "Too many jobs in queue"
+ALREADY_QUEUED = "Job already queued"
+FAILED_MESSAGE = "Export job failed: an internal error occurred while generating the file"
+DELIMITERS = {"CSV": ",", "TSV": "\t"}
+TOKEN_PREFIX = "bulk-export-list:"
+
+
+@dataclass
+class _Job:
+    seq: int
+    export_id: str
+    entity: str
+    api_user: str
+    spec: ExportSpec
+    created_at: datetime
+    seen_from: datetime  # the user's last action on the job: start of its status refresh grid
+    fault: str | None = None  # "job_failed" | "job_stuck"
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finish_due: datetime | None = None
+    finished_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    outcome: str | None = None  # Completed | Failed once finished
+    facts: FileFacts | None = None
+    error_msg: str | None = None
+    file: Path | None = None
+    file_expired: bool = False
+    internal_error: str | None = None  # a sandbox rendering bug, for jobs_truth only
+    action_view: dict[str, Any] | None = None  # what the last create/enqueue/cancel answered
+
+    def status_at(self, at: datetime) -> str:
+        if self.cancelled_at is not None and at >= self.cancelled_at:
+            return CANCELLED
+        if self.finished_at is not None and at >= self.finished_at:
+            assert self.outcome is not None
+            return self.outcome
+        if self.started_at is not None and at >= self.started_at:
+            return PROCESSING
+        if self.queued_at is not None and at >= self.queued_at:
+            return QUEUED
+        return CREATED
+
+    @property
+    def processing(self) -> bool:
+        return self.started_at is not None and self.finished_at is None and self.cancelled_at is None
+
+    @property
+    def waiting(self) -> bool:
+        return self.queued_at is not None and self.started_at is None and self.cancelled_at is None
+
+    def as_json(self, at: datetime, cancelled_spelling: str) -> dict[str, Any]:
+        """The §4.2 job object as it stood at `at`."""
+        status = self.status_at(at)
+        job: dict[str, Any] = {
+            "exportId": self.export_id,
+            "format": self.spec.format,
+            "status": cancelled_spelling if status == CANCELLED else status,
+            "createdAt": lead_timestamp(self.created_at),
+        }
+        for key, value in (("queuedAt", self.queued_at), ("startedAt", self.started_at)):
+            if value is not None and value <= at:
+                job[key] = lead_timestamp(value)
+        if status in (COMPLETED, FAILED):
+            assert self.finished_at is not None
+            job["finishedAt"] = lead_timestamp(self.finished_at)
+        if status == COMPLETED and self.facts is not None:
+            job["numberOfRecords"] = self.facts.number_of_records
+            job["fileSize"] = self.facts.file_size
+            job["fileChecksum"] = self.facts.file_checksum
+        if status == FAILED:
+            job["errorMsg"] = self.error_msg
+        return job
+
+
+class BulkExtractService:
+    def __init__(self, ctx: SandboxContext) -> None:
+        self._ctx = ctx
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._seq = itertools.count(1)
+        self._simulated_to: datetime | None = None
+        self.files_dir = Path(tempfile.mkdtemp(prefix="molequle-bulk-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.files_dir), True)
+
+    def close(self) -> None:
+        """Delete every export file (also done when the service is garbage collected)."""
+        self._cleanup()
+
+    @property
+    def _settings(self) -> BulkSettings:
+        return self._ctx.config.bulk  # read per call: the control surface may change settings
+
+    # --- the public API used by routes_bulk.py and the control surface ------------------------------
+    def create(self, entity: str, api_user: str, body: dict, fault: str | None = None) -> dict:
+        with self._lock:
+            now = self._observe()
+            self._check_admission(now, fault, queue=False)
+            spec = parse_create(entity, body, self._settings, self._ctx.state)
+            job = _Job(
+                seq=next(self._seq),
+                export_id=str(uuid.uuid4()),
+                entity=entity,
+                api_user=api_user,
+                spec=spec,
+                created_at=now,
+                seen_from=now,
+                fault=fault if fault in ("job_failed", "job_stuck") else None,
+            )
+            self._jobs[job.export_id] = job
+            job.action_view = self._json(job, now)
+            return job.action_view
+
+    def enqueue(self, entity: str, export_id: str, api_user: str, fault: str | None = None) -> dict:
+        with self._lock:
+            now = self._observe()
+            job = self._job(entity, export_id, api_user)
+            status = job.status_at(now)
+            if status in (QUEUED, PROCESSING):
+                raise MarketoApiError("1029", ALREADY_QUEUED)
+            if status != CREATED:
+                if self._settings.enqueue_finished_job == "noop":
+                    return self._json(job, now)
+                raise invalid(
+                    f"Export job {export_id} is {self._spell(status)}; only a Created job can be enqueued"
+                )
+            self._check_admission(now, fault, queue=True)
+            job.queued_at = now
+            job.seen_from = now
+            if fault in ("job_failed", "job_stuck"):
+                job.fault = fault
+            job.action_view = self._json(job, now)  # "Queued" even when a slot is free at once
+            self._fill_slots(now)
+            return job.action_view
+
+    def status(self, entity: str, export_id: str, api_user: str) -> dict:
+        with self._lock:
+            now = self._observe()
+            return self._view(self._job(entity, export_id, api_user), now)
+
+    def cancel(self, entity: str, export_id: str, api_user: str) -> dict:
+        with self._lock:
+            now = self._observe()
+            job = self._job(entity, export_id, api_user)
+            status = job.status_at(now)
+            if status in (COMPLETED, FAILED, CANCELLED):
+                if self._settings.cancel_finished_job == "noop":
+                    return self._json(job, now)
+                raise invalid(
+                    f"Export job {export_id} is already {self._spell(status)}; it cannot be cancelled"
+                )
+            job.cancelled_at = now
+            job.seen_from = now
+            self._drop_file(job)
+            self._fill_slots(now)  # a freed processing slot goes to the next queued job
+            job.action_view = self._json(job, now)
+            return job.action_view
+
+    def list_jobs(
+        self,
+        entity: str,
+        api_user: str,
+        statuses: list[str] | None,
+        batch_size: int,
+        next_page_token: str | None,
+    ) -> dict:
+        """The whole `export.json` envelope: this user's jobs of the last 7 days, oldest first."""
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise invalid(f"batchSize: expected an integer from 1 to {MAX_BATCH_SIZE}, got {batch_size}")
+        wanted = {_status_name(s) for s in statuses} if statuses else None
+        offset = _decode_token(next_page_token) if next_page_token else 0
+        with self._lock:
+            now = self._observe()
+            since = now - timedelta(days=LIST_DAYS)
+            views = []
+            for job in sorted(self._jobs.values(), key=lambda j: j.seq):
+                if job.entity != entity or job.api_user != api_user or job.created_at < since:
+                    continue
+                view = self._view(job, now)
+                if wanted is None or _status_name(view["status"]) in wanted:
+                    views.append(view)
+        page = views[offset : offset + batch_size]
+        if offset + batch_size < len(views):
+            return ok(page, nextPageToken=_encode_token(offset + batch_size))
+        return ok(page)
+
+    def file_path(self, entity: str, export_id: str, api_user: str) -> tuple[Path, int, str] | None:
+        """The finished file of this user's job, or None (unknown, not Completed, expired): HTTP 404."""
+        with self._lock:
+            now = self._observe()
+            job = self._jobs.get(export_id)
+            if job is None or job.entity != entity or job.api_user != api_user:
+                return None
+            if job.status_at(now) != COMPLETED or job.file_expired or job.file is None or job.facts is None:
+                return None
+            return job.file, job.facts.file_size, job.facts.file_checksum
+
+    def jobs_truth(self) -> list[dict]:
+        """Every job of every user as it really is now (no refresh delay), for test assertions."""
+        with self._lock:
+            now = self._observe()
+            return [
+                {
+                    **self._json(job, now),
+                    "entity": job.entity,
+                    "apiUser": job.api_user,
+                    "fault": job.fault,
+                    "filter": {
+                        k: v.as_json() if hasattr(v, "as_json") else v for k, v in job.spec.filter.items()
+                    },
+                    "fields": list(job.spec.fields),
+                    "fileExpired": job.file_expired,
+                    "internalError": job.internal_error,
+                }
+                for job in sorted(self._jobs.values(), key=lambda j: j.seq)
+            ]
+
+    def exported_bytes_today(self) -> int:
+        with self._lock:
+            return self._bytes_today(self._observe())
+
+    # --- admission -----------------------------------------------------------------------------------
+    def _check_admission(self, now: datetime, fault: str | None, *, queue: bool) -> None:
+        settings = self._settings
+        if fault == "queue_full" or (queue and self._active_count() >= settings.queue_slots):
+            raise MarketoApiError("1029", TOO_MANY_JOBS)
+        if fault == "export_quota" or self._bytes_today(now) >= settings.daily_export_bytes:
+            megabytes = settings.daily_export_bytes / (1024 * 1024)
+            raise MarketoApiError("1029", f"Export daily quota {megabytes:g}MB exceeded.")
+
+    def _active_count(self) -> int:
+        return sum(1 for job in self._jobs.values() if job.waiting or job.processing)
+
+    def _bytes_today(self, now: datetime) -> int:
+        zone = ZoneInfo(self._ctx.config.limits.quota_timezone)  # midnight America/Chicago by default
+        today = now.astimezone(zone).date()
+        return sum(
+            job.facts.file_size
+            for job in self._jobs.values()
+            if job.outcome == COMPLETED
+            and job.facts is not None
+            and job.finished_at is not None
+            and job.finished_at <= now
+            and job.finished_at.astimezone(zone).date() == today
+        )
+
+    # --- the queue, replayed lazily ------------------------------------------------------------------
+    def _observe(self) -> datetime:
+        """Bring every job up to the clock's now; return now."""
+        now = self._ctx.clock.now()
+        start = self._simulated_to or now
+        if now < start:  # the clock was moved back: keep the simulated past, act at the latest time
+            now = start
+        moment = start
+        while True:
+            self._fill_slots(moment)
+            due = [job.finish_due for job in self._jobs.values() if job.processing and job.finish_due]
+            if not due or min(due) > now:
+                break
+            moment = max(moment, min(due))
+            for job in list(self._jobs.values()):
+                if job.processing and job.finish_due is not None and job.finish_due <= moment:
+                    self._finish(job)
+        self._simulated_to = now
+        self._expire(now)
+        return now
+
+    def _fill_slots(self, at: datetime) -> None:
+        running = sum(1 for job in self._jobs.values() if job.processing)
+        waiting = sorted(
+            (job for job in self._jobs.values() if job.waiting and job.fault != "job_stuck"),
+            key=lambda j: (j.queued_at, j.seq),
+        )
+        for job in waiting:
+            if running >= self._settings.processing_slots:
+                break
+            self._start(job, at)
+            running += 1
+
+    def _start(self, job: _Job, at: datetime) -> None:
+        settings = self._settings
+        job.started_at = at
+        rows = 0
+        if job.fault != "job_failed":
+            try:
+                job.facts = self._render(job, at)
+                rows = job.facts.number_of_records
+            except Exception as error:  # a sandbox bug must not wedge the queue: the job fails visibly
+                job.fault = "job_failed"
+                job.internal_error = f"{type(error).__name__}: {error}"
+                self._drop_file(job)
+        seconds = settings.job_overhead_s + (rows / settings.rows_per_s if settings.rows_per_s > 0 else 0.0)
+        job.finish_due = at + timedelta(seconds=seconds)
+
+    def _render(self, job: _Job, at: datetime) -> FileFacts:
+        settings = self._settings
+        behaviour = self._ctx.config.behaviour
+        delimiter = DELIMITERS.get(job.spec.format, settings.ssv_delimiter)
+        rows = open_rows(
+            self._ctx.state,
+            job.spec,
+            at,
+            enforce_retention=behaviour.enforce_retention,
+            member_booleans=settings.program_member_booleans,
+        )
+        job.file = self.files_dir / f"{job.export_id}.part"
+        return write_export(job.file, job.spec.headers, rows.batches, delimiter, rows.booleans)
+
+    def _finish(self, job: _Job) -> None:
+        job.finished_at = job.finish_due
+        if job.fault == "job_failed":
+            job.outcome = FAILED
+            job.error_msg = FAILED_MESSAGE
+            job.facts = None
+            self._drop_file(job)
+            return
+        job.outcome = COMPLETED
+        assert job.file is not None
+        published = job.file.with_suffix(".csv")
+        job.file.rename(published)
+        job.file = published
+
+    def _expire(self, now: datetime) -> None:
+        keep_files = timedelta(days=self._settings.file_retention_days)
+        forget = now - timedelta(days=STATUS_RETENTION_DAYS)
+        for job in list(self._jobs.values()):
+            ended = job.finished_at or job.cancelled_at
+            if job.outcome == COMPLETED and not job.file_expired and job.finished_at + keep_files <= now:
+                job.file_expired = True
+                self._drop_file(job)
+            if (ended is not None and ended < forget) or (job.queued_at is None and job.created_at < forget):
+                self._drop_file(job)
+                del self._jobs[job.export_id]
+
+    def _drop_file(self, job: _Job) -> None:
+        if job.file is not None:
+            job.file.unlink(missing_ok=True)
+            job.file = None
+
+    # --- views ---------------------------------------------------------------------------------------
+    def _job(self, entity: str, export_id: str, api_user: str) -> _Job:
+        job = self._jobs.get(export_id)
+        if job is None or job.entity != entity or job.api_user != api_user:  # others' jobs are invisible
+            raise invalid(f"Export job {export_id} not found")
+        return job
+
+    def _view(self, job: _Job, now: datetime) -> dict:
+        """The job as the client sees it: refreshed at most every status_refresh_s after its last action."""
+        refresh = self._settings.status_refresh_s
+        if refresh <= 0:
+            return self._json(job, now)
+        ticks = math.floor((now - job.seen_from).total_seconds() / refresh)
+        if ticks == 0 and job.action_view is not None:
+            return dict(job.action_view)
+        return self._json(job, job.seen_from + timedelta(seconds=ticks * refresh))
+
+    def _json(self, job: _Job, at: datetime) -> dict:
+        return job.as_json(at, self._settings.cancelled_spelling)
+
+    def _spell(self, status: str) -> str:
+        return self._settings.cancelled_spelling if status == CANCELLED else status
+
+
+def _status_name(value: str) -> str:
+    """List filter values are matched case-insensitively; both cancel spellings work."""
+    folded = value.strip().casefold()
+    if folded in ("cancelled", "canceled"):
+        return CANCELLED
+    for name in STATUS_NAMES:
+        if name.casefold() == folded:
+            return name
+    allowed = "Created, Queued, Processing, Completed, Failed, Cancelled"
+    raise invalid(f"status: expected one of {allowed}, got {value!r}")
+
+
+def _encode_token(offset: int) -> str:
+    return base64.b32encode(f"{TOKEN_PREFIX}{offset}".encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        text = base64.b32decode(token.encode(), casefold=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if not text.startswith(TOKEN_PREFIX) or not text[len(TOKEN_PREFIX) :].isdigit():
+        raise invalid(f"nextPageToken: not a token this endpoint returned: {token!r}")
+    return int(text[len(TOKEN_PREFIX) :])
+
+
+__all__ = ["ENTITIES", "BulkExtractService"]

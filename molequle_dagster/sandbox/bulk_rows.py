@@ -1,0 +1,184 @@
+"""Select the rows of a Bulk Extract from the instance, as a stream of typed Arrow record batches.
+
+`open_rows` runs when a job starts processing (that is when Marketo evaluates list and program
+membership): it takes references to the instance's immutable Arrow tables under the state lock and
+resolves list membership, then yields batches of the export's columns without copying whole tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from molequle_dagster.sandbox.bulk_files import BooleanStyle
+from molequle_dagster.sandbox.bulk_requests import PM_BOOLEAN_FIELDS, PM_STORED_FIELDS, DateWindow, ExportSpec
+from molequle_dagster.sandbox.model import InstanceState
+
+BATCH_ROWS = 64 * 1024
+ACTION_RESULT = "succeeded"  # the sandbox's activities all succeeded
+
+
+@dataclass
+class ExportRows:
+    batches: Iterator[pa.RecordBatch]  # columns in spec.fields order
+    booleans: list[BooleanStyle]  # rendering of each column's booleans
+
+
+def _in_window(values: pa.Array, window: DateWindow) -> pa.Array:
+    start = pa.scalar(window.start, values.type)
+    end = pa.scalar(window.end, values.type)
+    return pc.and_(pc.greater_equal(values, start), pc.less_equal(values, end))
+
+
+def _is_in(values: pa.Array, members: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.is_in(values, value_set=members), False)
+
+
+def _lead_members(state: InstanceState, spec: ExportSpec) -> pa.Array | None:
+    """Lead ids of the static or smart list the filter names, resolved now."""
+    if "staticList" in spec.filter:
+        lists = [s for s in state.static_lists if int(s["id"]) == spec.filter["staticList"]]
+        ids = lists[0].get("lead_ids", []) if lists else []
+        return pa.array(ids, pa.int64())
+    if "smartList" in spec.filter:
+        from molequle_dagster.sandbox.truth import smart_list_lead_ids
+
+        lists = [s for s in state.smart_lists if int(s["id"]) == spec.filter["smartList"]]
+        ids = smart_list_lead_ids(state, lists[0]) if lists else pa.array([], pa.int64())
+        return pc.cast(ids, pa.int64())
+    return None
+
+
+def _lead_batches(people: pa.Table, spec: ExportSpec, members: pa.Array | None) -> Iterator[pa.RecordBatch]:
+    indices = [people.schema.get_field_index(name) for name in spec.fields]
+    for batch in people.to_batches(BATCH_ROWS):
+        if "createdAt" in spec.filter:
+            mask = _in_window(batch.column("createdAt"), spec.filter["createdAt"])
+        elif "updatedAt" in spec.filter:  # the true last-modified time, not the visible field (§4.6)
+            mask = _in_window(batch.column("_modifiedAt"), spec.filter["updatedAt"])
+        else:
+            assert members is not None
+            mask = _is_in(batch.column("id"), members)
+        selected = batch.filter(mask)
+        if selected.num_rows:
+            yield pa.record_batch([selected.column(i) for i in indices], names=list(spec.fields))
+
+
+def _activity_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
+    mask = _in_window(batch.column("activityDate"), spec.filter["createdAt"])
+    if "activityTypeIds" in spec.filter:
+        types = pa.array(spec.filter["activityTypeIds"], pa.int32())
+        mask = pc.and_(mask, _is_in(batch.column("activityTypeId"), types))
+    if "primaryAttributeValueIds" in spec.filter:
+        ids = pa.array(spec.filter["primaryAttributeValueIds"], pa.int64())
+        mask = pc.and_(mask, _is_in(batch.column("primaryAttributeValueId"), ids))
+    if "primaryAttributeValues" in spec.filter:
+        names = pa.array(spec.filter["primaryAttributeValues"], pa.string())
+        mask = pc.and_(mask, _is_in(batch.column("primaryAttributeValue"), names))
+    return mask
+
+
+def _activity_batches(
+    state: InstanceState, activities: pa.Table, spec: ExportSpec, at: datetime, enforce_retention: bool
+) -> Iterator[pa.RecordBatch]:
+    # Same rows as attributes.visible_activities, but retention is applied per batch after the date
+    # window, so an export never copies the whole activity table.
+    from molequle_dagster.sandbox.attributes import render_attributes, retained_mask
+
+    window: DateWindow = spec.filter["createdAt"]
+    for batch in activities.to_batches(BATCH_ROWS):
+        bounds = pc.min_max(batch.column("activityDate"))
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is None or high < window.start or low > window.end:
+            continue  # the table is sorted by date, so most batches fall outside the window
+        selected = batch.filter(_activity_mask(batch, spec))
+        if enforce_retention and selected.num_rows:
+            selected = selected.filter(pa.array(retained_mask(pa.Table.from_batches([selected]), at)))
+        if not selected.num_rows:
+            continue
+        columns = []
+        for name in spec.fields:
+            if name == "attributes":
+                columns.append(render_attributes(state, pa.Table.from_batches([selected])))
+            elif name == "actionResult":
+                columns.append(pa.repeat(pa.scalar(ACTION_RESULT, pa.string()), selected.num_rows))
+            else:
+                columns.append(selected.column(name))
+        yield pa.record_batch(columns, names=list(spec.fields))
+
+
+def _member_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
+    mask = _is_in(batch.column("programId"), pa.array(spec.filter["programIds"], pa.int64()))
+    if "statusNames" in spec.filter:
+        names = pa.array(spec.filter["statusNames"], pa.string())
+        mask = pc.and_(mask, _is_in(batch.column("statusName"), names))
+    if "isExhausted" in spec.filter:
+        mask = pc.and_(
+            mask, pc.fill_null(pc.equal(batch.column("isExhausted"), spec.filter["isExhausted"]), False)
+        )
+    if "nurtureCadence" in spec.filter:  # the sandbox stores no cadence, so no member matches
+        mask = pc.and_(mask, pa.repeat(pa.scalar(False), len(batch)))
+    if "updatedAt" in spec.filter:
+        mask = pc.and_(mask, _in_window(batch.column("updatedAt"), spec.filter["updatedAt"]))
+    return mask
+
+
+def _member_batches(
+    memberships: pa.Table, people: pa.Table, programs: pa.Table, spec: ExportSpec
+) -> Iterator[pa.RecordBatch]:
+    lead_ids = people.column("id").combine_chunks()
+    program_ids = programs.column("id").combine_chunks()
+    program_names = programs.column("name").combine_chunks()
+    lead_columns = {  # the lead fields this export asks for, as contiguous arrays to take from
+        name: people.column(name).combine_chunks()
+        for name in spec.fields
+        if name not in PM_STORED_FIELDS and name in people.column_names and not name.startswith("_")
+    }
+    for batch in memberships.to_batches(BATCH_ROWS):
+        selected = batch.filter(_member_mask(batch, spec))
+        lead_rows = pc.index_in(selected.column("leadId"), value_set=lead_ids)
+        alive = pc.is_valid(lead_rows)  # members whose lead was deleted or merged away are not exported
+        selected, lead_rows = selected.filter(alive), lead_rows.filter(alive)
+        if not selected.num_rows:
+            continue
+        columns = []
+        for name in spec.fields:
+            if name in PM_STORED_FIELDS:
+                columns.append(selected.column(name))
+            elif name == "program":
+                program_rows = pc.index_in(selected.column("programId"), value_set=program_ids)
+                columns.append(pc.take(program_names, program_rows))
+            elif name == "id":
+                columns.append(selected.column("leadId"))
+            elif name in lead_columns:
+                columns.append(pc.take(lead_columns[name], lead_rows))
+            else:  # a standard program member field the sandbox does not track
+                columns.append(pa.nulls(selected.num_rows, pa.string()))
+        yield pa.record_batch(columns, names=list(spec.fields))
+
+
+def open_rows(
+    state: InstanceState,
+    spec: ExportSpec,
+    at: datetime,
+    *,
+    enforce_retention: bool,
+    member_booleans: BooleanStyle,
+) -> ExportRows:
+    """Resolve the export's population as of `at` and return its batches (lazily rendered)."""
+    booleans: list[BooleanStyle] = ["true_false"] * len(spec.fields)
+    with state.lock:
+        if spec.entity == "leads":
+            people = state.people
+            members = _lead_members(state, spec)
+            batches = _lead_batches(people, spec, members)
+        elif spec.entity == "activities":
+            batches = _activity_batches(state, state.activities, spec, at, enforce_retention)
+        else:
+            batches = _member_batches(state.memberships, state.people, state.programs, spec)
+            booleans = [member_booleans if f in PM_BOOLEAN_FIELDS else "true_false" for f in spec.fields]
+    return ExportRows(batches=batches, booleans=booleans)

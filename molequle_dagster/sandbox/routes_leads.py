@@ -1,0 +1,598 @@
+"""Lead database routes (§7.7-7.10, §8, §11): describe, query and sync leads; companies; named accounts;
+static lists (lead-DB view). Reads select rows with Arrow compute; writes rebuild the people table once
+per call and record what arrived in `state.leads_written`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from molequle_dagster.sandbox import catalog
+from molequle_dagster.sandbox.attributes import explicit_json
+from molequle_dagster.sandbox.context import SandboxContext
+from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
+from molequle_dagster.sandbox.limits import MAX_BATCH, MAX_FILTER_MATCHES, MAX_FILTER_VALUES
+from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, COMPANY_FIELDS, LEAD_FIELDS, PEOPLE_SCHEMA
+from molequle_dagster.sandbox.routes_misc import (
+    batch_size,
+    encode_token,
+    json_body,
+    list_param,
+    page_offset,
+    paged,
+    required_param,
+    respond,
+)
+
+DEFAULT_LEAD_FIELDS = ("id", "email", "updatedAt", "createdAt", "firstName", "lastName")
+LEAD_FIELD_NAMES = tuple(f[0] for f in LEAD_FIELDS)
+LEAD_SEARCHABLE = ("id", "email", "molequlePersonId")  # describe2 searchableFields (standard + custom string)
+WRITABLE_LEAD_FIELDS = {f[0]: f[2] for f in LEAD_FIELDS if not f[4]}
+CUSTOM_LEAD_FIELDS = frozenset({"molequlePersonId"})  # changes move only _modifiedAt, not updatedAt
+API_REASON = "Web service API"
+SYNC_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
+COMPANY_SEARCHABLE = ("externalCompanyId", "id", "company")
+NAMED_ACCOUNT_SEARCHABLE = ("marketoGUID", "name", "domainName", "industry", "country", "numberOfEmployees")
+NAMED_ACCOUNT_FIELDS = (
+    ("marketoGUID", "Marketo GUID", "string", 36),
+    ("name", "Name", "string", 255),
+    ("domainName", "Domain Name", "string", 255),
+    ("industry", "Industry", "string", 255),
+    ("country", "Country", "string", 255),
+    ("numberOfEmployees", "Num Employees", "integer", None),
+    ("createdAt", "Created At", "datetime", None),
+    ("updatedAt", "Updated At", "datetime", None),
+)
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+
+def wire_value(value: Any) -> Any:
+    return lead_timestamp(value) if isinstance(value, datetime) else value
+
+
+def records(table: pa.Table, fields: list[str]) -> list[dict[str, Any]]:
+    """Rows as lead-DB JSON objects; null fields are omitted, as Marketo does."""
+    rows = table.select(fields).to_pylist()
+    return [{k: wire_value(v) for k, v in row.items() if v is not None} for row in rows]
+
+
+def requested_fields(request: Request, allowed: tuple[str, ...], default: tuple[str, ...]) -> list[str]:
+    fields = list_param(request, "fields") or list(default)
+    for name in fields:
+        if name not in allowed:
+            raise MarketoApiError(1006, f"Field '{name}' not found")
+    return list(dict.fromkeys(["id", *fields] if "id" in allowed else fields))
+
+
+def filter_rows(table: pa.Table, column: str, values: list[str]) -> pa.Table:
+    """Rows whose `column` equals one of `values` (cast to the column's type)."""
+    col_type = table.schema.field(column).type
+    try:
+        typed = pa.array([int(v) if pa.types.is_integer(col_type) else v for v in values], type=col_type)
+    except ValueError as exc:
+        raise MarketoApiError(1001, f"Invalid value for filterType '{column}': expected integers") from exc
+    return table.filter(pc.is_in(table.column(column), value_set=typed))
+
+
+def filter_values(request: Request) -> list[str]:
+    values = list_param(request, "filterValues")
+    if not values:
+        raise MarketoApiError(701, "filterValues cannot be blank")
+    if len(values) > MAX_FILTER_VALUES:
+        raise MarketoApiError(
+            1003, f"filterValues: at most {MAX_FILTER_VALUES} values allowed, got {len(values)}"
+        )
+    return values
+
+
+def describe_lead() -> list[dict[str, Any]]:
+    out = []
+    for index, (name, display, data_type, length, read_only) in enumerate(LEAD_FIELDS, start=1):
+        item: dict[str, Any] = {"id": index, "displayName": display, "dataType": data_type}
+        if length is not None:
+            item["length"] = length
+        item["rest"] = {"name": name, "readOnly": read_only}
+        item["soap"] = {"name": display.replace(" ", ""), "readOnly": read_only}
+        out.append(item)
+    return out
+
+
+def describe_lead2() -> list[dict[str, Any]]:
+    fields = []
+    for name, display, data_type, length, read_only in LEAD_FIELDS:
+        item: dict[str, Any] = {"name": name, "displayName": display, "dataType": data_type}
+        if length is not None:
+            item["length"] = length
+        item.update(updateable=not read_only, crmManaged=False)
+        fields.append(item)
+    return [{"name": "API Lead", "searchableFields": [[f] for f in LEAD_SEARCHABLE], "fields": fields}]
+
+
+# --- Sync Leads ---------------------------------------------------------------------------------------------
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    data_type = WRITABLE_LEAD_FIELDS[name]
+    if data_type in ("integer", "score"):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | str)
+            or not str(value).lstrip("-").isdigit()
+        ):
+            raise ValueError(f"Invalid value '{value}'. Required of type 'integer'")
+        return int(value)
+    if data_type == "boolean":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false", "1", "0"):
+            return str(value).lower() in ("true", "1")
+        raise ValueError(f"Invalid value '{value}'. Required of type 'boolean'")
+    text = str(value)
+    if data_type == "email" and not text.isascii():
+        raise ValueError(f"Invalid value '{value}'. Required of type 'email'")
+    return text
+
+
+def _skip(code: int, message: str) -> dict[str, Any]:
+    return {"status": "skipped", "reasons": [{"code": str(code), "message": message}]}
+
+
+def sync_leads(ctx: SandboxContext, body: dict[str, Any], api_user: str) -> list[dict[str, Any]]:
+    action = body.get("action", "createOrUpdate")
+    if action not in SYNC_ACTIONS:
+        raise MarketoApiError(1003, f"action: expected one of {list(SYNC_ACTIONS)}, got {action!r}")
+    lookup = body.get("lookupField", "email")
+    if lookup not in LEAD_SEARCHABLE:
+        raise MarketoApiError(1011, f"Field '{lookup}' not supported")
+    if lookup == "id" and action != "updateOnly":
+        raise MarketoApiError(1003, "lookupField 'id' is only valid with action 'updateOnly'")
+    records_in = body.get("input")
+    if not isinstance(records_in, list) or not records_in:
+        raise MarketoApiError(1003, "input: expected a non-empty array of lead objects")
+    if len(records_in) > MAX_BATCH:
+        raise MarketoApiError(1003, f"input: at most {MAX_BATCH} records allowed, got {len(records_in)}")
+
+    now = ctx.clock.now().replace(microsecond=0)
+    state = ctx.state
+    results: list[dict[str, Any]] = []
+    with state.lock:
+        people = state.people
+        keys = people.column(lookup).to_pylist()
+        rows_by_key: dict[Any, list[int]] = {}
+        for index, key in enumerate(keys):
+            if key is not None:
+                rows_by_key.setdefault(key, []).append(index)
+        updates: dict[int, dict[str, Any]] = {}
+        created: list[dict[str, Any]] = []
+        for record in records_in:
+            result = _sync_one(record, action, lookup, rows_by_key, updates, created, state, now)
+            results.append(result)
+            if result["status"] != "skipped":
+                state.leads_written.append(
+                    {
+                        "id": result["id"],
+                        "status": result["status"],
+                        "action": action,
+                        "lookupField": lookup,
+                        "fields": dict(record),
+                        "at": now,
+                        "api_user": api_user,
+                    }
+                )
+        if updates or created:
+            _apply(state, updates, created, now)
+    return results
+
+
+def _sync_one(
+    record: Any,
+    action: str,
+    lookup: str,
+    rows_by_key: dict[Any, list[int]],
+    updates: dict[int, dict[str, Any]],
+    created: list[dict[str, Any]],
+    state: Any,
+    now: datetime,
+) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        return _skip(1003, "input item: expected a JSON object")
+    values: dict[str, Any] = {}
+    for name, value in record.items():
+        if name == "id" and lookup == "id":
+            continue
+        if name not in LEAD_FIELD_NAMES:
+            return _skip(1006, f"Field '{name}' not found")
+        if name not in WRITABLE_LEAD_FIELDS:
+            return _skip(1003, f"Field '{name}' is read only")
+        try:
+            values[name] = _coerce(name, value)
+        except ValueError as exc:
+            return _skip(1001, str(exc))
+    key = record.get(lookup)
+    if key is None or key == "":
+        return _skip(1003, f"Lookup field '{lookup}' missing")
+    if lookup == "id":
+        key = int(key) if str(key).isdigit() else key
+    matches = [] if action == "createDuplicate" else rows_by_key.get(key, [])
+    if action == "createOnly" and matches:
+        return _skip(1005, "Lead already exists")
+    if action == "updateOnly" and not matches:
+        return _skip(1004, "Lead not found")
+    if len(matches) > 1:
+        return _skip(1007, "Multiple leads match the lookup criteria")
+    if matches:
+        row = matches[0]
+        if row < 0:  # created earlier in this same call
+            created[-row - 1].update(values)
+            return {"id": created[-row - 1]["id"], "status": "updated"}
+        updates.setdefault(row, {}).update(values)
+        return {"id": state.people.column("id")[row].as_py(), "status": "updated"}
+    lead_id = max(state.next_lead_id, _max_id(state.people) + 1)
+    state.next_lead_id = lead_id + 1
+    created.append({"id": lead_id, **values, "createdAt": now})
+    if action != "createDuplicate":
+        rows_by_key.setdefault(key, []).append(-len(created))
+    return {"id": lead_id, "status": "created"}
+
+
+def _max_id(people: pa.Table) -> int:
+    value = pc.max(people.column("id")).as_py() if people.num_rows else None
+    return value or 0
+
+
+def _apply(
+    state: Any, updates: dict[int, dict[str, Any]], created: list[dict[str, Any]], now: datetime
+) -> None:
+    """Replace updated rows and append created ones in one table rebuild, logging what Marketo logs: New Lead
+    (12) per created lead, Change Data Value (13) / Change Score (22) per changed field. A change to a custom
+    field moves only `_modifiedAt`; a standard field also moves the visible `updatedAt` (§4.6)."""
+    people: pa.Table = state.people
+    changed = sorted(updates)
+    rows = people.take(pa.array(changed, type=pa.int64())).to_pylist() if changed else []
+    activities: list[dict[str, Any]] = []
+    for row, index in zip(rows, changed, strict=True):
+        edits = {k: v for k, v in updates[index].items() if row.get(k) != v}
+        for name, value in edits.items():
+            activities.append(_change_activity(state, row["id"], name, row.get(name), value, now))
+        row.update(edits)
+        if edits:
+            row["_modifiedAt"] = now
+        if set(edits) - CUSTOM_LEAD_FIELDS:
+            row["updatedAt"] = now
+    for new in created:
+        rows.append(
+            {**{name: None for name in PEOPLE_SCHEMA.names}, **new, "updatedAt": now, "_modifiedAt": now}
+        )
+        name = " ".join(str(new[k]) for k in ("firstName", "lastName") if new.get(k)) or None
+        activities.append(
+            lead_activity(
+                state,
+                new["id"],
+                catalog.NEW_LEAD,
+                now,
+                new["id"],
+                name,
+                {"Source Type": "Web service API", "API Method Name": "syncLead"},
+            )
+        )
+    keep = pc.invert(
+        pc.is_in(
+            pa.array(range(people.num_rows), type=pa.int64()), value_set=pa.array(changed, type=pa.int64())
+        )
+    )
+    state.people = pa.concat_tables([people.filter(keep), pa.Table.from_pylist(rows, schema=PEOPLE_SCHEMA)])
+    append_activities(state, activities)
+
+
+def _change_activity(
+    state: Any, lead_id: int, name: str, old: Any, new: Any, now: datetime
+) -> dict[str, Any]:
+    field_id, display = catalog.LEAD_FIELD_IDS[name], catalog.LEAD_FIELD_DISPLAY[name]
+    if name == "leadScore":
+        change = f"{(new or 0) - (old or 0):+d}"
+        return lead_activity(
+            state,
+            lead_id,
+            catalog.CHANGE_SCORE,
+            now,
+            field_id,
+            display,
+            {"Change Value": change, "Old Value": old, "New Value": new, "Reason": API_REASON},
+        )
+    return lead_activity(
+        state,
+        lead_id,
+        catalog.CHANGE_DATA_VALUE,
+        now,
+        field_id,
+        display,
+        {"Old Value": old, "New Value": new, "Reason": API_REASON, "Source": API_REASON},
+    )
+
+
+# --- activities written by API calls ----------------------------------------------------------------------
+
+
+def next_activity_guid(state: Any) -> int:
+    """GUIDs grow with time, so the last row holds the largest (a cheap guard against a stale counter)."""
+    activities = state.activities
+    last = activities["marketoGUID"][-1].as_py() if activities.num_rows else 0
+    guid = max(state.next_activity_guid, last + 1)
+    state.next_activity_guid = guid + 1
+    return guid
+
+
+def append_activities(state: Any, rows: list[dict[str, Any]]) -> None:
+    """Append keeping the (activityDate, marketoGUID) order every pager relies on."""
+    if not rows:
+        return
+    added = pa.Table.from_pylist(rows, schema=ACTIVITIES_SCHEMA)
+    activities = state.activities
+    in_order = activities.num_rows == 0 or activities["activityDate"][-1].as_py() <= rows[0]["activityDate"]
+    combined = pa.concat_tables([activities, added])
+    if not in_order:
+        combined = combined.take(
+            pc.sort_indices(combined, [("activityDate", "ascending"), ("marketoGUID", "ascending")])
+        )
+    state.activities = combined
+
+
+def lead_activity(
+    state: Any,
+    lead_id: int,
+    type_id: int,
+    now: datetime,
+    pav_id: int | None,
+    pav: str | None,
+    attributes: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "marketoGUID": next_activity_guid(state),
+        "leadId": lead_id,
+        "activityDate": now,
+        "activityTypeId": type_id,
+        "campaignId": None,
+        "primaryAttributeValueId": pav_id,
+        "primaryAttributeValue": pav,
+        "attributeSeed": 0,
+        "attributesJson": explicit_json(attributes),
+    }
+
+
+# --- companies and named accounts -------------------------------------------------------------------------
+
+
+def describe_companies(ctx: SandboxContext) -> list[dict[str, Any]]:
+    created = ctx.state.created_at or ctx.clock.now()
+    fields = []
+    for name, display, data_type, length in COMPANY_FIELDS:
+        item: dict[str, Any] = {"name": name, "displayName": display, "dataType": data_type}
+        if length is not None:
+            item["length"] = length
+        item["updateable"] = name not in ("id", "externalCompanyId", "createdAt", "updatedAt")
+        fields.append(item)
+    return [
+        {
+            "name": "Company",
+            "description": "Company object",
+            "createdAt": lead_timestamp(created),
+            "updatedAt": lead_timestamp(created),
+            "idField": "id",
+            "dedupeFields": ["externalCompanyId"],
+            "searchableFields": [[f] for f in COMPANY_SEARCHABLE],
+            "fields": fields,
+        }
+    ]
+
+
+def describe_named_accounts(ctx: SandboxContext) -> list[dict[str, Any]]:
+    created = ctx.state.created_at or ctx.clock.now()
+    fields = []
+    for name, display, data_type, length in NAMED_ACCOUNT_FIELDS:
+        item: dict[str, Any] = {"name": name, "displayName": display, "dataType": data_type}
+        if length is not None:
+            item["length"] = length
+        item["updateable"] = name not in ("marketoGUID", "createdAt", "updatedAt")
+        fields.append(item)
+    return [
+        {
+            "name": "NamedAccount",
+            "description": "Named Account object",
+            "createdAt": lead_timestamp(created),
+            "updatedAt": lead_timestamp(created),
+            "idField": "marketoGUID",
+            "dedupeFields": ["name"],
+            "searchableFields": [[f] for f in NAMED_ACCOUNT_SEARCHABLE],
+            "fields": fields,
+        }
+    ]
+
+
+def _query_objects(
+    request: Request,
+    table: pa.Table,
+    searchable: tuple[str, ...],
+    aliases: dict[str, str],
+    default_fields: tuple[str, ...],
+    kind: str,
+) -> dict[str, Any]:
+    filter_type = required_param(request, "filterType")
+    column = aliases.get(filter_type, filter_type)
+    if column not in searchable:
+        raise MarketoApiError(
+            1003, f"filterType: '{filter_type}' is not searchable; expected one of {list(searchable)}"
+        )
+    values = filter_values(request)
+    fields = [default_fields[0], *(list_param(request, "fields") or default_fields)]  # the idField always
+    for name in fields:
+        if name not in table.column_names:
+            raise MarketoApiError(1006, f"Field '{name}' not found")
+    matched = filter_rows(table, column, values)
+    items = [{"seq": seq, **item} for seq, item in enumerate(records(matched, list(dict.fromkeys(fields))))]
+    return paged(items, page_offset(request, kind), batch_size(request), kind)
+
+
+# --- static lists (lead-DB view) ---------------------------------------------------------------------------
+
+
+def list_item(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": item["id"], "name": item["name"]}
+    for key in ("description", "programName"):
+        if item.get(key):
+            out[key] = item[key]
+    out["workspaceName"] = item.get("workspaceName") or item.get("workspace") or "Default"
+    for key in ("createdAt", "updatedAt"):
+        if item.get(key) is not None:
+            out[key] = wire_value(item[key])
+    return out
+
+
+def find_static_list(ctx: SandboxContext, list_id: int) -> dict[str, Any]:
+    found = next((item for item in ctx.state.static_lists if item.get("id") == list_id), None)
+    if found is None:
+        raise MarketoApiError(1013, "Object not found")
+    return found
+
+
+def lead_rows(ctx: SandboxContext, lead_ids: list[int]) -> pa.Table:
+    """People with these ids, in the given order (missing ids dropped)."""
+    people = ctx.state.people
+    wanted = pa.array(lead_ids, type=pa.int64())
+    matched = people.filter(pc.is_in(people.column("id"), value_set=wanted))
+    order = pc.index_in(matched.column("id"), value_set=wanted)
+    return matched.take(pc.sort_indices(order))
+
+
+# --- routes -------------------------------------------------------------------------------------------------
+
+
+def routes(ctx: SandboxContext) -> list[BaseRoute]:
+    state = ctx.state
+
+    async def describe(request: Request) -> Response:
+        return respond(ok(describe_lead()))
+
+    async def describe2(request: Request) -> Response:
+        return respond(ok(describe_lead2()))
+
+    async def leads_get(request: Request) -> Response:
+        filter_type = required_param(request, "filterType")
+        if filter_type not in LEAD_SEARCHABLE:
+            raise MarketoApiError(1011, f"Field '{filter_type}' not supported")
+        values = filter_values(request)
+        fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
+        with state.lock:
+            matched = filter_rows(state.people, filter_type, values)
+        if matched.num_rows > MAX_FILTER_MATCHES:
+            raise MarketoApiError(1003, "Too many results match the filter")
+        return respond(
+            paged(records(matched, fields), page_offset(request, "leads"), batch_size(request), "leads")
+        )
+
+    async def leads_post(request: Request) -> Response:
+        body = await json_body(request)
+        return respond(ok(sync_leads(ctx, body, request.state.api_user)))
+
+    async def lead_by_id(request: Request) -> Response:
+        lead_id = request.path_params["id"]
+        fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
+        with state.lock:
+            matched = filter_rows(state.people, "id", [str(lead_id)])
+            if matched.num_rows == 0 and ctx.config.behaviour.merged_lead_lookup == "winner":
+                merges = state.merges.filter(pc.equal(state.merges.column("loserId"), lead_id))
+                if merges.num_rows:
+                    matched = filter_rows(state.people, "id", [str(merges.column("winnerId")[0].as_py())])
+        return respond(ok(records(matched, fields)))
+
+    async def companies_describe(request: Request) -> Response:
+        return respond(ok(describe_companies(ctx)))
+
+    async def companies_get(request: Request) -> Response:
+        with state.lock:
+            table = state.companies
+        return respond(
+            _query_objects(
+                request,
+                table,
+                COMPANY_SEARCHABLE,
+                {"dedupeFields": "externalCompanyId", "idField": "id"},
+                ("id", "externalCompanyId", "createdAt", "updatedAt"),
+                "companies",
+            )
+        )
+
+    async def named_accounts_describe(request: Request) -> Response:
+        return respond(ok(describe_named_accounts(ctx)))
+
+    async def named_accounts_get(request: Request) -> Response:
+        with state.lock:
+            table = state.named_accounts
+        return respond(
+            _query_objects(
+                request,
+                table,
+                NAMED_ACCOUNT_SEARCHABLE,
+                {"dedupeFields": "name", "idField": "marketoGUID"},
+                ("marketoGUID", "name", "createdAt", "updatedAt"),
+                "namedaccounts",
+            )
+        )
+
+    async def lists_get(request: Request) -> Response:
+        ids = {int(v) for v in list_param(request, "id") if v.isdigit()}
+        names = set(list_param(request, "name"))
+        programs = set(list_param(request, "programName"))
+        workspaces = set(list_param(request, "workspaceName"))
+        with state.lock:
+            items = [list_item(item) for item in state.static_lists]
+        items = [
+            i
+            for i in items
+            if (not ids or i["id"] in ids)
+            and (not names or i["name"] in names)
+            and (not programs or i.get("programName") in programs)
+            and (not workspaces or i["workspaceName"] in workspaces)
+        ]
+        return respond(paged(items, page_offset(request, "lists"), batch_size(request), "lists"))
+
+    async def list_by_id(request: Request) -> Response:
+        with state.lock:
+            return respond(ok([list_item(find_static_list(ctx, request.path_params["id"]))]))
+
+    async def list_leads(request: Request) -> Response:
+        fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
+        offset, size = page_offset(request, "listleads"), batch_size(request)
+        with state.lock:
+            members = list(find_static_list(ctx, request.path_params["id"]).get("lead_ids", []))
+            page_ids = members[offset : offset + size]
+            rows = lead_rows(ctx, page_ids)
+        body = ok(records(rows, fields))
+        if offset + size < len(members):
+            body.update(moreResult=True, nextPageToken=encode_token("listleads", offset + size))
+        return respond(body)
+
+    return [
+        Route("/rest/v1/leads/describe.json", describe, methods=["GET"]),
+        Route("/rest/v1/leads/describe2.json", describe2, methods=["GET"]),
+        Route("/rest/v1/leads.json", leads_get, methods=["GET"]),
+        Route("/rest/v1/leads.json", leads_post, methods=["POST"]),
+        Route("/rest/v1/lead/{id:int}.json", lead_by_id, methods=["GET"]),
+        Route("/rest/v1/companies/describe.json", companies_describe, methods=["GET"]),
+        Route("/rest/v1/companies.json", companies_get, methods=["GET"]),
+        Route("/rest/v1/namedaccounts/describe.json", named_accounts_describe, methods=["GET"]),
+        Route("/rest/v1/namedaccounts.json", named_accounts_get, methods=["GET"]),
+        Route("/rest/v1/lists.json", lists_get, methods=["GET"]),
+        Route("/rest/v1/lists/{id:int}.json", list_by_id, methods=["GET"]),
+        Route("/rest/v1/lists/{id:int}/leads.json", list_leads, methods=["GET"]),
+        Route("/rest/v1/list/{id:int}/leads.json", list_leads, methods=["GET"]),
+    ]

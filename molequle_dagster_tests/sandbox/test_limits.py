@@ -1,0 +1,146 @@
+"""Instance-wide limits (§3) over real HTTP on the virtual clock: 606 rate, 615 concurrency, 607 daily quota
+(midnight America/Chicago), and the stats/usage endpoints that report them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from molequle_dagster.sandbox.config import SandboxConfig
+from molequle_dagster.sandbox.control import empty_state
+from molequle_dagster.sandbox.server import SandboxServer
+
+NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)  # 10:00 CDT; the next Chicago midnight is 05:00 UTC
+FIXTURES = Path("/work/shared/marketo-fixtures/usage")
+USAGE = "/rest/v1/stats/usage.json"
+
+
+def start(**limits: object) -> SandboxServer:
+    config = SandboxConfig.for_profile("fast")
+    for name, value in limits.items():
+        setattr(config.limits, name, value)
+    return SandboxServer(config, now=NOW, state=empty_state(1, NOW)).start()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    server = start()
+    yield server
+    server.stop()
+
+
+def session(
+    sandbox: SandboxServer, client_id: str = "molequle-sandbox", secret: str = "sandbox-secret"
+) -> requests.Session:
+    token = requests.get(
+        f"{sandbox.base_url}/identity/oauth/token",
+        params={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        timeout=10,
+    )
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return api
+
+
+def codes(api: requests.Session, sandbox: SandboxServer, n: int, path: str = USAGE) -> list[str | None]:
+    out = []
+    for _ in range(n):
+        body = api.get(f"{sandbox.base_url}{path}", timeout=10).json()
+        out.append(None if body["success"] else body["errors"][0]["code"])
+    return out
+
+
+def test_rate_limit_606_across_clients_in_a_trailing_window(sandbox: SandboxServer) -> None:
+    mine, other = session(sandbox), session(sandbox, "other-integration", "other-secret")
+    assert codes(mine, sandbox, 60) == [None] * 60
+    assert codes(other, sandbox, 40) == [None] * 40
+    rejected = other.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
+    assert rejected["errors"] == [
+        {"code": "606", "message": "Max rate limit '100' exceeded with in '20' secs"}
+    ]
+    sandbox.control.advance(19)
+    assert codes(mine, sandbox, 1) == ["606"]
+    sandbox.control.advance(1.5)  # every earlier call is now outside the trailing 20 s
+    assert codes(mine, sandbox, 1) == [None]
+
+
+def test_concurrency_limit_615_with_ten_calls_in_flight(sandbox: SandboxServer) -> None:
+    api = session(sandbox)
+    sandbox.control.inject_fault(f"GET {USAGE}", "slow", times=10, seconds=30)
+    results: list[dict] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                requests.get(f"{sandbox.base_url}{USAGE}", headers=api.headers, timeout=30).json()
+            )
+        )
+        for _ in range(10)
+    ]
+    for thread in threads:
+        thread.start()
+    assert sandbox.control.wait_for_in_flight(10, timeout=10)
+    blocked = api.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
+    assert blocked["errors"] == [{"code": "615", "message": "Concurrent access limit '10' reached"}]
+    sandbox.control.clear_faults()  # releases the held calls
+    for thread in threads:
+        thread.join(timeout=10)
+    assert [r["success"] for r in results] == [True] * 10
+    assert codes(api, sandbox, 1) == [None]
+
+
+def test_daily_quota_607_resets_at_midnight_chicago() -> None:
+    with start(daily_quota=5) as sandbox:
+        api = session(sandbox)
+        assert codes(api, sandbox, 6) == [None] * 5 + ["607"]
+        sandbox.control.advance((datetime(2026, 3, 11, 4, 59, 59, tzinfo=UTC) - NOW).total_seconds())
+        api = session(sandbox)  # the morning's token has expired by now
+        assert codes(api, sandbox, 1) == ["607"]  # 23:59:59 in Chicago: still the same quota day
+        sandbox.control.advance(1)
+        assert codes(api, sandbox, 1) == [None]
+
+
+def test_exhaust_daily_quota_control(sandbox: SandboxServer) -> None:
+    api = session(sandbox)
+    sandbox.control.exhaust_daily_quota()
+    assert codes(api, sandbox, 1) == ["607"]
+
+
+def test_limits_can_be_switched_off() -> None:
+    with start(enforce=False, rate_calls=3) as sandbox:
+        assert codes(session(sandbox), sandbox, 5) == [None] * 5
+
+
+def test_usage_matches_the_documented_shape_and_counts_per_user(sandbox: SandboxServer) -> None:
+    mine, other = session(sandbox), session(sandbox, "other-integration", "other-secret")
+    codes(other, sandbox, 2)
+    body = mine.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
+    doc = json.loads((FIXTURES / "doc_usage__daily-usage__response.json").read_text())
+    assert set(body) == set(doc)
+    assert set(body["result"][0]) == set(doc["result"][0])
+    assert set(body["result"][0]["users"][0]) == set(doc["result"][0]["users"][0])
+    assert body["result"][0]["date"] == "2026-03-10"
+    assert body["result"][0]["total"] == 3
+    assert body["result"][0]["users"] == [
+        {"userId": "molequle@sandbox", "count": 1},
+        {"userId": "other@sandbox", "count": 2},
+    ]
+    week = mine.get(f"{sandbox.base_url}/rest/v1/stats/usage/last7days.json", timeout=10).json()["result"]
+    assert len(week) == 7 and week[0]["total"] == 4
+
+
+def test_errors_stats_report_limit_errors_in_the_documented_shape() -> None:
+    with start(daily_quota=3) as sandbox:
+        api = session(sandbox)
+        codes(api, sandbox, 4)
+        sandbox.context.limiter.limits.daily_quota = 10  # room for the stats call itself
+        body = api.get(f"{sandbox.base_url}/rest/v1/stats/errors.json", timeout=10).json()
+    doc = json.loads((FIXTURES / "doc_usage__daily-errors__response.json").read_text())
+    assert set(body["result"][0]) == set(doc["result"][0])
+    assert body["result"][0]["errors"] == [{"errorCode": "607", "count": 1}]
+    assert body["result"][0]["total"] == 1

@@ -9,7 +9,9 @@ import warnings
 
 import dagster as dg
 
+from molequle_dagster.actions import build_action_job
 from molequle_dagster.assets import build_assets
+from molequle_dagster.assets.write_back import build_write_back_jobs
 from molequle_dagster.jobs import ALL_JOBS
 from molequle_dagster.partitions import build_daily_partitions
 from molequle_dagster.resources import build_resources
@@ -25,7 +27,7 @@ def build_definitions(settings: MolequleSettings) -> dg.Definitions:
         assets = dg.with_source_code_references(build_assets(settings, partitions))
     return dg.Definitions(
         assets=assets,
-        jobs=ALL_JOBS,
+        jobs=[*ALL_JOBS, build_action_job(settings), *build_write_back_jobs(settings)],
         schedules=build_schedules(settings, partitions),
         resources=build_resources(settings),
     )

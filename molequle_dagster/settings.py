@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -191,10 +192,14 @@ class PeopleSettings(_Strict):
         _unique(value, "attribute")
         return value
 
+    # Write-back target fields, set by MolequleSettings: the sync must read back what we push.
+    _write_back_fields: tuple[str, ...] = PrivateAttr(default=())
+
     @property
     def export_fields(self) -> list[str]:
         extra = [a for a in self.attributes if a not in REQUIRED_PERSON_FIELDS]
-        return [*REQUIRED_PERSON_FIELDS, *extra]
+        written = [f for f in self._write_back_fields if f not in REQUIRED_PERSON_FIELDS and f not in extra]
+        return [*REQUIRED_PERSON_FIELDS, *extra, *written]
 
 
 class AccountSettings(_Strict):
@@ -378,12 +383,23 @@ class ActionSettings(_Strict):
 
 
 # --- write-back --------------------------------------------------------------------------------------
+READ_ONLY_LEAD_FIELDS = frozenset({"id", "createdAt", "updatedAt"})
+
+
 class WriteBackMapping(_Strict):
     """Push a Molequle column to a Marketo lead field (Sync Leads, updateOnly by id)."""
 
-    source_table: Literal["unified_people", "unified_accounts", "people"]
-    source_column: FieldName
-    marketo_field: FieldName
+    source_table: Literal["unified_people", "unified_accounts", "people"] = Field(
+        description="lake table holding the value; unified tables are joined to lead ids through their links")
+    source_column: FieldName = Field(description="column of source_table, e.g. unified_id")
+    marketo_field: FieldName = Field(description="Marketo lead field (REST name) the value is written to")
+
+    @field_validator("marketo_field")
+    @classmethod
+    def _writable(cls, value: str) -> str:
+        if value in READ_ONLY_LEAD_FIELDS:
+            raise ValueError(f"{value!r} is read-only in Marketo; choose a writable lead field")
+        return value
 
 
 class WriteBackSettings(_Strict):
@@ -423,6 +439,13 @@ class MolequleSettings(_Strict):
     def _unique_actions(cls, value: list[ActionSettings]) -> list[ActionSettings]:
         _unique((a.name for a in value), "action name")
         return value
+
+    @model_validator(mode="after")
+    def _read_back_write_back_fields(self) -> MolequleSettings:
+        # Private attribute on a frozen model: allowed, and invisible to serialisation.
+        if self.write_back.enabled:
+            self.people._write_back_fields = tuple(m.marketo_field for m in self.write_back.mappings)
+        return self
 
     def action(self, name: str) -> ActionSettings:
         for action in self.actions:

@@ -11,6 +11,7 @@ from molequle_dagster.assets.activities import build_activity_assets
 from molequle_dagster.assets.people import build_people_assets
 from molequle_dagster.assets.programs import build_program_assets
 from molequle_dagster.assets.unified import build_unified_assets
+from molequle_dagster.assets.write_back import build_write_back_assets
 from molequle_dagster.settings import MolequleSettings
 
 
@@ -21,4 +22,5 @@ def build_assets(settings: MolequleSettings, partitions: dg.DailyPartitionsDefin
         *build_activity_assets(settings, partitions),
         *(build_program_assets(settings) if settings.sync.programs else []),
         *build_unified_assets(settings),
+        *build_write_back_assets(settings),
     ]

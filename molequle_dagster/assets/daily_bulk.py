@@ -49,7 +49,8 @@ class DailyBulkOutcome:
     mode: str
     windows: list[tuple[str, str]] = field(default_factory=list)
     rows_by_day: dict[str, int] = field(default_factory=dict)
-    exported_records: int = 0
+    exported_records: int = 0  # what Marketo reported (numberOfRecords)
+    parsed_rows: int = 0  # what we read from the files
     new_rows: int = 0
 
     @property
@@ -106,6 +107,7 @@ def _rows(client: Any, spec: DailyBulkSpec, requests: list[dict], now: datetime,
     for _index, result in client.bulk_export_many(spec.entity, requests, schema=spec.schema):
         outcome.exported_records += result.number_of_records
         for batch in result.batches():
+            outcome.parsed_rows += batch.num_rows
             yield spec.transform(stamp(pa.Table.from_batches([batch]), now))
 
 

@@ -28,11 +28,12 @@ from molequle_dagster.marketo.csvstream import ResumableDownload, read_batches
 from molequle_dagster.marketo.ledger import JobLedger, request_key
 from molequle_dagster.marketo.pacing import FileSlots
 from molequle_dagster.marketo.stats import CallStats
-from molequle_dagster.marketo.timeutil import format_marketo_datetime
+from molequle_dagster.marketo.timeutil import format_marketo_datetime, parse_marketo_datetime
 from molequle_dagster.marketo.transport import Transport
 
 Entity = Literal["leads", "activities", "program/members"]
 ENTITIES: tuple[str, ...] = ("leads", "activities", "program/members")
+MAX_WINDOW_DAYS = 31
 LIVE = frozenset({"created", "queued", "processing", "completed"})
 
 
@@ -58,6 +59,14 @@ class ExportRequest:
             raise ValueError("fields: expected a non-empty list of REST field names, or None")
         if self.entity != "activities" and not self.fields:
             raise ValueError(f"fields: required for {self.entity} exports")
+        for name in ("createdAt", "updatedAt"):
+            span = self.filter.get(name)
+            if isinstance(span, dict) and {"startAt", "endAt"} <= set(span):
+                days = (parse_marketo_datetime(span["endAt"]) - parse_marketo_datetime(span["startAt"]))
+                if days > timedelta(days=MAX_WINDOW_DAYS):
+                    raise ValueError(
+                        f"filter.{name}: at most {MAX_WINDOW_DAYS} days per export, got "
+                        f"{days.total_seconds() / 86400:.1f}; split with MarketoClient.windows()")
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"format": self.format, "filter": self.filter}

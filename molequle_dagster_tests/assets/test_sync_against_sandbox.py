@@ -153,3 +153,30 @@ def test_rename_heals_within_two_ticks(sync_env, initial) -> None:
     _assert_memberships_match_truth(sync_env)
     history = sync_env.lake.read_current("channel_status_history")
     assert "renamed" in history["change"].to_pylist()
+
+
+def test_backfill_of_62_days_spends_at_most_two_exports_per_entity(sync_env, initial) -> None:
+    """Dagster splits a backfill into runs of ≤ max_partitions_per_run days; each run is one export."""
+    from molequle_dagster.jobs import INITIAL_JOB
+    from molequle_dagster.sync_runner import RANGE_END, RANGE_START
+
+    import dagster as dg
+
+    asset = sync_env.defs.resolve_assets_def("activities")
+    per_run = asset.backfill_policy.max_partitions_per_run
+    with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
+        keys = asset.partitions_def.get_partition_keys()[-63:-1]  # the 62 days before today
+    assert len(keys) == 62 and per_run == 31
+    sync_env.control.reset_counters()
+    job = sync_env.defs.resolve_job_def(INITIAL_JOB)
+    for start in range(0, len(keys), per_run):
+        chunk = keys[start : start + per_run]
+        result = job.execute_in_process(
+            instance=sync_env.instance, asset_selection=[dg.AssetKey("activities")],
+            tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]})
+        assert result.success
+        materialized = {e.partition for e in result.get_asset_materialization_events()}
+        assert materialized == set(chunk)  # each day's partition is written separately
+    counts = sync_env.control.call_counts()
+    assert counts.get("POST /bulk/v1/activities/export/create.json", 0) <= 2, counts
+    assert all(sync_env.lake.read_partition("activities", k) is not None for k in keys)

@@ -55,8 +55,8 @@ class Stub:
                     if q.get("client_secret") == [SECRET]:
                         send_json(self, {"access_token": TOKEN, "token_type": "bearer", "expires_in": 3599})
                     else:
-                        send_json(self, {"error": "invalid_client", "error_description": "Bad client credentials"},
-                                  status=401)
+                        send_json(self, {"error": "invalid_client",
+                                         "error_description": "Bad client credentials"}, status=401)
                     return
                 stub.script.pop(0)(stub, self)
 
@@ -167,7 +167,7 @@ def test_persistent_html_page_is_malformed_not_empty(stub: Stub, transport: tupl
     t, _ = transport
     page = lambda s, h: send(h, b"<!DOCTYPE html><html>proxy</html>", ctype="text/html")  # noqa: E731
     stub.script += [page] * 3
-    with pytest.raises(E.MalformedResponseError, match="HTML page.*gave up after 3 attempts"):
+    with pytest.raises(E.MalformedResponseError, match=r"HTML page.*gave up after 3 attempts"):
         t.request("GET", "/rest/v1/x.json")
 
 
@@ -178,7 +178,7 @@ def test_601_refreshes_once_and_second_in_a_row_is_an_error(stub: Stub, transpor
     assert t.request("GET", "/rest/v1/x.json")["result"] == [1]
     assert stub.token_calls == 2
     stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid")]
-    with pytest.raises(E.MarketoAuthError, match="code=601.*requestId=b#2"):
+    with pytest.raises(E.MarketoAuthError, match=r"code=601.*requestId=b#2"):
         t.request("GET", "/rest/v1/x.json")
 
 
@@ -244,7 +244,8 @@ def test_download_resumes_with_range_after_a_drop(stub: Stub, transport: tuple[T
     def ranged(s: Stub, h: BaseHTTPRequestHandler) -> None:
         start = int(h.headers["Range"].removeprefix("bytes=").rstrip("-"))
         send(h, data[start:], status=206, ctype="text/csv",
-             headers={"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}", "Accept-Ranges": "bytes"})
+             headers={"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
+                      "Accept-Ranges": "bytes"})
 
     stub.script += [truncated, ranged]
     path = "/bulk/v1/leads/export/e1/file.json"

@@ -12,6 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from molequle_dagster.sandbox import catalog, routes_activities
 from molequle_dagster.sandbox.config import SandboxConfig
@@ -295,3 +297,30 @@ def test_deleted_leads_within_retention(sandbox: SandboxServer, api: requests.Se
     assert set(doc_item) <= set(items[0])
     assert items[0]["activityTypeId"] == 37 and items[0]["attributes"] == []
     assert items[0]["primaryAttributeValue"] == "Gone Person"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    types=st.sets(st.sampled_from([1, 2, 6, 12, 13]), min_size=1),
+    batch=st.integers(min_value=1, max_value=6),
+    days_back=st.integers(min_value=0, max_value=400),
+)
+def test_paging_yields_exactly_the_matching_activities(
+    sandbox: SandboxServer, api: requests.Session, types: set[int], batch: int, days_back: int
+) -> None:
+    start = NOW - days_back * DAY
+    pages = all_pages(
+        sandbox,
+        api,
+        "activities.json",
+        since(sandbox, api, start),
+        activityTypeIds=",".join(map(str, sorted(types))),
+        batchSize=batch,
+    )
+    got = [int(i["marketoGUID"]) for p in pages for i in p.get("result", [])]
+    retained = [r for r in ROWS if not (r["activityTypeId"] == 1 and r["activityDate"] < NOW - 90 * DAY)]
+    expected = [
+        r["marketoGUID"] for r in retained if r["activityTypeId"] in types and r["activityDate"] >= start
+    ]
+    assert got == expected
+    assert all(len(p.get("result", [])) <= batch for p in pages)

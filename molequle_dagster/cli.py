@@ -56,9 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sync = sub.add_parser("sync", help="sync Marketo into the lake (initial sync first, then ticks)")
-    sync.add_argument("--settings", help="settings file (default: $MOLEQULE_SETTINGS or the sandbox defaults)")
-    sync.add_argument("--sandbox", choices=["auto", "yes", "no"], default="auto",
-                      help="start the embedded Marketo sandbox (auto: when the settings point at it)")
+    sync.add_argument(
+        "--settings", help="settings file (default: $MOLEQULE_SETTINGS or the sandbox defaults)"
+    )
+    sync.add_argument(
+        "--sandbox",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="start the embedded Marketo sandbox (auto: when the settings point at it)",
+    )
     sync.add_argument("--people", type=_positive_int, default=2000, help="sandbox size in people")
     sync.add_argument("--seed", type=int, default=42, help="sandbox data seed")
 
@@ -67,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=_port, default=SANDBOX_PORT)
     sandbox.add_argument("--people", type=_positive_int, default=2000)
     sandbox.add_argument("--seed", type=int, default=42)
-    sandbox.add_argument("--profile", choices=["fast", "marketo"], default="fast",
-                         help="fast: instant bulk jobs; marketo: minutes per job, status every 60 s")
+    sandbox.add_argument(
+        "--profile",
+        choices=["fast", "marketo"],
+        default="fast",
+        help="fast: instant bulk jobs; marketo: minutes per job, status every 60 s",
+    )
 
     settings = sub.add_parser("settings", help="validate a settings file and summarise it")
     settings.add_argument("path", nargs="?", help="settings file (default: $MOLEQULE_SETTINGS or defaults)")
@@ -81,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"sync": _sync, "sandbox": _sandbox, "settings": _settings, "tables": _tables}[args.command](args)
+        return {"sync": _sync, "sandbox": _sandbox, "settings": _settings, "tables": _tables}[args.command](
+            args
+        )
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # the CLI's last line of defence: one clear line, no traceback noise
@@ -100,10 +112,14 @@ def _settings(args: argparse.Namespace) -> int:
     path = args.path or settings_path()
     s = load_settings(path)
     print(f"{path}: valid")
-    print(f"  Marketo: {s.marketo.base_url} (credentials from ${s.marketo.client_id_env}, "
-          f"${s.marketo.client_secret_env})")
-    print(f"  smart list: {s.people.smart_list.name or s.people.smart_list.id}; "
-          f"{len(s.people.export_fields)} person fields")
+    print(
+        f"  Marketo: {s.marketo.base_url} (credentials from ${s.marketo.client_id_env}, "
+        f"${s.marketo.client_secret_env})"
+    )
+    print(
+        f"  smart list: {s.people.smart_list.name or s.people.smart_list.id}; "
+        f"{len(s.people.export_fields)} person fields"
+    )
     print(f"  activity types: {', '.join(t.name for t in s.activities.types)}")
     print(f"  history: {s.sync.history_days} days; every {s.sync.interval_minutes} minutes")
     print(f"  actions: {', '.join(a.name for a in s.actions) or 'none'}; lake: {s.storage.lake_uri}")
@@ -117,8 +133,11 @@ def _sandbox(args: argparse.Namespace) -> int:
     config = SandboxConfig.for_profile(args.profile)
     config.data.people = args.people
     config.data.seed = args.seed
-    print(f"Marketo sandbox on http://{args.host}:{args.port} ({args.people} people, seed {args.seed}, "
-          f"{args.profile} profile); client id {config.clients[0].client_id}", flush=True)
+    print(
+        f"Marketo sandbox on http://{args.host}:{args.port} ({args.people} people, seed {args.seed}, "
+        f"{args.profile} profile); client id {config.clients[0].client_id}",
+        flush=True,
+    )
     serve_forever(config, args.host, args.port)
     return 0
 
@@ -197,8 +216,10 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
 
     lake = Lake(report.lake_uri)
     print()
-    print(f"{'Sync ' + ('succeeded' if report.success else 'FAILED'):}: {report.kind}, "
-          f"{len(report.runs)} Dagster runs in {seconds:.1f} s")
+    print(
+        f"{'Sync ' + ('succeeded' if report.success else 'FAILED'):}: {report.kind}, "
+        f"{len(report.runs)} Dagster runs in {seconds:.1f} s"
+    )
     for line in report.failures:
         print(f"  failed: {line}")
     print("Rows per table:")
@@ -206,13 +227,17 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
         print(f"  {name:28} {rows:>12,}")
     calls = sum(sandbox_counts.values()) if sandbox_counts else report.api_calls
     print(f"Marketo API calls: {calls:,}; bulk exports: {report.exports}; bulk bytes: {report.bulk_bytes:,}")
-    print(f"Data lake: {lake.root}  (read a table: python -c \"from molequle_dagster.lake import read_pandas; "
-          f"print(read_pandas('people'))\")")
+    print(
+        f'Data lake: {lake.root}  (read a table: python -c "from molequle_dagster.lake import read_pandas; '
+        f"print(read_pandas('people'))\")"
+    )
     print(f"Dagster instance: {home}")
     print("See the runs and the lineage in the Dagster UI:")
     print(f"  DAGSTER_HOME={home} .venv/bin/dagster dev -m molequle_dagster.definitions")
-    print("  (to materialize from the UI, keep a sandbox running: .venv/bin/molequle sandbox, "
-          "with MARKETO_CLIENT_ID=molequle-sandbox MARKETO_CLIENT_SECRET=sandbox-secret)")
+    print(
+        "  (to materialize from the UI, keep a sandbox running: .venv/bin/molequle sandbox, "
+        "with MARKETO_CLIENT_ID=molequle-sandbox MARKETO_CLIENT_SECRET=sandbox-secret)"
+    )
 
 
 if __name__ == "__main__":

@@ -11,9 +11,8 @@ DAILY_JOB = "marketo_daily_job"
 INITIAL_JOB = "marketo_initial_sync_job"
 
 # Everything a tick refreshes. The population (one full smart-list export) is left to the daily job.
-_TICK = (
-    dg.AssetSelection.groups(MARKETO_GROUP, MOLEQULE_GROUP, UNIFIED_GROUP)
-    - dg.AssetSelection.assets("marketo_people_population")
+_TICK = dg.AssetSelection.groups(MARKETO_GROUP, MOLEQULE_GROUP, UNIFIED_GROUP) - dg.AssetSelection.assets(
+    "marketo_people_population"
 )
 _ALL = dg.AssetSelection.groups(MARKETO_GROUP, MOLEQULE_GROUP, UNIFIED_GROUP)
 

@@ -18,7 +18,7 @@ def build_schedules(
         cron_schedule=settings.sync.cron_schedule,
         job=marketo_sync_job,
         execution_timezone="UTC",
-        description=f"Every {settings.sync.interval_minutes} minutes: people, accounts and today's activities.",
+        description=f"Every {settings.sync.interval_minutes} min: people, accounts and today's activities.",
     )
     def marketo_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         when = context.scheduled_execution_time

@@ -76,8 +76,13 @@ KNOWN_ACTIVITY_TYPES: tuple[KnownActivityType, ...] = tuple(
         ("Merge Leads", "Merge Leads", 32, "lifecycle", RETENTION_25_MONTHS),
         ("Interesting Moment", "Interesting Moment", 46, "moments", RETENTION_25_MONTHS),
         ("Request Campaign", "Request Campaign", 47, "campaigns", RETENTION_90_DAYS),
-        ("Change Status in Progression", "Change Status in Progression", 104, "programs",
-         RETENTION_25_MONTHS),
+        (
+            "Change Status in Progression",
+            "Change Status in Progression",
+            104,
+            "programs",
+            RETENTION_25_MONTHS,
+        ),
         ("Add to Nurture", "Add to Nurture", 113, "programs", RETENTION_25_MONTHS),
         ("Change Program Member Data", "Change Program Member Data", 123, "programs", RETENTION_25_MONTHS),
     ]
@@ -90,8 +95,17 @@ CUSTOM_ACTIVITY_TYPE_MIN_ID = 100_000
 DELETE_LEAD_TYPE_ID = 37  # bulk activity export refuses it; deletions come from Get Deleted Leads
 
 DEFAULT_ACTIVITY_TYPE_LABELS = (
-    "Email Open", "Email Click", "Email Bounce Hard", "Email Bounce Soft", "Email Sent", "Email Delivered",
-    "Interesting Moment", "Fill Out Form", "Web Page Visit", "Web Page Click", "Score Change",
+    "Email Open",
+    "Email Click",
+    "Email Bounce Hard",
+    "Email Bounce Soft",
+    "Email Sent",
+    "Email Delivered",
+    "Interesting Moment",
+    "Fill Out Form",
+    "Web Page Visit",
+    "Web Page Click",
+    "Score Change",
 )
 
 
@@ -390,7 +404,8 @@ class WriteBackMapping(_Strict):
     """Push a Molequle column to a Marketo lead field (Sync Leads, updateOnly by id)."""
 
     source_table: Literal["unified_people", "unified_accounts", "people"] = Field(
-        description="lake table holding the value; unified tables are joined to lead ids through their links")
+        description="lake table holding the value; unified tables are joined to lead ids through their links"
+    )
     source_column: FieldName = Field(description="column of source_table, e.g. unified_id")
     marketo_field: FieldName = Field(description="Marketo lead field (REST name) the value is written to")
 

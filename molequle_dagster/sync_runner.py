@@ -58,15 +58,23 @@ def run_sync(
     if lake.read_current("people") is None:
         report.kind = "initial"
         initial = defs.resolve_job_def(INITIAL_JOB)
-        unpartitioned = [k for k in initial.asset_layer.executable_asset_keys
-                         if defs.resolve_assets_def(k).partitions_def is None]
+        unpartitioned = [
+            k
+            for k in initial.asset_layer.executable_asset_keys
+            if defs.resolve_assets_def(k).partitions_def is None
+        ]
         _run(report, initial, instance, asset_selection=unpartitioned)
         if not report.success:
             return report
         window = _window_days(defs)
         for start, end in history_ranges(keys[:-1], window):
-            _run(report, initial, instance, asset_selection=[dg.AssetKey("activities")],
-                 tags={RANGE_START: start, RANGE_END: end})
+            _run(
+                report,
+                initial,
+                instance,
+                asset_selection=[dg.AssetKey("activities")],
+                tags={RANGE_START: start, RANGE_END: end},
+            )
             if not report.success:
                 return report
     _run(report, defs.resolve_job_def(SYNC_JOB), instance, partition_key=today)

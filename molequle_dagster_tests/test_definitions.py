@@ -33,7 +33,10 @@ def test_dagster_cli_validates_the_module_without_credentials(tmp_path) -> None:
     env["DAGSTER_HOME"] = str(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "molequle_dagster.definitions"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -88,12 +91,15 @@ def test_schedules_target_today_every_30_minutes_and_close_yesterday(defs: dg.De
 def test_a_run_without_the_secret_fails_naming_the_variable(defs: dg.Definitions) -> None:
     with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError) as caught:
         defs.resolve_job_def(SYNC_JOB).execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("marketo_activity_types")])
+            instance=instance, asset_selection=[dg.AssetKey("marketo_activity_types")]
+        )
     assert "MARKETO_CLIENT_ID" in str(caught.value)
 
 
-@pytest.mark.skipif(not os.environ.get("DAGSTER_PG_URL") and not os.environ.get("MOLEQULE_REQUIRE_PG"),
-                    reason="needs a PostgreSQL server (DAGSTER_PG_URL); scripts/test.sh starts one")
+@pytest.mark.skipif(
+    not os.environ.get("DAGSTER_PG_URL") and not os.environ.get("MOLEQULE_REQUIRE_PG"),
+    reason="needs a PostgreSQL server (DAGSTER_PG_URL); scripts/test.sh starts one",
+)
 def test_materialization_through_a_postgres_backed_instance(sync_env) -> None:
     """Production storage: run a real materialization with run/event storage in PostgreSQL."""
     url = os.environ["DAGSTER_PG_URL"]  # KeyError under MOLEQULE_REQUIRE_PG=1 without a server: a failure
@@ -101,7 +107,8 @@ def test_materialization_through_a_postgres_backed_instance(sync_env) -> None:
     with dg.instance_for_test(overrides=overrides) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = sync_env.defs.resolve_job_def(SYNC_JOB).execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("marketo_activity_types")])
+            instance=instance, asset_selection=[dg.AssetKey("marketo_activity_types")]
+        )
         assert result.success
         event = instance.get_latest_materialization_event(dg.AssetKey("marketo_activity_types"))
         assert event is not None

@@ -39,7 +39,13 @@ def test_omitted_activity_types_default_to_the_eleven_product_types(base: dict) 
     del base["activities"]
     settings = parse_settings(base)
     assert len(settings.activities.types) == 11
-    assert {t.type_group for t in settings.activities.types} == {"email", "moments", "forms", "web", "scoring"}
+    assert {t.type_group for t in settings.activities.types} == {
+        "email",
+        "moments",
+        "forms",
+        "web",
+        "scoring",
+    }
 
 
 def test_unknown_key_names_the_path_and_the_allowed_keys(base: dict) -> None:

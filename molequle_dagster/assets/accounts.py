@@ -7,7 +7,6 @@ changed since the last run; a refresh of the people population (daily) re-querie
 accounts cannot be linked to leads through the API (§8.2), so they are matched to companies by domain.
 """
 
-
 from datetime import timedelta
 from typing import Any
 
@@ -69,7 +68,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
         deps=["people"],
     )
     def marketo_companies(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
-        """Marketo companies of the synced people, queried by externalCompanyId (only changed ones per tick)."""
+        """Companies of the synced people, queried by externalCompanyId (only changed ones per tick)."""
         store = lake.lake
         client = marketo.client
         now = utcnow()
@@ -112,9 +111,11 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
             companies = store.read_current(COMPANIES_TABLE)
             existing = store.read_current(NAMED_ACCOUNTS_TABLE)
             known = set(existing.column("domainName").to_pylist()) if existing is not None else set()
-            domains = sorted(
-                {d for d in _domains(companies).to_pylist() if d} - known
-            ) if companies is not None else []
+            domains = (
+                sorted({d for d in _domains(companies).to_pylist() if d} - known)
+                if companies is not None
+                else []
+            )
             with accounting(client) as spent:
                 rows = []
                 for chunk in _chunks(domains, FILTER_BATCH):
@@ -162,8 +163,12 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
         store.write_current(ACCOUNTS_TABLE, accounts)
         links = _person_links(store.read_current("people"), companies, accounts)
         store.write_current(PERSON_ACCOUNTS_TABLE, links)
-        yield dg.MaterializeResult(asset_key=ACCOUNTS_TABLE, metadata={"dagster/row_count": accounts.num_rows})
-        yield dg.MaterializeResult(asset_key=PERSON_ACCOUNTS_TABLE, metadata={"dagster/row_count": links.num_rows})
+        yield dg.MaterializeResult(
+            asset_key=ACCOUNTS_TABLE, metadata={"dagster/row_count": accounts.num_rows}
+        )
+        yield dg.MaterializeResult(
+            asset_key=PERSON_ACCOUNTS_TABLE, metadata={"dagster/row_count": links.num_rows}
+        )
 
     assets.append(accounts_current)
     return assets
@@ -193,8 +198,12 @@ def _chunks(values: list[str], size: int):
 
 def _records_table(rows: list[dict[str, Any]], fields: list[str], now: Any) -> pa.Table:
     columns = {f: [r.get(f) for r in rows] for f in fields}
-    table = pa.table({f: pa.array(v) if any(x is not None for x in v) else pa.nulls(len(v), pa.string())
-                      for f, v in columns.items()})
+    table = pa.table(
+        {
+            f: pa.array(v) if any(x is not None for x in v) else pa.nulls(len(v), pa.string())
+            for f, v in columns.items()
+        }
+    )
     return stamp(table, now)
 
 
@@ -224,52 +233,86 @@ def _accounts_table(companies: pa.Table | None, named: pa.Table | None) -> pa.Ta
     parts = []
     if companies is not None and companies.num_rows:
         ids = pc.cast(companies.column("id"), pa.string())
-        parts.append(pa.table({
-            "account_id": pc.binary_join_element_wise("company:", ids, ""),
-            "source": pa.array(["company"] * companies.num_rows),
-            "company": _col(companies, "company", pa.string()),
-            "website": _col(companies, "website", pa.string()),
-            "industry": _col(companies, "industry", pa.string()),
-            "numberOfEmployees": _col(companies, "numberOfEmployees", pa.int64()),
-            "billingCountry": _col(companies, "billingCountry", pa.string()),
-            "domain": _domains(companies),
-            SYNCED_AT: _col(companies, SYNCED_AT, TS),
-        }, ACCOUNTS_SCHEMA))
+        parts.append(
+            pa.table(
+                {
+                    "account_id": pc.binary_join_element_wise("company:", ids, ""),
+                    "source": pa.array(["company"] * companies.num_rows),
+                    "company": _col(companies, "company", pa.string()),
+                    "website": _col(companies, "website", pa.string()),
+                    "industry": _col(companies, "industry", pa.string()),
+                    "numberOfEmployees": _col(companies, "numberOfEmployees", pa.int64()),
+                    "billingCountry": _col(companies, "billingCountry", pa.string()),
+                    "domain": _domains(companies),
+                    SYNCED_AT: _col(companies, SYNCED_AT, TS),
+                },
+                ACCOUNTS_SCHEMA,
+            )
+        )
     if named is not None and named.num_rows:
         guid = pc.cast(named.column("marketoGUID"), pa.string())
         domain = _col(named, "domainName", pa.string())
-        parts.append(pa.table({
-            "account_id": pc.binary_join_element_wise("named:", guid, ""),
-            "source": pa.array(["named_account"] * named.num_rows),
-            "company": _col(named, "name", pa.string()),
-            "website": domain,
-            "industry": _col(named, "industry", pa.string()),
-            "numberOfEmployees": _col(named, "numberOfEmployees", pa.int64()),
-            "billingCountry": _col(named, "country", pa.string()),
-            "domain": pc.utf8_lower(domain),
-            SYNCED_AT: _col(named, SYNCED_AT, TS),
-        }, ACCOUNTS_SCHEMA))
+        parts.append(
+            pa.table(
+                {
+                    "account_id": pc.binary_join_element_wise("named:", guid, ""),
+                    "source": pa.array(["named_account"] * named.num_rows),
+                    "company": _col(named, "name", pa.string()),
+                    "website": domain,
+                    "industry": _col(named, "industry", pa.string()),
+                    "numberOfEmployees": _col(named, "numberOfEmployees", pa.int64()),
+                    "billingCountry": _col(named, "country", pa.string()),
+                    "domain": pc.utf8_lower(domain),
+                    SYNCED_AT: _col(named, SYNCED_AT, TS),
+                },
+                ACCOUNTS_SCHEMA,
+            )
+        )
     return pa.concat_tables(parts).sort_by("account_id") if parts else ACCOUNTS_SCHEMA.empty_table()
 
 
 def _person_links(people: pa.Table | None, companies: pa.Table | None, accounts: pa.Table) -> pa.Table:
     if people is None or companies is None or people.num_rows == 0 or companies.num_rows == 0:
         return PERSON_ACCOUNTS_SCHEMA.empty_table()
-    by_company = pa.table({
-        "externalCompanyId": pc.cast(companies.column("externalCompanyId"), pa.string()),
-        "account_id": pc.binary_join_element_wise("company:", pc.cast(companies.column("id"), pa.string()), ""),
-        "domain": _domains(companies),
-    })
-    person = pa.table({"person_id": people.column("id"),
-                       "externalCompanyId": pc.cast(people.column("externalCompanyId"), pa.string())})
+    by_company = pa.table(
+        {
+            "externalCompanyId": pc.cast(companies.column("externalCompanyId"), pa.string()),
+            "account_id": pc.binary_join_element_wise(
+                "company:", pc.cast(companies.column("id"), pa.string()), ""
+            ),
+            "domain": _domains(companies),
+        }
+    )
+    person = pa.table(
+        {
+            "person_id": people.column("id"),
+            "externalCompanyId": pc.cast(people.column("externalCompanyId"), pa.string()),
+        }
+    )
     joined = person.join(by_company, "externalCompanyId", join_type="inner")
-    links = [pa.table({"person_id": joined.column("person_id"), "account_id": joined.column("account_id"),
-                       "link": pa.array(["externalCompanyId"] * joined.num_rows)}, PERSON_ACCOUNTS_SCHEMA)]
+    links = [
+        pa.table(
+            {
+                "person_id": joined.column("person_id"),
+                "account_id": joined.column("account_id"),
+                "link": pa.array(["externalCompanyId"] * joined.num_rows),
+            },
+            PERSON_ACCOUNTS_SCHEMA,
+        )
+    ]
     named = accounts.filter(pc.equal(accounts.column("source"), "named_account"))
     if named.num_rows:
         via_domain = joined.select(["person_id", "domain"]).join(
-            named.select(["account_id", "domain"]), "domain", join_type="inner")
-        links.append(pa.table({"person_id": via_domain.column("person_id"),
-                               "account_id": via_domain.column("account_id"),
-                               "link": pa.array(["domain"] * via_domain.num_rows)}, PERSON_ACCOUNTS_SCHEMA))
+            named.select(["account_id", "domain"]), "domain", join_type="inner"
+        )
+        links.append(
+            pa.table(
+                {
+                    "person_id": via_domain.column("person_id"),
+                    "account_id": via_domain.column("account_id"),
+                    "link": pa.array(["domain"] * via_domain.num_rows),
+                },
+                PERSON_ACCOUNTS_SCHEMA,
+            )
+        )
     return pa.concat_tables(links).sort_by([("person_id", "ascending"), ("account_id", "ascending")])

@@ -7,7 +7,6 @@ types whose Marketo retention is shorter than the requested history are reported
 ("Email Sent available since …"), never left as a silent gap.
 """
 
-
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -96,7 +95,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         values = pa.array(list(groups.values()), pa.string())
         index = pc.index_in(type_ids, value_set=keys)
         group = pc.take(values, index)
-        return table.select(ACTIVITY_CSV_SCHEMA.names + [SYNCED_AT]).append_column("activity_group", group)
+        return table.select([*ACTIVITY_CSV_SCHEMA.names, SYNCED_AT]).append_column("activity_group", group)
 
     @dg.asset(
         name=ACTIVITIES_TABLE,
@@ -111,11 +110,19 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         metadata=schema_metadata(ACTIVITY_SCHEMA),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
         check_specs=[
-            dg.AssetCheckSpec("row_count_matches_marketo", asset=ACTIVITIES_TABLE, blocking=True,
-                              description="Rows read from the export files equal Marketo's numberOfRecords."),
-            dg.AssetCheckSpec("known_people", asset=ACTIVITIES_TABLE, blocking=False,
-                              description=f"At most {UNKNOWN_PERSON_THRESHOLD:.0%} of this run's activities "
-                              "belong to people missing from the people table."),
+            dg.AssetCheckSpec(
+                "row_count_matches_marketo",
+                asset=ACTIVITIES_TABLE,
+                blocking=True,
+                description="Rows read from the export files equal Marketo's numberOfRecords.",
+            ),
+            dg.AssetCheckSpec(
+                "known_people",
+                asset=ACTIVITIES_TABLE,
+                blocking=False,
+                description=f"At most {UNKNOWN_PERSON_THRESHOLD:.0%} of this run's activities "
+                "belong to people missing from the people table.",
+            ),
         ],
     )
     def activities(context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource):
@@ -164,8 +171,10 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         yield dg.AssetCheckResult(
             check_name="row_count_matches_marketo",
             passed=outcome is None or outcome.parsed_rows == outcome.exported_records,
-            metadata={"parsed_rows": outcome.parsed_rows if outcome else 0,
-                      "number_of_records": outcome.exported_records if outcome else 0},
+            metadata={
+                "parsed_rows": outcome.parsed_rows if outcome else 0,
+                "number_of_records": outcome.exported_records if outcome else 0,
+            },
         )
         unknown, total = unknown_people(lake.lake, keys)
         yield dg.AssetCheckResult(
@@ -221,8 +230,13 @@ def reconcile_activities(store: Any, tombstones: pa.Table, merges: pa.Table) -> 
     affected = pa.concat_arrays([deleted.cast(pa.int64()), losers.cast(pa.int64())])
     if len(affected) == 0 or not store.partition_keys(ACTIVITIES_TABLE):
         return []
-    dataset = ds.dataset(store.path(ACTIVITIES_TABLE), filesystem=store.fs, format="parquet",
-                         partitioning="hive", exclude_invalid_files=True)
+    dataset = ds.dataset(
+        store.path(ACTIVITIES_TABLE),
+        filesystem=store.fs,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=True,
+    )
     hits = dataset.to_table(columns=["date"], filter=pc.is_in(pc.field("leadId"), value_set=affected))
     touched = sorted(set(pc.unique(pc.cast(hits.column("date"), pa.string())).to_pylist()))
     for key in touched:
@@ -245,7 +259,9 @@ def retention_notes(settings: MolequleSettings, now: datetime, keys: list[str]) 
         if activity_type.retention >= settings.sync.history_days:
             continue
         since = (now - timedelta(days=activity_type.retention)).date().isoformat()
-        notes.append(f"{activity_type.name} available since {since} (Marketo keeps {activity_type.retention} days)")
+        notes.append(
+            f"{activity_type.name} available since {since} (Marketo keeps {activity_type.retention} days)"
+        )
         if keys and keys[0] < since:
             truncated[activity_type.name] = since
     return {"notes": notes, "types_truncated_in_this_run": truncated}

@@ -15,7 +15,6 @@ updates the same row. The flow:
   minus tombstoned ids and merged-away (losing) ids.
 """
 
-
 from datetime import timedelta
 from typing import Any
 
@@ -54,7 +53,11 @@ DELETED_LEADS_LOOKBACK = timedelta(days=14)  # Marketo prunes deletions older th
 
 # `recorded_at`: when we learned of it; downstream steps (activities, memberships) consume by it.
 TOMBSTONE_SCHEMA = pa.schema(
-    [("id", pa.int64()), ("deleted_at", pa.timestamp("s", tz="UTC")), ("recorded_at", pa.timestamp("s", tz="UTC"))]
+    [
+        ("id", pa.int64()),
+        ("deleted_at", pa.timestamp("s", tz="UTC")),
+        ("recorded_at", pa.timestamp("s", tz="UTC")),
+    ]
 )
 MERGE_SCHEMA = pa.schema(
     [
@@ -68,7 +71,11 @@ MERGE_SCHEMA = pa.schema(
 
 def _people_schema(settings: MolequleSettings) -> pa.Schema:
     """Typed columns of the configured fields (types come from describe at run time; strings here)."""
-    typed = {"id": pa.int64(), "createdAt": pa.timestamp("s", tz="UTC"), "updatedAt": pa.timestamp("s", tz="UTC")}
+    typed = {
+        "id": pa.int64(),
+        "createdAt": pa.timestamp("s", tz="UTC"),
+        "updatedAt": pa.timestamp("s", tz="UTC"),
+    }
     return pa.schema([(f, typed.get(f, pa.string())) for f in settings.people.export_fields])
 
 
@@ -215,8 +222,11 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         tombstones = _append(
             store.read_current(TOMBSTONES_TABLE),
             pa.table(
-                {"id": [d[0] for d in deleted], "deleted_at": [d[1] for d in deleted],
-                 "recorded_at": [now] * len(deleted)},
+                {
+                    "id": [d[0] for d in deleted],
+                    "deleted_at": [d[1] for d in deleted],
+                    "recorded_at": [now] * len(deleted),
+                },
                 TOMBSTONE_SCHEMA,
             ),
             "id",
@@ -256,8 +266,12 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         metadata=schema_metadata(current_schema),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
         check_specs=[
-            dg.AssetCheckSpec("ids_unique", asset=PEOPLE_TABLE, blocking=True,
-                              description="Every Marketo lead id appears once."),
+            dg.AssetCheckSpec(
+                "ids_unique",
+                asset=PEOPLE_TABLE,
+                blocking=True,
+                description="Every Marketo lead id appears once.",
+            ),
         ],
     )
     def people(lake: LakeResource):
@@ -273,7 +287,9 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         base = store.read_current(PEOPLE_TABLE)
         through = fold.get("through")
         population_at = _max_time(population)
-        rebased = population is not None and (base is None or iso_or_none(population_at) != fold.get("population"))
+        rebased = population is not None and (
+            base is None or iso_or_none(population_at) != fold.get("population")
+        )
         if rebased:
             base = population.append_column("in_sync_list", pa.array([True] * population.num_rows))
             through = population_at.isoformat() if population_at else None
@@ -403,8 +419,14 @@ def lifecycle_since(store: Any, consumer: str) -> tuple[pa.Table, pa.Table, str 
         cutoff = pa.scalar(datetime.fromisoformat(mark), pa.timestamp("s", tz="UTC"))
         tombstones = tombstones.filter(pc.greater(tombstones.column("recorded_at"), cutoff))
         merges = merges.filter(pc.greater(merges.column("recorded_at"), cutoff))
-    latest = [t for t in (pc.max(tombstones.column("recorded_at")).as_py() if tombstones.num_rows else None,
-                          pc.max(merges.column("recorded_at")).as_py() if merges.num_rows else None) if t]
+    latest = [
+        t
+        for t in (
+            pc.max(tombstones.column("recorded_at")).as_py() if tombstones.num_rows else None,
+            pc.max(merges.column("recorded_at")).as_py() if merges.num_rows else None,
+        )
+        if t
+    ]
     return tombstones, merges, (max(latest).isoformat() if latest else mark)
 
 

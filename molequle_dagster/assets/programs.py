@@ -13,7 +13,6 @@ activities (type 104) since the last tick, new programs, and programs with held 
 programs per bulk job (Marketo's limit), never every program on every tick.
 """
 
-
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -148,8 +147,11 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
                 "channels": len(channels),
                 "status_changes": changes.num_rows,
                 "renames": dg.MetadataValue.json(
-                    [f"{r['channel']}: {r['old_name']} → {r['new_name']}" for r in changes.to_pylist()
-                     if r["change"] == "renamed"]
+                    [
+                        f"{r['channel']}: {r['old_name']} → {r['new_name']}"
+                        for r in changes.to_pylist()
+                        if r["change"] == "renamed"
+                    ]
                 ),
                 **spent.metadata(),
             }
@@ -187,8 +189,12 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         new_ids = sorted(set(fetched.column("id").to_pylist()))
         store.write_state("programs", {"since": iso(now), "changed": new_ids})
         return dg.MaterializeResult(
-            metadata={"dagster/row_count": table.num_rows, "fetched": len(rows), "since": since or "",
-                      **spent.metadata()}
+            metadata={
+                "dagster/row_count": table.num_rows,
+                "fetched": len(rows),
+                "since": since or "",
+                **spent.metadata(),
+            }
         )
 
     @dg.multi_asset(
@@ -217,8 +223,12 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec("no_held_memberships", asset=MEMBERSHIPS_TABLE, blocking=False,
-                              description="Warns while memberships wait for a status name to resolve."),
+            dg.AssetCheckSpec(
+                "no_held_memberships",
+                asset=MEMBERSHIPS_TABLE,
+                blocking=False,
+                description="Warns while memberships wait for a status name to resolve.",
+            ),
         ],
     )
     def marketo_memberships(marketo: MarketoResource, lake: LakeResource):
@@ -237,9 +247,15 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         with accounting(client) as spent:
             to_export = _programs_to_export(client, programs, current, held, channels, since, store)
             # Marketo removes deleted leads' memberships and folds merged ones into the winner.
-            to_export = sorted(set(to_export) | _programs_of_leads(
-                current, pa.concat_arrays([tombstones.column("id").combine_chunks(),
-                                           merges.column("loser_id").combine_chunks()])))
+            to_export = sorted(
+                set(to_export)
+                | _programs_of_leads(
+                    current,
+                    pa.concat_arrays(
+                        [tombstones.column("id").combine_chunks(), merges.column("loser_id").combine_chunks()]
+                    ),
+                )
+            )
             requests = [
                 {"fields": PM_FIELDS, "filter": {"programIds": to_export[i : i + PROGRAMS_PER_EXPORT]}}
                 for i in range(0, len(to_export), PROGRAMS_PER_EXPORT)
@@ -272,8 +288,10 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
             asset_key=MEMBERSHIPS_TABLE,
             passed=unresolved.num_rows == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"held": unresolved.num_rows, "by_program_and_status": dg.MetadataValue.json(
-                _held_summary(unresolved))},
+            metadata={
+                "held": unresolved.num_rows,
+                "by_program_and_status": dg.MetadataValue.json(_held_summary(unresolved)),
+            },
         )
 
     return [marketo_channels, marketo_programs, marketo_memberships]
@@ -321,9 +339,17 @@ def _status_changes(previous: pa.Table | None, current: pa.Table, now: Any) -> p
         else:
             continue
         ref = new or old
-        changes.append({"channel_id": key[0], "channel": ref["channel"], "step": key[1], "change": kind,
-                        "old_name": old["status_name"] if old else None,
-                        "new_name": new["status_name"] if new else None, "detected_at": now})
+        changes.append(
+            {
+                "channel_id": key[0],
+                "channel": ref["channel"],
+                "step": key[1],
+                "change": kind,
+                "old_name": old["status_name"] if old else None,
+                "new_name": new["status_name"] if new else None,
+                "detected_at": now,
+            }
+        )
     return pa.Table.from_pylist(changes, HISTORY_SCHEMA)
 
 
@@ -402,7 +428,9 @@ def _membership_rows(parts: list[pa.Table], now: Any) -> pa.Table:
 def _without_programs(table: pa.Table | None, program_ids: list[int]) -> pa.Table | None:
     if table is None or not program_ids:
         return table
-    return table.filter(pc.invert(pc.is_in(table.column("program_id"), value_set=pa.array(program_ids, pa.int64()))))
+    return table.filter(
+        pc.invert(pc.is_in(table.column("program_id"), value_set=pa.array(program_ids, pa.int64())))
+    )
 
 
 def _strip_retry(held: pa.Table | None) -> pa.Table | None:
@@ -434,27 +462,42 @@ def _resolve(pending: pa.Table, channels: pa.Table, programs: pa.Table, held: pa
     ok = pc.is_valid(joined.column("step"))
     resolved = joined.filter(ok).sort_by([("program_id", "ascending"), ("lead_id", "ascending")])
     unresolved = joined.filter(pc.invert(ok))
-    program_channel = dict(zip(programs.column("id").to_pylist(), programs.column("channel").to_pylist(),
-                               strict=True))
+    program_channel = dict(
+        zip(programs.column("id").to_pylist(), programs.column("channel").to_pylist(), strict=True)
+    )
     reasons = [
         f"status {s!r} is not among the statuses of channel {program_channel.get(p)!r}"
-        if p in program_channel else f"program {p} is unknown (not synced yet)"
-        for p, s in zip(unresolved.column("program_id").to_pylist(), unresolved.column("status_name").to_pylist(),
-                        strict=True)
+        if p in program_channel
+        else f"program {p} is unknown (not synced yet)"
+        for p, s in zip(
+            unresolved.column("program_id").to_pylist(),
+            unresolved.column("status_name").to_pylist(),
+            strict=True,
+        )
     ]
     since = _held_since(unresolved, held, now)
-    unresolved = unresolved.append_column("reason", pa.array(reasons, pa.string())).append_column("held_since", since)
+    unresolved = unresolved.append_column("reason", pa.array(reasons, pa.string())).append_column(
+        "held_since", since
+    )
     return resolved, unresolved.sort_by([("program_id", "ascending"), ("lead_id", "ascending")])
 
 
 def _held_since(unresolved: pa.Table, held: pa.Table | None, now: Any) -> pa.Array:
     first_seen: dict[tuple[int, int], Any] = {}
     if held is not None:
-        for p, lead, t in zip(held.column("program_id").to_pylist(), held.column("lead_id").to_pylist(),
-                              held.column("held_since").to_pylist(), strict=True):
+        for p, lead, t in zip(
+            held.column("program_id").to_pylist(),
+            held.column("lead_id").to_pylist(),
+            held.column("held_since").to_pylist(),
+            strict=True,
+        ):
             first_seen[(p, lead)] = t
-    values = [first_seen.get((p, lead), now) for p, lead in zip(
-        unresolved.column("program_id").to_pylist(), unresolved.column("lead_id").to_pylist(), strict=True)]
+    values = [
+        first_seen.get((p, lead), now)
+        for p, lead in zip(
+            unresolved.column("program_id").to_pylist(), unresolved.column("lead_id").to_pylist(), strict=True
+        )
+    ]
     return pa.array(values, TS)
 
 
@@ -462,5 +505,7 @@ def _held_summary(unresolved: pa.Table) -> list[dict[str, Any]]:
     if unresolved.num_rows == 0:
         return []
     grouped = unresolved.group_by(["program_id", "status_name"]).aggregate([("lead_id", "count")])
-    return [{"program_id": r["program_id"], "status": r["status_name"], "memberships": r["lead_id_count"]}
-            for r in grouped.to_pylist()]
+    return [
+        {"program_id": r["program_id"], "status": r["status_name"], "memberships": r["lead_id_count"]}
+        for r in grouped.to_pylist()
+    ]

@@ -50,7 +50,9 @@ class BulkSettings(_Cfg):
     file_retention_days: float = 7.0  # [CONFLICT] 7 vs 10 days
     max_window_days: int = 31
     window_error_code: str = "1003"  # [UNCONFIRMED] code for a window wider than 31 days
-    unsupported_filters: list[str] = Field(default_factory=list)  # e.g. ["updatedAt", "smartListName"] -> 1035
+    unsupported_filters: list[str] = Field(
+        default_factory=list
+    )  # e.g. ["updatedAt", "smartListName"] -> 1035
     cancelled_spelling: Literal["Cancelled", "Canceled"] = "Cancelled"  # [CONFLICT]
     ssv_delimiter: str = ";"  # [CONFLICT] semicolon vs space
     program_member_booleans: Literal["true_false", "zero_one"] = "true_false"  # [UNCONFIRMED]
@@ -91,7 +93,9 @@ class SandboxConfig(_Cfg):
     behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings)
     clients: list[ApiClient] = Field(
         default_factory=lambda: [
-            ApiClient(client_id="molequle-sandbox", client_secret="sandbox-secret", api_user="molequle@sandbox"),
+            ApiClient(
+                client_id="molequle-sandbox", client_secret="sandbox-secret", api_user="molequle@sandbox"
+            ),
             ApiClient(client_id="other-integration", client_secret="other-secret", api_user="other@sandbox"),
         ]
     )

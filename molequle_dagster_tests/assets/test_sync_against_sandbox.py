@@ -28,7 +28,9 @@ def _expected_people_ids(env, since: datetime) -> set[int]:
     state = env.control.state
     smart_list = next(s for s in state.smart_lists if s["name"] == "All People for Molequle")
     members = set(truth.smart_list_lead_ids(state, smart_list).to_pylist())
-    changed = state.people.filter(pc.greater_equal(state.people["_modifiedAt"], pa.scalar(since, pa.timestamp("s", tz="UTC"))))
+    changed = state.people.filter(
+        pc.greater_equal(state.people["_modifiedAt"], pa.scalar(since, pa.timestamp("s", tz="UTC")))
+    )
     return members | set(changed["id"].to_pylist())
 
 
@@ -64,12 +66,18 @@ def _assert_memberships_match_truth(env) -> None:
     ours = env.lake.read_current("memberships")
     held = env.lake.read_current("membership_retry")
     expected = truth.memberships_truth(env.control.state)
-    got = {(r["program_id"], r["lead_id"]): r["status_name"] for r in ours.select(
-        ["program_id", "lead_id", "status_name"]).to_pylist()}
-    got |= {(r["program_id"], r["lead_id"]): r["status_name"] for r in held.select(
-        ["program_id", "lead_id", "status_name"]).to_pylist()}
-    want = {(r["programId"], r["leadId"]): r["statusName"] for r in expected.select(
-        ["programId", "leadId", "statusName"]).to_pylist()}
+    got = {
+        (r["program_id"], r["lead_id"]): r["status_name"]
+        for r in ours.select(["program_id", "lead_id", "status_name"]).to_pylist()
+    }
+    got |= {
+        (r["program_id"], r["lead_id"]): r["status_name"]
+        for r in held.select(["program_id", "lead_id", "status_name"]).to_pylist()
+    }
+    want = {
+        (r["programId"], r["leadId"]): r["statusName"]
+        for r in expected.select(["programId", "leadId", "statusName"]).to_pylist()
+    }
     assert got == want
 
 
@@ -90,7 +98,8 @@ def test_initial_sync_equals_ground_truth(sync_env, initial) -> None:
     accounts = sync_env.lake.read_current("accounts")
     companies = sync_env.control.state.companies
     assert set(accounts.filter(pc.equal(accounts["source"], "company"))["account_id"].to_pylist()) <= {
-        f"company:{i}" for i in companies["id"].to_pylist()}
+        f"company:{i}" for i in companies["id"].to_pylist()
+    }
     assert sync_env.lake.read_current("unified_people").num_rows > 0
 
 
@@ -98,9 +107,19 @@ def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
     control = sync_env.control
     state = control.state
     before_ids = set(state.people["id"].to_pylist())
-    report = control.apply_churn({"new_people": 0.02, "attribute_updates": 0.05, "email_changes": 0.02,
-                                  "merges": 0.01, "deletions": 0.01, "new_activities_per_person": 0.5,
-                                  "program_status_changes": 0.05, "new_programs": 1}, seed=7)
+    report = control.apply_churn(
+        {
+            "new_people": 0.02,
+            "attribute_updates": 0.05,
+            "email_changes": 0.02,
+            "merges": 0.01,
+            "deletions": 0.01,
+            "new_activities_per_person": 0.5,
+            "program_status_changes": 0.05,
+            "new_programs": 1,
+        },
+        seed=7,
+    )
     assert report.email_changed_ids and report.merges and report.deleted_lead_ids
     result = run_sync(sync_env.defs, sync_env.instance)
     assert result.success, result.failures
@@ -110,7 +129,10 @@ def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
     # identity is the lead id: a changed email updated the same row
     changed = report.email_changed_ids[0]
     row = people.filter(pc.equal(people["id"], changed)).to_pylist()
-    assert row and row[0]["email"] == state.people.filter(pc.equal(state.people["id"], changed))["email"][0].as_py()
+    assert (
+        row
+        and row[0]["email"] == state.people.filter(pc.equal(state.people["id"], changed))["email"][0].as_py()
+    )
     # deletions and merges are reflected: tombstones and the merge map hold them; people no longer do
     tombstones = set(sync_env.lake.read_current("person_tombstones")["id"].to_pylist())
     assert set(report.deleted_lead_ids) <= tombstones
@@ -141,8 +163,11 @@ def test_rename_heals_within_two_ticks(sync_env, initial) -> None:
     state = control.state
     members = truth.memberships_truth(state)
     programs = {r["id"]: r["channel"] for r in state.programs.select(["id", "channel"]).to_pylist()}
-    used = [(programs[r["programId"]], r["statusName"]) for r in members.to_pylist()
-            if r["statusName"] != "Not in Program"]
+    used = [
+        (programs[r["programId"]], r["statusName"])
+        for r in members.to_pylist()
+        if r["statusName"] != "Not in Program"
+    ]
     channel, status = used[0]
     control.rename_status(channel, status, status + " (renamed)")
     for _ in range(2):
@@ -157,10 +182,10 @@ def test_rename_heals_within_two_ticks(sync_env, initial) -> None:
 
 def test_backfill_of_62_days_spends_at_most_two_exports_per_entity(sync_env, initial) -> None:
     """Dagster splits a backfill into runs of ≤ max_partitions_per_run days; each run is one export."""
+    import dagster as dg
+
     from molequle_dagster.jobs import INITIAL_JOB
     from molequle_dagster.sync_runner import RANGE_END, RANGE_START
-
-    import dagster as dg
 
     asset = sync_env.defs.resolve_assets_def("activities")
     per_run = asset.backfill_policy.max_partitions_per_run
@@ -172,8 +197,10 @@ def test_backfill_of_62_days_spends_at_most_two_exports_per_entity(sync_env, ini
     for start in range(0, len(keys), per_run):
         chunk = keys[start : start + per_run]
         result = job.execute_in_process(
-            instance=sync_env.instance, asset_selection=[dg.AssetKey("activities")],
-            tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]})
+            instance=sync_env.instance,
+            asset_selection=[dg.AssetKey("activities")],
+            tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]},
+        )
         assert result.success
         materialized = {e.partition for e in result.get_asset_materialization_events()}
         assert materialized == set(chunk)  # each day's partition is written separately

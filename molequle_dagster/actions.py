@@ -132,7 +132,7 @@ def _bare_token_name(name: str) -> str:
 def _token_text(spec: TokenSpec, value: Any) -> str:
     """The value as Marketo receives it; raises ValueError saying what the type expects."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a {spec.type}, got a boolean")
+        raise ValueError(f"expected type {spec.type}, got a boolean")
     if spec.type == "integer":
         if isinstance(value, int) or (isinstance(value, str) and _INTEGER.match(value.strip())):
             return str(int(value))

@@ -54,7 +54,7 @@ else:
     from molequle_dagster.marketo.schema import ACTIVITY_COLUMN_TYPES
     path = sys.argv[3]
     size, export_id = Path(path).stat().st_size, None
-    batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=4 << 20, use_threads=False),
+    batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20, use_threads=False),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types=ACTIVITY_COLUMN_TYPES, null_values=NULL_LITERALS,
             strings_can_be_null=True, quoted_strings_can_be_null=False, true_values=TRUE_VALUES,

@@ -30,6 +30,7 @@ from molequle_dagster.assets.common import (
     OWNERS,
     SYNCED_AT,
     accounting,
+    column_schema,
     dedupe_latest,
     iso,
     or_empty,
@@ -69,23 +70,20 @@ MERGE_SCHEMA = pa.schema(
 )
 
 
-def _people_schema(settings: MolequleSettings) -> pa.Schema:
-    """Typed columns of the configured fields (types come from describe at run time; strings here)."""
-    typed = {
-        "id": pa.int64(),
-        "createdAt": pa.timestamp("s", tz="UTC"),
-        "updatedAt": pa.timestamp("s", tz="UTC"),
-    }
-    return pa.schema([(f, typed.get(f, pa.string())) for f in settings.people.export_fields])
+def _people_columns(settings: MolequleSettings, *extra: tuple[str, str]) -> dict[str, Any]:
+    """Definition-time column schema: the configured fields (exact types come from describe at run time
+    and are recorded on each materialization)."""
+    fixed = {"id": "int64", "createdAt": "timestamp[s, UTC]", "updatedAt": "timestamp[s, UTC]"}
+    fields = settings.people.export_fields
+    columns = [dg.TableColumn(name=f, type=fixed.get(f, "from Marketo describe")) for f in fields]
+    columns += [dg.TableColumn(name=n, type=t) for n, t in extra]
+    return {"dagster/column_schema": dg.TableSchema(columns=columns)}
 
 
 def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition) -> list[Any]:
     fields = settings.people.export_fields
     smart_list = settings.people.smart_list
     window_days = settings.marketo.bulk.window_days
-    declared = _people_schema(settings)
-    with_stamp = declared.append(pa.field(SYNCED_AT, pa.timestamp("s", tz="UTC")))
-    current_schema = with_stamp.append(pa.field("in_sync_list", pa.bool_()))
 
     @dg.asset(
         name="marketo_people_population",
@@ -93,7 +91,10 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=BULK_POOL,
-        metadata={**schema_metadata(with_stamp), "smart_list": smart_list.name or str(smart_list.id)},
+        metadata={
+            "smart_list": smart_list.name or str(smart_list.id),
+            **_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
+        },
     )
     def marketo_people_population(
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
@@ -106,17 +107,18 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         client = marketo.client
         now = utcnow()
         schema = client.lead_schema(fields)
+        written = schema.append(pa.field(SYNCED_AT, pa.timestamp("s", tz="UTC")))
         flt = {"smartListName": smart_list.name} if smart_list.name else {"smartListId": smart_list.id}
         method = "smart list export"
         path = lake.lake.current_path(POPULATION_TABLE)
 
         def write(requests: list[dict[str, Any]]) -> int:
             rows = 0
-            with lake.lake.writer(path, with_stamp) as writer:
+            with lake.lake.writer(path, written) as writer:
                 for _i, result in client.bulk_export_many("leads", requests, schema=schema):
                     for batch in result.batches():
-                        table = stamp(pa.Table.from_batches([batch]), now).select(with_stamp.names)
-                        writer.write_table(table.cast(with_stamp))
+                        table = stamp(pa.Table.from_batches([batch]), now).select(written.names)
+                        writer.write_table(table.cast(written))
                         rows += table.num_rows
             return rows
 
@@ -132,6 +134,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
             metadata={
                 "dagster/row_count": rows,
                 "method": method,
+                "dagster/column_schema": column_schema(written),
                 "synced_at": iso(now),
                 "location": lake.lake.location(POPULATION_TABLE),
                 **spent.metadata(),
@@ -146,7 +149,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         owners=OWNERS,
         pool=BULK_POOL,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
-        metadata=schema_metadata(with_stamp),
+        metadata=_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
     )
     def marketo_people_updates(
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
@@ -166,7 +169,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
             schema=client.lead_schema(fields),
             key="id",
             day_column="updatedAt",
-            transform=lambda t: t.select(with_stamp.names),
+            transform=lambda t: t.select([*fields, SYNCED_AT]),
         )
         with accounting(client) as spent:
             outcome = sync_days(client, lake.lake, spec, list(context.partition_keys), utcnow(), window_days)
@@ -263,7 +266,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         kinds={"parquet", "pyarrow"},
         owners=OWNERS,
         deps=[marketo_people_population, marketo_people_updates, TOMBSTONES_TABLE, MERGES_TABLE],
-        metadata=schema_metadata(current_schema),
+        metadata=_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]"), ("in_sync_list", "bool")),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
         check_specs=[
             dg.AssetCheckSpec(
@@ -293,17 +296,21 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         if rebased:
             base = population.append_column("in_sync_list", pa.array([True] * population.num_rows))
             through = population_at.isoformat() if population_at else None
-        elif base is None:
-            base = current_schema.empty_table()
         updates = _updates_since(store, through)
+        if base is None:
+            if updates is None:
+                raise dg.Failure("No people synced yet: materialize marketo_people_population first")
+            base = updates.schema.append(pa.field("in_sync_list", pa.bool_())).empty_table()
+        # Columns are typed from Marketo's describe (by the client), so the schema comes from the data.
+        schema = base.schema
         if updates is not None and updates.num_rows:
             updates = updates.append_column("in_sync_list", pa.nulls(updates.num_rows, pa.bool_()))
             updates = _keep_membership(updates, base)
-            combined = pa.concat_tables([base.cast(current_schema), updates.cast(current_schema)])
+            combined = pa.concat_tables([base, updates.select(schema.names).cast(schema)])
             base = dedupe_latest(combined, "id", SYNCED_AT)
             through = _max_time(updates).isoformat()
         removed = _removed_ids(store)
-        current = base.cast(current_schema)
+        current = base
         if removed is not None and len(removed):
             current = current.filter(pc.invert(pc.is_in(current.column("id"), value_set=removed)))
         current = current.sort_by("id")
@@ -314,6 +321,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": current.num_rows,
+                "dagster/column_schema": column_schema(current.schema),
                 "rebased_on_population": rebased,
                 "folded_through": through or "",
                 "location": store.location(PEOPLE_TABLE),

@@ -64,7 +64,8 @@ class Stub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
 
     def api_calls(self) -> list[dict[str, Any]]:

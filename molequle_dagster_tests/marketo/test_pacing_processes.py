@@ -43,6 +43,8 @@ def test_four_processes_never_exceed_the_shared_budget(tmp_path: Path) -> None:
     config.limits.max_in_flight = IN_FLIGHT
     repo = Path(__file__).resolve().parents[2]
     with SandboxServer(config, port=0) as server:
+        # Every call is held 0.15 s on the server, so unpaced processes would overlap and get 615.
+        server.control.inject_fault("GET /rest/v1/stats/usage.json", "slow", times=None, seconds=0.15)
         children = [
             subprocess.Popen([sys.executable, "-c", CHILD, server.base_url, str(tmp_path), str(CALLS_EACH)],
                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -195,6 +196,11 @@ REQUIRED_PERSON_FIELDS = ("id", "email", "createdAt", "updatedAt")
 
 class PeopleSettings(_Strict):
     smart_list: SmartListRef
+    sweep_start: date = Field(
+        date(2006, 1, 1),
+        description="first day of the createdAt sweeps used when the instance refuses smart-list filters "
+        "(1035); the default predates any Marketo instance, so every lead is covered",
+    )
     attributes: list[FieldName] = Field(
         default_factory=lambda: ["firstName", "lastName", "title", "company", "externalCompanyId"],
         description="lead fields to sync besides id, email, createdAt, updatedAt",

@@ -40,7 +40,6 @@ from molequle_dagster.assets.common import (
 )
 from molequle_dagster.assets.daily_bulk import DailyBulkSpec, sync_days
 from molequle_dagster.marketo.errors import UnsupportedFilterError
-from molequle_dagster.partitions import history_start
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
@@ -128,8 +127,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
             except UnsupportedFilterError:
                 method = "createdAt sweeps (smart-list filter unsupported: 1035)"
                 context.log.warning(f"Smart-list filter refused by Marketo (1035); falling back to {method}")
-                start = history_start(settings.sync.history_days)
-                rows = write(_created_at_sweeps(fields, start, now, window_days))
+                rows = write(_created_at_sweeps(fields, settings.people.sweep_start, now, window_days))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
@@ -171,10 +169,21 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
             day_column="updatedAt",
             transform=lambda t: t.select([*fields, SYNCED_AT]),
         )
+        keys = list(context.partition_keys)
+        method = "bulk export (updatedAt)"
         with accounting(client) as spent:
-            outcome = sync_days(client, lake.lake, spec, list(context.partition_keys), utcnow(), window_days)
+            try:
+                outcome = sync_days(client, lake.lake, spec, keys, utcnow(), window_days)
+            except UnsupportedFilterError:
+                # No "Corona" on this instance: find changed leads through the lead-changes feed
+                # (New Lead and Change Data Value activities) and read them by id, 300 per call.
+                method = "REST lead changes + leads by id (bulk updatedAt filter unsupported: 1035)"
+                context.log.warning(f"Bulk updatedAt filter refused by Marketo (1035); using {method}")
+                spec.fetch = rest_lead_updates(client, fields, spec.schema)
+                outcome = sync_days(client, lake.lake, spec, keys, utcnow(), window_days)
         return dg.MaterializeResult(
             metadata={
+                "method": method,
                 "dagster/row_count": outcome.rows,
                 "new_rows": outcome.new_rows,
                 "mode": outcome.mode,
@@ -335,6 +344,27 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+LEAD_BATCH = 300
+
+
+def rest_lead_updates(client: Any, fields: list[str], schema: pa.Schema):
+    """A `DailyBulkSpec.fetch` that reads leads changed in each window without bulk `updatedAt`."""
+    watched = [f for f in fields if f not in ("id", "createdAt", "updatedAt")] or ["email"]
+
+    def fetch(requests: list[dict[str, Any]]):
+        for request in requests:
+            window = request["filter"]["updatedAt"]
+            start, end = _parse(window["startAt"]), _parse(window["endAt"])
+            ids = sorted({int(a["leadId"]) for a in client.lead_changes_since(start, watched, until=end)})
+            rows: list[dict[str, Any]] = []
+            for offset in range(0, len(ids), LEAD_BATCH):
+                rows.extend(client.leads_by_filter("id", ids[offset : offset + LEAD_BATCH], fields))
+            columns = {f: pa.array([r.get(f) for r in rows]) if rows else pa.nulls(0) for f in fields}
+            yield pa.table({f: columns[f].cast(schema.field(f).type) for f in fields})
+
+    return fetch
+
+
 def _created_at_sweeps(fields: list[str], start: Any, now: Any, window_days: int) -> list[dict[str, Any]]:
     from molequle_dagster.assets.daily_bulk import _windows
     from molequle_dagster.partitions import partition_window

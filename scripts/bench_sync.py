@@ -33,12 +33,20 @@ def _phase(args: argparse.Namespace) -> None:
     defs = build_definitions(load_settings())
     with dg.DagsterInstance.get() as instance:
         report = run_sync(defs, instance)
-    print(json.dumps({
-        "kind": report.kind, "success": report.success, "failures": report.failures[:3],
-        "seconds": round(time.monotonic() - started, 1), "runs": len(report.runs),
-        "exports": report.exports, "bulk_bytes": report.bulk_bytes,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "kind": report.kind,
+                "success": report.success,
+                "failures": report.failures[:3],
+                "seconds": round(time.monotonic() - started, 1),
+                "runs": len(report.runs),
+                "exports": report.exports,
+                "bulk_bytes": report.bulk_bytes,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
 
 
 def _settings_file(root: Path, history_days: int) -> Path:
@@ -57,7 +65,9 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--activities-per-person", type=float, default=20.0)
     parser.add_argument("--history-days", type=int, default=730)
-    parser.add_argument("--churn", type=float, default=0.01, help="fraction of people changed before the tick")
+    parser.add_argument(
+        "--churn", type=float, default=0.01, help="fraction of people changed before the tick"
+    )
     parser.add_argument("--phase", choices=["initial", "tick"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -75,25 +85,45 @@ def main() -> None:
     with SandboxServer(config, port=0) as sandbox:
         generated = time.monotonic() - t0
         state = sandbox.control.state
-        print(f"sandbox: {state.people.num_rows:,} people, {state.activities.num_rows:,} activities "
-              f"generated in {generated:.1f} s")
-        env = dict(os.environ, MARKETO_BASE_URL=sandbox.base_url, MARKETO_CLIENT_ID=config.clients[0].client_id,
-                   MARKETO_CLIENT_SECRET=config.clients[0].client_secret,
-                   MOLEQULE_SETTINGS=str(_settings_file(root, args.history_days)),
-                   MOLEQULE_LAKE_URI=str(root / "lake"), MOLEQULE_STATE_DIR=str(root / "state"),
-                   DAGSTER_HOME=str(root / "home"))
+        print(
+            f"sandbox: {state.people.num_rows:,} people, {state.activities.num_rows:,} activities "
+            f"generated in {generated:.1f} s"
+        )
+        env = dict(
+            os.environ,
+            MARKETO_BASE_URL=sandbox.base_url,
+            MARKETO_CLIENT_ID=config.clients[0].client_id,
+            MARKETO_CLIENT_SECRET=config.clients[0].client_secret,
+            MOLEQULE_SETTINGS=str(_settings_file(root, args.history_days)),
+            MOLEQULE_LAKE_URI=str(root / "lake"),
+            MOLEQULE_STATE_DIR=str(root / "state"),
+            DAGSTER_HOME=str(root / "home"),
+        )
         (root / "home").mkdir()
         for phase in ("initial", "tick"):
             if phase == "tick":
                 report = sandbox.control.apply_churn(
-                    {"new_people": args.churn, "attribute_updates": args.churn, "email_changes": args.churn / 5,
-                     "merges": args.churn / 10, "deletions": args.churn / 10,
-                     "new_activities_per_person": args.churn * 5, "program_status_changes": args.churn,
-                     "new_programs": 1}, seed=11)
+                    {
+                        "new_people": args.churn,
+                        "attribute_updates": args.churn,
+                        "email_changes": args.churn / 5,
+                        "merges": args.churn / 10,
+                        "deletions": args.churn / 10,
+                        "new_activities_per_person": args.churn * 5,
+                        "program_status_changes": args.churn,
+                        "new_programs": 1,
+                    },
+                    seed=11,
+                )
                 print(f"churn: {report.counts()}")
             sandbox.control.reset_counters()
-            child = subprocess.run([sys.executable, __file__, "--phase", phase], env=env, capture_output=True,
-                                   text=True, check=False)
+            child = subprocess.run(
+                [sys.executable, __file__, "--phase", phase],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
             if child.returncode or not lines:
                 print(child.stderr[-3000:])

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from molequle_dagster.assets.write_back import WRITE_BACK_JOB, write_back_enabled
 from molequle_dagster.jobs import marketo_daily_job, marketo_sync_job
 from molequle_dagster.settings import MolequleSettings
 
@@ -37,4 +38,16 @@ def build_schedules(
         key = partitions.get_partition_key_for_timestamp(yesterday.timestamp())
         return dg.RunRequest(run_key=f"close-{key}", partition_key=key)
 
-    return [marketo_sync_schedule, marketo_daily_schedule]
+    schedules = [marketo_sync_schedule, marketo_daily_schedule]
+    if write_back_enabled(settings):
+        # Between ticks, so the values pushed are those of the freshly unified tables.
+        schedules.append(
+            dg.ScheduleDefinition(
+                name="marketo_write_back_schedule",
+                cron_schedule="20,50 * * * *",
+                job_name=WRITE_BACK_JOB,
+                execution_timezone="UTC",
+                description="Push changed Molequle attributes to Marketo (Sync Leads, updateOnly by id).",
+            )
+        )
+    return schedules

@@ -332,6 +332,11 @@ class SyncSettings(_Strict):
 
 
 # --- unification -------------------------------------------------------------------------------------
+# Columns of the current `accounts` table that account rules can match on (companies and named accounts
+# are mapped onto these names by assets/accounts.py, which checks it builds exactly these).
+ACCOUNT_TABLE_COLUMNS = (
+    "account_id", "source", "company", "website", "industry", "numberOfEmployees", "billingCountry", "domain",
+)
 Normalizer = Literal["trim_case", "email", "email_domain", "url_domain", "domain", "company_name", "digits"]
 
 
@@ -460,6 +465,15 @@ class MolequleSettings(_Strict):
     def _unique_actions(cls, value: list[ActionSettings]) -> list[ActionSettings]:
         _unique((a.name for a in value), "action name")
         return value
+
+    @model_validator(mode="after")
+    def _rules_use_synced_columns(self) -> MolequleSettings:
+        """A rule may only match on columns the people/accounts tables will actually have."""
+        from molequle_dagster.unification.rules import validate_rules
+
+        validate_rules(self.unification.people, set(self.people.export_fields), "person")
+        validate_rules(self.unification.accounts, set(ACCOUNT_TABLE_COLUMNS), "account")
+        return self
 
     @model_validator(mode="after")
     def _read_back_write_back_fields(self) -> MolequleSettings:

@@ -41,7 +41,17 @@ def test_dagster_cli_validates_the_module_without_credentials(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_every_job_resolves_with_its_assets(defs: dg.Definitions) -> None:
+def test_every_job_and_schedule_resolves(defs: dg.Definitions) -> None:
+    names = [job.name for job in defs.jobs]
+    assert {"marketo_sync_job", "marketo_daily_job", "marketo_initial_sync_job", "run_marketo_action_job",
+            "marketo_write_back_job"} <= set(names)
+    for name in names:
+        assert defs.resolve_job_def(name).name == name
+    for schedule in defs.schedules:
+        assert defs.resolve_schedule_def(schedule.name).job_name in names
+
+
+def test_sync_jobs_cover_the_sync_assets(defs: dg.Definitions) -> None:
     for name in (SYNC_JOB, DAILY_JOB, INITIAL_JOB):
         job = defs.resolve_job_def(name)
         keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}

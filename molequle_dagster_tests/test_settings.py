@@ -116,3 +116,16 @@ def test_missing_secret_fails_only_when_a_run_reads_it(base: dict, monkeypatch: 
 def test_smart_list_needs_exactly_one_of_name_or_id(base: dict) -> None:
     base["people"]["smart_list"] = {"name": "A", "id": 3}
     assert "people.smart_list" in _error(base) and "exactly one" in _error(base)
+
+
+def test_unification_rule_on_a_column_that_is_not_synced(base: dict) -> None:
+    base["unification"]["people"].append({"name": "same_phone", "keys": [{"field": "phone"}]})
+    message = _error(base)
+    assert "unification.people[2].keys[0].field: unknown column 'phone'" in message
+    assert "allowed columns:" in message and "email" in message
+
+
+def test_unification_rule_with_an_unknown_normalizer(base: dict) -> None:
+    base["unification"]["accounts"][0]["keys"][0]["normalize"] = ["soundex"]
+    message = _error(base)
+    assert "unification.accounts[0].keys[0].normalize[0]" in message and "soundex" in message

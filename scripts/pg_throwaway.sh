@@ -7,6 +7,8 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGUSER_OS=${PGUSER_OS:-postgres}
 
 pg_throwaway_start() {
+  # runuser keeps the caller's cwd, which the server user may not be allowed to enter
+  pushd / >/dev/null
   id "$PGUSER_OS" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PGUSER_OS"
   PGROOT=$(mktemp -d /tmp/molequle-pg.XXXXXX)
   PGPORT=${PGPORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
@@ -22,11 +24,12 @@ pg_throwaway_start() {
          DAGSTER_PG_PASSWORD=dagster DAGSTER_PG_DB=dagster
   export DAGSTER_PG_URL="postgresql+psycopg2://dagster:dagster@127.0.0.1:$PGPORT/dagster"
   echo "PostgreSQL 15 on 127.0.0.1:$PGPORT (data in $PGROOT)"
+  popd >/dev/null
 }
 
 pg_throwaway_stop() {
   if [ -n "${PGROOT:-}" ] && [ -d "$PGROOT/data" ]; then
-    runuser -u "$PGUSER_OS" -- "$PGBIN/pg_ctl" -D "$PGROOT/data" -m fast stop >/dev/null || true
+    (cd / && runuser -u "$PGUSER_OS" -- "$PGBIN/pg_ctl" -D "$PGROOT/data" -m fast stop >/dev/null) || true
     rm -rf "$PGROOT"
   fi
 }

@@ -12,6 +12,6 @@ if [ -z "${DAGSTER_PG_URL:-}" ] && [ -x "${PGBIN:-/usr/lib/postgresql/15/bin}/in
   # shellcheck source=scripts/pg_throwaway.sh
   source scripts/pg_throwaway.sh
   pg_throwaway_start
-  trap pg_throwaway_stop EXIT
+  trap pg_throwaway_stop EXIT INT TERM
 fi
 .venv/bin/python -m pytest "$@"

@@ -187,7 +187,7 @@ def _sync(args: argparse.Namespace) -> int:
     try:
         from molequle_dagster.sync_runner import run_sync
 
-        report = run_sync()
+        report = run_sync(progress=lambda line: print(line, flush=True), log_level="WARNING")
         counts = server.control.call_counts() if server else {}
     finally:
         if server is not None:
@@ -216,10 +216,8 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
 
     lake = Lake(report.lake_uri)
     print()
-    print(
-        f"{'Sync ' + ('succeeded' if report.success else 'FAILED'):}: {report.kind}, "
-        f"{len(report.runs)} Dagster runs in {seconds:.1f} s"
-    )
+    outcome = "succeeded" if report.success else "FAILED"
+    print(f"{report.kind.capitalize()} sync {outcome}: {len(report.runs)} Dagster runs in {seconds:.1f} s")
     for line in report.failures:
         print(f"  failed: {line}")
     print("Rows per table:")

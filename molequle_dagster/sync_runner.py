@@ -5,6 +5,7 @@ shows them like scheduled runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,7 +42,11 @@ def run_sync(
     defs: dg.Definitions | None = None,
     instance: dg.DagsterInstance | None = None,
     now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+    log_level: str = "DEBUG",
 ) -> SyncReport:
+    """Run the initial sync (if the lake has no people yet) or a tick. `progress` gets one line per run;
+    `log_level` sets the console logger of the in-process runs (the CLI keeps it to warnings)."""
     if defs is None:
         from molequle_dagster.definitions import defs as loaded
 
@@ -49,6 +54,8 @@ def run_sync(
     instance = instance or dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake
     report = SyncReport(kind="tick", lake_uri=lake.uri)
+    say = progress or (lambda _line: None)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     now = now or datetime.now(UTC)
     partitions = defs.resolve_assets_def("activities").partitions_def
     with dg.partition_loading_context(effective_dt=now):
@@ -63,21 +70,25 @@ def run_sync(
             for k in initial.asset_layer.executable_asset_keys
             if defs.resolve_assets_def(k).partitions_def is None
         ]
-        _run(report, initial, instance, asset_selection=unpartitioned)
+        say("initial sync: smart-list population, accounts, programs, unification ...")
+        _run(report, initial, instance, run_config, asset_selection=unpartitioned)
         if not report.success:
             return report
         window = _window_days(defs)
         for start, end in history_ranges(keys[:-1], window):
+            say(f"activities {start} .. {end} (one bulk export) ...")
             _run(
                 report,
                 initial,
                 instance,
+                run_config,
                 asset_selection=[dg.AssetKey("activities")],
                 tags={RANGE_START: start, RANGE_END: end},
             )
             if not report.success:
                 return report
-    _run(report, defs.resolve_job_def(SYNC_JOB), instance, partition_key=today)
+    say(f"tick: changes since the last sync, today's activities ({today}) ...")
+    _run(report, defs.resolve_job_def(SYNC_JOB), instance, run_config, partition_key=today)
     return report
 
 
@@ -85,8 +96,8 @@ def _window_days(defs: dg.Definitions) -> int:
     return int(defs.resources["marketo"].window_days)
 
 
-def _run(report: SyncReport, job, instance, **kwargs) -> None:
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+def _run(report: SyncReport, job, instance, run_config: dict, **kwargs) -> None:
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
     report.runs.append(result.run_id)
     counted: set[str | None] = set()
     for event in result.all_events:

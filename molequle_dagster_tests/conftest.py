@@ -11,12 +11,19 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
 
 from molequle_dagster.definitions import build_definitions
 from molequle_dagster.lake import Lake
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster.settings import default_settings_path, parse_settings
+
+# CI explores the same examples every run (a found bug is reproducible, never a coin toss); local runs
+# stay random so they keep finding new examples.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def fast_settings_dict(**overrides: Any) -> dict[str, Any]:

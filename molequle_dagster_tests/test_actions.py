@@ -8,7 +8,6 @@ import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -32,8 +31,9 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster.settings import ActionSettings, load_settings, parse_settings
 from molequle_dagster_tests.conftest import fast_settings_dict
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
-FIXTURES = Path("/work/shared/marketo-fixtures/campaigns")
+FIXTURES = MARKETO_FIXTURES / "campaigns"
 TRIGGER_ENDPOINT = "POST /rest/v1/campaigns/{campaign_id}/trigger.json"
 EXTRA_ACTIONS = [
     {"name": "paused_trigger", "kind": "trigger", "campaign": {"name": "Molequle Inactive Trigger"}},

@@ -15,7 +15,8 @@ Normalizers (names are the `Normalizer` literal in settings.py):
 * ``email``: trim, lower-case, drop a leading ``mailto:``, drop plus-addressing in the local part
   (``a+x@b.com`` -> ``a@b.com``) and trailing dots of the domain; valid only as ``local@domain`` with
   exactly one "@", no whitespace and both parts non-empty.
-* ``email_domain``: the domain part of ``email`` (``Bob@Example.COM`` -> ``example.com``).
+* ``email_domain``: the domain part of ``email`` (``Bob@Example.COM`` -> ``example.com``), validated like
+  ``domain``; a bare domain passes through (so the normalizer is idempotent).
 * ``domain`` (alias ``url_domain``): the host of a URL, an email address or a bare host: scheme,
   ``mailto:``, user info/local part, path/query/fragment, port, a leading ``www.`` (or ``www2.``) and
   trailing dots are stripped; valid only with at least one dot and no whitespace or empty label.
@@ -90,7 +91,11 @@ def email(values: pa.Array) -> pa.Array:
 
 
 def email_domain(values: pa.Array) -> pa.Array:
-    return _empty_to_null(_sub(email(values), r"^[^@]*@"))
+    # A value that is already a bare domain stays one, so the normalizer is idempotent; the domain part
+    # must be a valid domain (with a dot), like everything `domain` returns.
+    text = _as_text(values)
+    has_at = pc.fill_null(pc.match_substring(text, "@"), False)
+    return pc.if_else(has_at, domain(_sub(email(text), r"^[^@]*@")), domain(text))
 
 
 def domain(values: pa.Array) -> pa.Array:

@@ -11,8 +11,9 @@ import pytest
 from molequle_dagster.marketo import BulkConfig, MarketoClient, PacingConfig, RetryConfig
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 
 
 class VirtualTime:

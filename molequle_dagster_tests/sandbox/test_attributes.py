@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -23,9 +22,10 @@ from molequle_dagster.sandbox.attributes import (
 from molequle_dagster.sandbox.config import DataSettings
 from molequle_dagster.sandbox.generator import generate
 from molequle_dagster.sandbox.model import InstanceState
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 PYTHON_TYPES = {"integer": int, "boolean": bool, "string": str, "text": str, "date": str, "datetime": str}
 
 

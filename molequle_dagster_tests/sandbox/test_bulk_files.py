@@ -12,8 +12,9 @@ import pyarrow as pa
 import pytest
 
 from molequle_dagster.sandbox.bulk_files import render_cells, write_export
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 TS = pa.timestamp("s", tz="UTC")
 
 

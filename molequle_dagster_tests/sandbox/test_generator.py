@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,9 +24,10 @@ from molequle_dagster.sandbox.model import (
     InstanceState,
 )
 from molequle_dagster.sandbox.truth import smart_list_lead_ids
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 DEFAULT_TYPES = {10, 11, 8, 27, 6, 7, 46, 2, 1, 3, 22}
 
 

@@ -7,7 +7,6 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,9 +14,10 @@ import requests
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)  # 10:00 CDT; the next Chicago midnight is 05:00 UTC
-FIXTURES = Path("/work/shared/marketo-fixtures/usage")
+FIXTURES = MARKETO_FIXTURES / "usage"
 USAGE = "/rest/v1/stats/usage.json"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -20,9 +19,10 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, DELETED_LEADS_SCHEMA, InstanceState
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
-FIXTURES = Path("/work/shared/marketo-fixtures/activities-rest")
+FIXTURES = MARKETO_FIXTURES / "activities-rest"
 DAY = timedelta(days=1)
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 

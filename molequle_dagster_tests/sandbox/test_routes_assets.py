@@ -8,16 +8,16 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 ASSET_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\+0000$")
 NO_ASSETS = ["No assets found for the given search criteria."]
 

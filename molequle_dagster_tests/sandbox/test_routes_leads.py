@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -22,10 +21,11 @@ from molequle_dagster.sandbox.model import (
     InstanceState,
 )
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=100)
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 

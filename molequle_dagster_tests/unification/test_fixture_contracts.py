@@ -1,9 +1,8 @@
-"""Contract tests on captured Marketo data (/work/shared/marketo-fixtures, see its INDEX.md)."""
+"""Contract tests on captured Marketo data (../shared/marketo-fixtures, see its INDEX.md)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -12,10 +11,11 @@ import pytest
 
 from molequle_dagster.settings import MatchKey, MatchRule, default_settings_path, load_settings
 from molequle_dagster.unification import derive_ids, normalize_column, unify
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 from .builders import T0, clusters, people_table
 
-FIXTURES = Path("/work/shared/marketo-fixtures")
+FIXTURES = MARKETO_FIXTURES
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="Marketo fixtures not available")
 EXPORT_COLUMNS = ["id", "email", "firstName", "lastName", "company", "title", "country", "createdAt",
                   "updatedAt"]

@@ -1,4 +1,5 @@
 """An instance without Marketo's newer bulk filters ("Corona"): smart-list and updatedAt filters answer 1035.
+It also lacks the Interesting Moment activity type, which must be a warning, not a failure.
 
 The population falls back to createdAt sweeps (everyone, since a smart list cannot be evaluated
 client-side) and the updates to the lead-changes feed; both say so in metadata, and the data stays right.
@@ -33,6 +34,7 @@ def env(tmp_path_factory):
     config.data.programs = 4
     config.data.history_days = 300
     config.bulk.unsupported_filters = ["updatedAt", "smartListId", "smartListName"]
+    config.data.interesting_moments = False
     sweep_start = (datetime.now(UTC) - timedelta(days=400)).date().isoformat()
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
         mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
@@ -60,6 +62,9 @@ def test_fallbacks_keep_people_equal_to_marketo(env) -> None:
     population = instance.get_latest_materialization_event(dg.AssetKey("marketo_people_population"))
     assert "createdAt sweeps" in population.asset_materialization.metadata["method"].value
     _assert_people_equal_all_leads(sandbox, lake)
+    activities = instance.get_latest_materialization_event(dg.AssetKey("activities"))
+    assert activities.asset_materialization.metadata["missing_types"].value == ["Interesting Moment"]
+    assert lake.read_partitions("activities").num_rows > 0
 
     churn = sandbox.control.apply_churn({"new_people": 0.05, "attribute_updates": 0.1, "email_changes": 0.05,
                                          "merges": 0.02, "deletions": 0.02}, seed=3)

@@ -1,0 +1,33 @@
+"""Activities: retention is reported, never a silent gap; types get their group."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from molequle_dagster.assets.activities import retention_notes
+from molequle_dagster.settings import parse_settings
+from molequle_dagster_tests.conftest import fast_settings_dict
+
+
+def test_types_kept_shorter_than_the_history_are_named_with_their_first_day() -> None:
+    settings = parse_settings(fast_settings_dict(sync__history_days=730))
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    report = retention_notes(settings, now, ["2025-01-01", "2025-01-02"])
+    notes = report["notes"]
+    assert "Email Sent available since 2026-08-30 (Marketo keeps 90 days)" in notes
+    assert any(n.startswith("Web Page Visit available since 2026-08-30") for n in notes)
+    assert not any(n.startswith("Email Open") for n in notes)  # kept 25 months
+    assert report["types_truncated_in_this_run"]["Score Change"] == "2026-08-30"
+    recent = retention_notes(settings, now, ["2026-11-01"])
+    assert recent["types_truncated_in_this_run"] == {}
+
+
+def test_short_history_needs_no_retention_notes() -> None:
+    settings = parse_settings(fast_settings_dict(sync__history_days=62))
+    assert retention_notes(settings, datetime.now(UTC), [])["notes"] == []
+
+
+def test_every_configured_type_has_its_group() -> None:
+    groups = parse_settings(fast_settings_dict()).activities.group_of()
+    assert groups == {10: "email", 11: "email", 8: "email", 27: "email", 6: "email", 7: "email",
+                      46: "moments", 2: "forms", 1: "web", 3: "web", 22: "scoring"}

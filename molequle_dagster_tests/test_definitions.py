@@ -73,6 +73,13 @@ def test_assets_carry_lineage_metadata(defs: dg.Definitions) -> None:
     assert {"marketo_programs", "marketo_channels", "people"} <= memberships_deps
 
 
+def test_bulk_assets_share_the_two_slot_pool(defs: dg.Definitions) -> None:
+    """dagster.yaml sizes every pool to 2: Marketo processes two bulk exports at a time per instance."""
+    for name in ("activities", "marketo_people_updates", "marketo_people_population", "memberships"):
+        assert defs.resolve_assets_def(name).op.pool == "marketo_bulk", name
+    assert defs.resolve_assets_def("marketo_channels").op.pool == "marketo_api"
+
+
 def test_partitions_are_daily_month_anchored_and_include_today(defs: dg.Definitions) -> None:
     partitions = defs.resolve_assets_def("activities").partitions_def
     now = datetime.now(UTC)

@@ -148,10 +148,18 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         pool=BULK_POOL,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
         metadata=_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "row_count_matches_marketo",
+                asset="marketo_people_updates",
+                blocking=True,
+                description="Rows read from the export files equal Marketo's numberOfRecords.",
+            )
+        ],
     )
     def marketo_people_updates(
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
-    ) -> dg.MaterializeResult:
+    ):
         """Leads whose last change falls on the partition's day (bulk lead export, `updatedAt` filter).
 
         A 30-minute tick on today exports only what changed since the previous tick; a backfill exports
@@ -181,7 +189,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
                 context.log.warning(f"Bulk updatedAt filter refused by Marketo (1035); using {method}")
                 spec.fetch = rest_lead_updates(client, fields, spec.schema)
                 outcome = sync_days(client, lake.lake, spec, keys, utcnow(), window_days)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "method": method,
                 "dagster/row_count": outcome.rows,
@@ -191,6 +199,11 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
                 "location": lake.lake.location(UPDATES_TABLE),
                 **spent.metadata(),
             }
+        )
+        yield dg.AssetCheckResult(
+            check_name="row_count_matches_marketo",
+            passed=outcome.parsed_rows == outcome.exported_records,
+            metadata={"parsed_rows": outcome.parsed_rows, "number_of_records": outcome.exported_records},
         )
 
     @dg.multi_asset(

@@ -114,9 +114,10 @@ def _rows(client: Any, spec: DailyBulkSpec, requests: list[dict], now: datetime,
         return
     for _index, result in client.bulk_export_many(spec.entity, requests, schema=spec.schema):
         outcome.exported_records += result.number_of_records
+        as_of = min(result.started_at or now, now)  # a reused export's data is as old as the export
         for batch in result.batches():
             outcome.parsed_rows += batch.num_rows
-            yield spec.transform(stamp(pa.Table.from_batches([batch]), now))
+            yield spec.transform(stamp(pa.Table.from_batches([batch]), as_of))
 
 
 def _apply_full(client, lake, spec, requests, keys, now, out_schema, outcome) -> None:

@@ -115,8 +115,9 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
             rows = 0
             with lake.lake.writer(path, written) as writer:
                 for _i, result in client.bulk_export_many("leads", requests, schema=schema):
+                    as_of = min(result.started_at or now, now)  # reused exports are as old as they are
                     for batch in result.batches():
-                        table = stamp(pa.Table.from_batches([batch]), now).select(written.names)
+                        table = stamp(pa.Table.from_batches([batch]), as_of).select(written.names)
                         writer.write_table(table.cast(written))
                         rows += table.num_rows
             return rows

@@ -102,6 +102,9 @@ class BulkExportResult:
     reused: bool
     _engine: BulkEngine = field(repr=False)
     _request: ExportRequest = field(repr=False)
+    # When Marketo started processing (its data is as of then); a reused export can be hours old, so
+    # callers ordering rows by freshness must use this, not the time they downloaded it.
+    started_at: datetime | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         yield from self._engine.stream(self)
@@ -276,6 +279,7 @@ class BulkEngine:
             reused=job.reused,
             _engine=self,
             _request=job.request,
+            started_at=_as_of(info),
         )
 
     def run(self, requests: list[ExportRequest]) -> Iterator[tuple[int, BulkExportResult]]:
@@ -369,6 +373,16 @@ class BulkEngine:
             return False
         self.cancel(entity, str(info["exportId"]))
         return True
+
+
+def _as_of(info: dict[str, Any]) -> datetime | None:
+    for key in ("startedAt", "queuedAt", "createdAt"):
+        if info.get(key):
+            try:
+                return parse_marketo_datetime(str(info[key]))
+            except ValueError:
+                continue
+    return None
 
 
 def _slug(instance: str) -> str:

@@ -92,7 +92,10 @@ def marketo_routes(ctx: SandboxContext) -> list[BaseRoute]:
         routes_assets,
         routes_campaigns,
         routes_leads,
+        routes_list_membership,
+        routes_merge_delete,
         routes_misc,
+        routes_program_membership,
     )
 
     return [
@@ -101,6 +104,9 @@ def marketo_routes(ctx: SandboxContext) -> list[BaseRoute]:
         *routes_campaigns.routes(ctx),
         *routes_assets.routes(ctx),
         *routes_misc.routes(ctx),
+        *routes_merge_delete.routes(ctx),
+        *routes_list_membership.routes(ctx),
+        *routes_program_membership.routes(ctx),
         *_bulk_routes(ctx),
     ]
 

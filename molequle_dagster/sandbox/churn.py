@@ -472,8 +472,13 @@ def _drop_people(state: InstanceState, lead_ids: np.ndarray) -> None:
 
 def delete_lead(state: InstanceState, lead_id: int, now: datetime) -> None:
     """Delete a person: gone from people, memberships, lists and activities; a Delete Lead record remains."""
+    delete_leads(state, [lead_id], now)
+
+
+def delete_leads(state: InstanceState, lead_ids: Sequence[int], now: datetime) -> None:
+    """Delete several people in one pass over the activities (Delete Leads takes up to 300 at once)."""
     with state.lock:
-        _delete(state, np.array([lead_id], np.int64), _now_s(now))
+        _delete(state, np.array(list(lead_ids), np.int64), _now_s(now))
 
 
 def _delete(state: InstanceState, lead_ids: np.ndarray, now_s: int) -> None:

@@ -26,7 +26,7 @@ from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
 from molequle_dagster.sandbox.limits import MAX_ACTIVITY_TYPE_IDS, MAX_LEAD_IDS
 from molequle_dagster.sandbox.model import LEAD_FIELDS
-from molequle_dagster.sandbox.routes_misc import (
+from molequle_dagster.sandbox.params import (
     batch_size,
     decode_token,
     encode_token,

@@ -20,7 +20,14 @@ from molequle_dagster.sandbox import catalog
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, asset_timestamp, ok
 from molequle_dagster.sandbox.limits import MAX_ASSET_RETURN
-from molequle_dagster.sandbox.routes_misc import bool_param, int_param, list_param, parse_datetime, respond
+from molequle_dagster.sandbox.params import (
+    allow_params,
+    bool_param,
+    int_param,
+    list_param,
+    parse_datetime,
+    respond,
+)
 
 NO_ASSETS = "No assets found for the given search criteria."
 INTERNAL_KEYS = frozenset({"lead_ids", "rule", "tokens", "programName"})
@@ -206,6 +213,15 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
     async def program_by_name(request: Request) -> Response:
         return respond(found([program_item(r, detail=True) for r in by_name(program_rows(), request)]))
 
+    async def program_by_tag(request: Request) -> Response:
+        allow_params(request, "tagType", "tagValue", "maxReturn", "offset", asset_api=True)
+        for name in ("tagType", "tagValue"):
+            if not request.query_params.get(name, "").strip():
+                raise MarketoApiError(701, f"{name} cannot be blank", asset_api=True)
+        # Sandbox programs carry no tags (program by id/name shows `tags: []`), so no program matches;
+        # maxReturn/offset are still validated like every browse.
+        return respond(browse(request, []))
+
     def small(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with state.lock:
             return list(items)
@@ -289,6 +305,7 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
         ("/programs.json", programs),
         ("/program/{id:int}.json", program_by_id),
         ("/program/byName.json", program_by_name),
+        ("/program/byTag.json", program_by_tag),
         ("/channels.json", channels),
         ("/channel/byName.json", channel_by_name),
         ("/smartLists.json", smart_lists),

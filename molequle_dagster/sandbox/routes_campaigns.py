@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,14 +21,7 @@ from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
 from molequle_dagster.sandbox.limits import MAX_BATCH, MAX_TRIGGER_LEADS, MAX_TRIGGER_TOKENS
 from molequle_dagster.sandbox.model import MEMBERSHIPS_SCHEMA
-from molequle_dagster.sandbox.routes_leads import (
-    append_activities,
-    filter_values,
-    next_activity_guid,
-    records,
-    wire_value,
-)
-from molequle_dagster.sandbox.routes_misc import (
+from molequle_dagster.sandbox.params import (
     batch_size,
     bool_param,
     json_body,
@@ -38,10 +32,18 @@ from molequle_dagster.sandbox.routes_misc import (
     required_param,
     respond,
 )
+from molequle_dagster.sandbox.routes_leads import (
+    append_activities,
+    filter_values,
+    next_activity_guid,
+    records,
+    wire_value,
+)
 
 TOKEN_NAME = re.compile(r"^\{\{my\.(.+)\}\}$")
 SCHEDULE_MIN_DELAY = timedelta(minutes=5)
 SCHEDULE_MAX_AHEAD = timedelta(days=731)
+MAX_CLONES_PER_DAY = 20  # Schedule Campaign with cloneToProgramName (§3, 1020)
 MEMBER_DEFAULT_FIELDS = ("leadId", "programId", "reachedSuccess", "acquiredBy", "membershipDate")
 MEMBER_FIELDS = (
     "leadId",
@@ -190,17 +192,40 @@ def schedule_request(ctx: SandboxContext, campaign_id: int, body: dict[str, Any]
         if run_at < now + SCHEDULE_MIN_DELAY - timedelta(seconds=1) or run_at > now + SCHEDULE_MAX_AHEAD:
             raise MarketoApiError(1042, "Invalid runAt date")
     tokens = parse_tokens(payload.get("tokens"), campaign)
+    clone_to = payload.get("cloneToProgramName")
+    if clone_to is not None:
+        check_clone_allowance(ctx, clone_to)
     ctx.state.campaign_requests.append(
         {
             "kind": "schedule",
             "campaignId": campaign_id,
             "runAt": run_at,
             "tokens": tokens,
-            "cloneToProgramName": payload.get("cloneToProgramName"),
+            "cloneToProgramName": clone_to,
             "at": now,
             "api_user": api_user,
         }
     )
+
+
+def check_clone_allowance(ctx: SandboxContext, clone_to: Any) -> None:
+    """`cloneToProgramName` must name the new program; 20 such schedules per day (1020), counted from the
+    accepted requests and reset at midnight in the quota's zone, like the daily API quota."""
+    if not isinstance(clone_to, str) or not clone_to.strip():
+        raise MarketoApiError(
+            1003, f"input.cloneToProgramName: expected a program name, got {repr(clone_to)[:60]}"
+        )
+    zone = ZoneInfo(ctx.config.limits.quota_timezone)
+    today = ctx.clock.now().astimezone(zone).date()
+    used = sum(
+        1
+        for done in ctx.state.campaign_requests
+        if done.get("kind") == "schedule"
+        and done.get("cloneToProgramName")
+        and done["at"].astimezone(zone).date() == today
+    )
+    if used >= MAX_CLONES_PER_DAY:
+        raise MarketoApiError(1020, f"Too many clones to program: {MAX_CLONES_PER_DAY} per day already used")
 
 
 # --- program members ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
 from molequle_dagster.sandbox.limits import MAX_BATCH, MAX_FILTER_MATCHES, MAX_FILTER_VALUES
 from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, COMPANY_FIELDS, LEAD_FIELDS, PEOPLE_SCHEMA
-from molequle_dagster.sandbox.routes_misc import (
+from molequle_dagster.sandbox.params import (
     batch_size,
     encode_token,
     json_body,
@@ -29,6 +29,7 @@ from molequle_dagster.sandbox.routes_misc import (
     required_param,
     respond,
 )
+from molequle_dagster.sandbox.routes_merge_delete import delete_response
 
 DEFAULT_LEAD_FIELDS = ("id", "email", "updatedAt", "createdAt", "firstName", "lastName")
 LEAD_FIELD_NAMES = tuple(f[0] for f in LEAD_FIELDS)
@@ -473,6 +474,20 @@ def lead_rows(ctx: SandboxContext, lead_ids: list[int]) -> pa.Table:
     return matched.take(pc.sort_indices(order))
 
 
+def list_leads_page(ctx: SandboxContext, request: Request) -> dict[str, Any]:
+    """One page of a static list's members (Get Leads by List Id)."""
+    fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
+    offset, size = page_offset(request, "listleads"), batch_size(request)
+    with ctx.state.lock:
+        members = list(find_static_list(ctx, request.path_params["id"]).get("lead_ids", []))
+        page_ids = members[offset : offset + size]
+        rows = lead_rows(ctx, page_ids)
+    body = ok(records(rows, fields))
+    if offset + size < len(members):
+        body.update(moreResult=True, nextPageToken=encode_token("listleads", offset + size))
+    return body
+
+
 # --- routes -------------------------------------------------------------------------------------------------
 
 
@@ -500,6 +515,8 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
         )
 
     async def leads_post(request: Request) -> Response:
+        if request.query_params.get("_method", "").upper() == "DELETE":  # as captured from grouparoo
+            return await delete_response(ctx, request)
         body = await json_body(request)
         return respond(ok(sync_leads(ctx, body, request.state.api_user)))
 
@@ -570,16 +587,7 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
             return respond(ok([list_item(find_static_list(ctx, request.path_params["id"]))]))
 
     async def list_leads(request: Request) -> Response:
-        fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
-        offset, size = page_offset(request, "listleads"), batch_size(request)
-        with state.lock:
-            members = list(find_static_list(ctx, request.path_params["id"]).get("lead_ids", []))
-            page_ids = members[offset : offset + size]
-            rows = lead_rows(ctx, page_ids)
-        body = ok(records(rows, fields))
-        if offset + size < len(members):
-            body.update(moreResult=True, nextPageToken=encode_token("listleads", offset + size))
-        return respond(body)
+        return respond(list_leads_page(ctx, request))
 
     return [
         Route("/rest/v1/leads/describe.json", describe, methods=["GET"]),

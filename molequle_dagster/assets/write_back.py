@@ -21,11 +21,13 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from molequle_dagster.actions.batching import batches
 from molequle_dagster.assets.common import (
     ACTIONS_GROUP,
     MARKETO_POOL,
     OWNERS,
     accounting,
+    or_empty,
     schema_metadata,
     utcnow,
 )
@@ -224,8 +226,7 @@ def merge_ledger(ledger: pa.Table, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _read(lake: Lake, table: str, schema: pa.Schema) -> pa.Table:
-    found = lake.read_current(table)
-    return schema.empty_table() if found is None else found.select(schema.names).cast(schema)
+    return or_empty(lake.read_current(table), schema).select(schema.names).cast(schema)
 
 
 def write_back(
@@ -240,12 +241,12 @@ def write_back(
     }
     per_field = {m.marketo_field: changes(lake, m, ledger) for m in mappings}
     records, texts = build_records(per_field)
+    chunks = batches(records, SYNC_BATCH)
     now = utcnow()
     acked_rows: list[dict[str, Any]] = []
     failure_rows: list[dict[str, Any]] = []
     try:
-        for start in range(0, len(records), SYNC_BATCH):
-            chunk = records[start : start + SYNC_BATCH]
+        for chunk in chunks:
             results = client.sync_leads_update_by_id(chunk)
             acked_rows += _ledger_rows([r for r in results if r.ok], chunk, texts, now)
             failure_rows += _failure_rows([r for r in results if not r.ok], chunk, texts, attempts, now)
@@ -266,7 +267,7 @@ def write_back(
         "records_sent": len(records),
         "values_acknowledged": len(acked_rows),
         "values_failed": len(failure_rows),
-        "sync_leads_calls": -(-len(records) // SYNC_BATCH),
+        "sync_leads_calls": len(chunks),
     }
 
 

@@ -20,8 +20,8 @@ from molequle_dagster.sandbox.model import (
     PROGRAMS_SCHEMA,
     InstanceState,
 )
+from molequle_dagster_tests.sandbox.conftest import NOW
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)  # 10:00 CDT in Chicago
 JAN = datetime(2026, 1, 5, 10, 0, 0, tzinfo=UTC)
 FEB = datetime(2026, 2, 20, 12, 30, 45, tzinfo=UTC)
 

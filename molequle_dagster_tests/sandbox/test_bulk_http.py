@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 import requests
 
-from molequle_dagster.sandbox.config import SandboxConfig
+from molequle_dagster.sandbox.model import InstanceState
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.sandbox.bulk_fixtures import NOW, small_state
+from molequle_dagster_tests.sandbox.bulk_fixtures import small_state
+from molequle_dagster_tests.sandbox.conftest import authorized_session
 
 LEADS = "/bulk/v1/leads/export"
 BODY = {
@@ -20,27 +20,13 @@ BODY = {
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig.for_profile("fast"), now=NOW, state=small_state()) as server:
-        yield server
-
-
-def _session(
-    sandbox: SandboxServer, client_id: str = "molequle-sandbox", secret: str = "sandbox-secret"
-) -> requests.Session:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-        timeout=10,
-    )
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return session
+def sandbox_state() -> InstanceState:
+    return small_state()
 
 
 @pytest.fixture
 def me(sandbox: SandboxServer) -> requests.Session:
-    return _session(sandbox)
+    return authorized_session(sandbox)
 
 
 def _completed(sandbox: SandboxServer, me: requests.Session, body: dict = BODY) -> dict:
@@ -83,7 +69,7 @@ def test_file_is_plain_text_404_before_completion_for_unknown_ids_and_other_user
     unknown = me.get(f"{sandbox.base_url}{LEADS}/00000000-0000-0000-0000-000000000000/file.json", timeout=10)
     assert unknown.status_code == 404
     job = _completed(sandbox, me)
-    other = _session(sandbox, "other-integration", "other-secret")
+    other = authorized_session(sandbox, "other-integration", "other-secret")
     assert other.get(f"{sandbox.base_url}{LEADS}/{job['exportId']}/file.json", timeout=10).status_code == 404
     denied = other.get(f"{sandbox.base_url}{LEADS}/{job['exportId']}/status.json", timeout=10).json()
     assert denied["success"] is False and denied["errors"][0]["code"] == "1003"

@@ -3,7 +3,6 @@ ground truth, churn and status renames; never counted as Marketo calls; bad inpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -11,22 +10,25 @@ import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
-
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
+from molequle_dagster_tests.sandbox.conftest import access_token, fast_config
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.data.people = 120
-    config.data.activities_per_person = 4
-    config.data.programs = 6
-    with SandboxServer(config, now=NOW) as server:
-        yield server
+def sandbox_config() -> SandboxConfig:
+    return fast_config(people=120, activities_per_person=4, programs=6)
 
 
 def control(sandbox: SandboxServer, method: str, path: str, **kwargs: object) -> requests.Response:
     return requests.request(method, f"{sandbox.base_url}/_sandbox{path}", timeout=10, **kwargs)
+
+
+def usage_with(sandbox: SandboxServer, token: str) -> dict:
+    """GET stats/usage.json with this bearer token (not a session: these tests change tokens)."""
+    return requests.get(
+        f"{sandbox.base_url}/rest/v1/stats/usage.json",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
 
 
 def test_clock_over_http(sandbox: SandboxServer) -> None:
@@ -64,15 +66,7 @@ def test_faults_counters_and_requests_over_http(sandbox: SandboxServer) -> None:
         json={"endpoint": "GET /rest/v1/stats/usage.json", "kind": "http_502", "nth": 2},
     ).json()
     assert rule["kind"] == "http_502" and rule["nth"] == 2
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
+    token = access_token(sandbox)
     headers = {"Authorization": f"Bearer {token}"}
     statuses = [
         requests.get(f"{sandbox.base_url}/rest/v1/stats/usage.json", headers=headers, timeout=10).status_code
@@ -114,36 +108,12 @@ def test_churn_and_rename_status_over_http(sandbox: SandboxServer) -> None:
 
 
 def test_quota_and_tokens_controls(sandbox: SandboxServer) -> None:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
+    token = access_token(sandbox)
     control(sandbox, "POST", "/tokens/expire")
-    body = requests.get(
-        f"{sandbox.base_url}/rest/v1/stats/usage.json",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()
+    body = usage_with(sandbox, token)
     assert body["errors"][0]["code"] == "602"
     control(sandbox, "POST", "/quota/exhaust")
-    fresh = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    body = requests.get(
-        f"{sandbox.base_url}/rest/v1/stats/usage.json",
-        headers={"Authorization": f"Bearer {fresh}"},
-        timeout=10,
-    ).json()
+    fresh = access_token(sandbox)
+    body = usage_with(sandbox, fresh)
     assert body["errors"][0]["code"] == "607"
     sandbox.control.reset_counters()

@@ -4,46 +4,33 @@ bulk-only kinds handed through to the routes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
+from molequle_dagster.sandbox.model import InstanceState
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.sandbox.conftest import NOW, fast_config
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 USAGE = "/rest/v1/stats/usage.json"
 USAGE_KEY = f"GET {USAGE}"
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.limits.enforce = False  # these tests make many calls; limits have their own tests
-    with SandboxServer(config, now=NOW, state=empty_state(1, NOW)) as server:
-        yield server
+def sandbox_config() -> SandboxConfig:
+    return fast_config(enforce_limits=False)  # these tests make many calls; limits have their own tests
+
+
+@pytest.fixture(scope="module")
+def sandbox_state() -> InstanceState:
+    return empty_state(1, NOW)
 
 
 @pytest.fixture
-def api(sandbox: SandboxServer) -> Iterator[requests.Session]:
-    sandbox.control.clear_faults()
-    sandbox.control.reset_counters()
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    yield session
-    sandbox.control.clear_faults()
+def api(fresh_api: requests.Session) -> requests.Session:
+    return fresh_api  # every test starts with no faults and zeroed counters
 
 
 def usage(sandbox: SandboxServer, api: requests.Session, **kwargs: object) -> requests.Response:

@@ -15,8 +15,9 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.sandbox.conftest import NOW, authorized_session
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)  # 10:00 CDT; the next Chicago midnight is 05:00 UTC
+# NOW is 10:00 CDT; the next Chicago midnight (the daily quota reset) is 05:00 UTC
 FIXTURES = MARKETO_FIXTURES / "usage"
 USAGE = "/rest/v1/stats/usage.json"
 
@@ -35,19 +36,6 @@ def sandbox() -> Iterator[SandboxServer]:
     server.stop()
 
 
-def session(
-    sandbox: SandboxServer, client_id: str = "molequle-sandbox", secret: str = "sandbox-secret"
-) -> requests.Session:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-        timeout=10,
-    )
-    api = requests.Session()
-    api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return api
-
-
 def codes(api: requests.Session, sandbox: SandboxServer, n: int, path: str = USAGE) -> list[str | None]:
     out = []
     for _ in range(n):
@@ -57,7 +45,8 @@ def codes(api: requests.Session, sandbox: SandboxServer, n: int, path: str = USA
 
 
 def test_rate_limit_606_across_clients_in_a_trailing_window(sandbox: SandboxServer) -> None:
-    mine, other = session(sandbox), session(sandbox, "other-integration", "other-secret")
+    mine = authorized_session(sandbox)
+    other = authorized_session(sandbox, "other-integration", "other-secret")
     assert codes(mine, sandbox, 60) == [None] * 60
     assert codes(other, sandbox, 40) == [None] * 40
     rejected = other.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
@@ -71,7 +60,7 @@ def test_rate_limit_606_across_clients_in_a_trailing_window(sandbox: SandboxServ
 
 
 def test_concurrency_limit_615_with_ten_calls_in_flight(sandbox: SandboxServer) -> None:
-    api = session(sandbox)
+    api = authorized_session(sandbox)
     sandbox.control.inject_fault(f"GET {USAGE}", "slow", times=10, seconds=30)
     results: list[dict] = []
     threads = [
@@ -96,28 +85,29 @@ def test_concurrency_limit_615_with_ten_calls_in_flight(sandbox: SandboxServer) 
 
 def test_daily_quota_607_resets_at_midnight_chicago() -> None:
     with start(daily_quota=5) as sandbox:
-        api = session(sandbox)
+        api = authorized_session(sandbox)
         assert codes(api, sandbox, 6) == [None] * 5 + ["607"]
         sandbox.control.advance((datetime(2026, 3, 11, 4, 59, 59, tzinfo=UTC) - NOW).total_seconds())
-        api = session(sandbox)  # the morning's token has expired by now
+        api = authorized_session(sandbox)  # the morning's token has expired by now
         assert codes(api, sandbox, 1) == ["607"]  # 23:59:59 in Chicago: still the same quota day
         sandbox.control.advance(1)
         assert codes(api, sandbox, 1) == [None]
 
 
 def test_exhaust_daily_quota_control(sandbox: SandboxServer) -> None:
-    api = session(sandbox)
+    api = authorized_session(sandbox)
     sandbox.control.exhaust_daily_quota()
     assert codes(api, sandbox, 1) == ["607"]
 
 
 def test_limits_can_be_switched_off() -> None:
     with start(enforce=False, rate_calls=3) as sandbox:
-        assert codes(session(sandbox), sandbox, 5) == [None] * 5
+        assert codes(authorized_session(sandbox), sandbox, 5) == [None] * 5
 
 
 def test_usage_matches_the_documented_shape_and_counts_per_user(sandbox: SandboxServer) -> None:
-    mine, other = session(sandbox), session(sandbox, "other-integration", "other-secret")
+    mine = authorized_session(sandbox)
+    other = authorized_session(sandbox, "other-integration", "other-secret")
     codes(other, sandbox, 2)
     body = mine.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
     doc = json.loads((FIXTURES / "doc_usage__daily-usage__response.json").read_text())
@@ -136,7 +126,7 @@ def test_usage_matches_the_documented_shape_and_counts_per_user(sandbox: Sandbox
 
 def test_errors_stats_report_limit_errors_in_the_documented_shape() -> None:
     with start(daily_quota=3) as sandbox:
-        api = session(sandbox)
+        api = authorized_session(sandbox)
         codes(api, sandbox, 4)
         sandbox.context.limiter.limits.daily_quota = 10  # room for the stats call itself
         body = api.get(f"{sandbox.base_url}/rest/v1/stats/errors.json", timeout=10).json()

@@ -5,8 +5,7 @@ deleted leads; shapes compared with the Adobe doc examples."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -19,10 +18,8 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, DELETED_LEADS_SCHEMA, InstanceState
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.sandbox.conftest import NOW, fast_config, load_fixture, rest_get
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
-FIXTURES = MARKETO_FIXTURES / "activities-rest"
 DAY = timedelta(days=1)
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -60,7 +57,9 @@ ROWS[4]["primaryAttributeValue"] = "First Name"
 ROWS[6]["primaryAttributeValue"] = "Job Title"
 
 
-def instance() -> InstanceState:
+@pytest.fixture(scope="module")
+def sandbox_state() -> InstanceState:
+    """The hand-built instance every test in this module runs against."""
     state = empty_state(1, NOW)
     state.activities = pa.Table.from_pylist(ROWS, schema=ACTIVITIES_SCHEMA)
     state.activity_types = catalog.activity_types(True)
@@ -83,35 +82,14 @@ def instance() -> InstanceState:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.limits.enforce = False
-    with SandboxServer(config, now=NOW, state=instance()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(sandbox: SandboxServer) -> requests.Session:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
-
-
-def get(sandbox: SandboxServer, api: requests.Session, path: str, **params: object) -> dict:
-    return api.get(f"{sandbox.base_url}/rest/v1/{path}", params=params, timeout=10).json()
+def sandbox_config() -> SandboxConfig:
+    return fast_config(enforce_limits=False)
 
 
 def since(sandbox: SandboxServer, api: requests.Session, when: datetime) -> str:
-    return get(sandbox, api, "activities/pagingtoken.json", sinceDatetime=when.strftime(ISO))["nextPageToken"]
+    return rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime=when.strftime(ISO))[
+        "nextPageToken"
+    ]
 
 
 def all_pages(
@@ -119,7 +97,7 @@ def all_pages(
 ) -> list[dict]:
     pages = []
     while True:
-        page = get(sandbox, api, path, nextPageToken=token, **params)
+        page = rest_get(sandbox, api, path, nextPageToken=token, **params)
         assert page["success"] is True, page
         pages.append(page)
         token = page["nextPageToken"]  # always present
@@ -128,7 +106,7 @@ def all_pages(
 
 
 def test_types_match_the_documented_shape(sandbox: SandboxServer, api: requests.Session) -> None:
-    body = get(sandbox, api, "activities/types.json")
+    body = rest_get(sandbox, api, "activities/types.json")
     by_id = {t["id"]: t for t in body["result"]}
     assert by_id[2]["primaryAttribute"] == {"name": "Webform ID", "dataType": "integer"}
     assert "primaryAttribute" not in by_id[12]  # New Lead has none (§7.1)
@@ -136,15 +114,17 @@ def test_types_match_the_documented_shape(sandbox: SandboxServer, api: requests.
 
 
 def test_paging_token_shape_and_errors(sandbox: SandboxServer, api: requests.Session) -> None:
-    doc = json.loads((FIXTURES / "doc_paging-tokens__date-based__response.json").read_text())
-    body = get(sandbox, api, "activities/pagingtoken.json", sinceDatetime="2026-01-01T00:00:00+00:00")
+    doc = load_fixture("activities-rest/doc_paging-tokens__date-based__response.json")
+    body = rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime="2026-01-01T00:00:00+00:00")
     assert set(body) == set(doc)
     assert body["nextPageToken"].isupper()
     assert (
-        get(sandbox, api, "activities/pagingtoken.json", sinceDatetime="last tuesday")["errors"][0]["code"]
+        rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime="last tuesday")["errors"][0][
+            "code"
+        ]
         == "704"
     )
-    assert get(sandbox, api, "activities/pagingtoken.json")["errors"][0]["code"] == "701"
+    assert rest_get(sandbox, api, "activities/pagingtoken.json")["errors"][0]["code"] == "701"
 
 
 def test_pages_walk_forward_in_order_with_a_token_on_every_page(
@@ -162,7 +142,7 @@ def test_pages_walk_forward_in_order_with_a_token_on_every_page(
     assert guids == ["2", "3", "4", "8", "9"]  # guid 1 is past retention
     assert all(page["moreResult"] for page in pages[:-1]) and pages[-1]["moreResult"] is False
     item = pages[0]["result"][0]
-    doc_item = json.loads((FIXTURES / "doc_activities__query__response.json").read_text())["result"][0]
+    doc_item = load_fixture("activities-rest/doc_activities__query__response.json")["result"][0]
     assert set(doc_item) <= set(item)
     assert item["activityDate"] == (NOW - 30 * DAY).strftime(ISO)
     assert item["attributes"] == [{"name": "Client IP Address", "value": "10.0.0.1"}]  # empty values omitted
@@ -176,7 +156,7 @@ def test_token_from_the_last_page_picks_up_new_activity_later(
         sandbox, api, "activities.json", since(sandbox, api, NOW - 3 * DAY), activityTypeIds="1"
     )
     assert [i["marketoGUID"] for p in pages for i in p.get("result", [])] == ["9"]
-    again = get(
+    again = rest_get(
         sandbox, api, "activities.json", nextPageToken=pages[-1]["nextPageToken"], activityTypeIds="1"
     )
     assert again == {**again, "success": True, "moreResult": False}
@@ -215,7 +195,7 @@ def test_filters_and_their_limits(sandbox: SandboxServer, api: requests.Session)
     assert guids(activityTypeIds="2", leadIds="2") == ["4", "8"]
     assert guids(activityTypeIds="1,2,6", listId=3001) == ["3", "4", "8", "9"]
     assert guids(activityTypeIds="6", assetIds="5003") == ["3"]
-    too_many_types = get(
+    too_many_types = rest_get(
         sandbox,
         api,
         "activities.json",
@@ -223,7 +203,7 @@ def test_filters_and_their_limits(sandbox: SandboxServer, api: requests.Session)
         activityTypeIds=",".join(str(i) for i in range(1, 12)),
     )
     assert too_many_types["errors"][0]["code"] == sandbox.config.behaviour.too_many_activity_types_error_code
-    too_many_leads = get(
+    too_many_leads = rest_get(
         sandbox,
         api,
         "activities.json",
@@ -232,15 +212,15 @@ def test_filters_and_their_limits(sandbox: SandboxServer, api: requests.Session)
         leadIds=",".join(str(i) for i in range(31)),
     )
     assert too_many_leads["errors"][0]["code"] == "1003"
-    assert get(sandbox, api, "activities.json", nextPageToken=token)["errors"][0]["code"] == "701"
+    assert rest_get(sandbox, api, "activities.json", nextPageToken=token)["errors"][0]["code"] == "701"
     assert (
-        get(sandbox, api, "activities.json", nextPageToken=token, activityTypeIds="1", listId=999)["errors"][
-            0
-        ]["code"]
+        rest_get(sandbox, api, "activities.json", nextPageToken=token, activityTypeIds="1", listId=999)[
+            "errors"
+        ][0]["code"]
         == "1013"
     )
     assert (
-        get(
+        rest_get(
             sandbox,
             api,
             "activities.json",
@@ -250,7 +230,7 @@ def test_filters_and_their_limits(sandbox: SandboxServer, api: requests.Session)
         == "1003"
     )
     assert (
-        get(sandbox, api, "activities.json", nextPageToken=token, activityTypeIds="1", batchSize=301)[
+        rest_get(sandbox, api, "activities.json", nextPageToken=token, activityTypeIds="1", batchSize=301)[
             "errors"
         ][0]["code"]
         == "1003"
@@ -278,21 +258,20 @@ def test_lead_changes_report_requested_fields(sandbox: SandboxServer, api: reque
     )
     items = [i for p in pages for i in p.get("result", [])]
     assert [(i["marketoGUID"], i["activityTypeId"]) for i in items] == [("5", 13), ("6", 12)]  # title unasked
-    doc_item = json.loads((FIXTURES / "doc_activities__data-value-changes__response.json").read_text())[
-        "result"
-    ][0]
+    doc_item = load_fixture("activities-rest/doc_activities__data-value-changes__response.json")["result"][0]
     assert set(doc_item) <= set(items[0])
     assert items[0]["fields"] == [{"id": 3, "name": "firstName", "newValue": "Ada", "oldValue": "Ad"}]
     token = since(sandbox, api, NOW - 365 * DAY)
-    assert get(sandbox, api, "activities/leadchanges.json", nextPageToken=token)["errors"][0]["code"] == "701"
+    assert (
+        rest_get(sandbox, api, "activities/leadchanges.json", nextPageToken=token)["errors"][0]["code"]
+        == "701"
+    )
 
 
 def test_deleted_leads_within_retention(sandbox: SandboxServer, api: requests.Session) -> None:
     pages = all_pages(sandbox, api, "activities/deletedleads.json", since(sandbox, api, NOW - 365 * DAY))
     items = [i for p in pages for i in p.get("result", [])]
-    doc_item = json.loads((FIXTURES / "doc_activities__deleted-leads__response.json").read_text())["result"][
-        0
-    ]
+    doc_item = load_fixture("activities-rest/doc_activities__deleted-leads__response.json")["result"][0]
     assert [i["leadId"] for i in items] == [40]  # the 30-day-old delete is past the 14-day retention
     assert set(doc_item) <= set(items[0])
     assert items[0]["activityTypeId"] == 37 and items[0]["attributes"] == []

@@ -6,47 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.sandbox.conftest import fast_config, load_fixture
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
-FIXTURES = MARKETO_FIXTURES
 ASSET_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\+0000$")
 NO_ASSETS = ["No assets found for the given search criteria."]
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.limits.enforce = False
-    config.data.people = 100
-    config.data.activities_per_person = 2
-    config.data.programs = 25
-    with SandboxServer(config, now=NOW) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(sandbox: SandboxServer) -> requests.Session:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
+def sandbox_config() -> SandboxConfig:
+    return fast_config(enforce_limits=False, people=100, activities_per_person=2, programs=25)
 
 
 def get(sandbox: SandboxServer, api: requests.Session, path: str, **params: object) -> dict:
@@ -57,7 +31,7 @@ def get(sandbox: SandboxServer, api: requests.Session, path: str, **params: obje
 
 
 def fixture(path: str) -> dict:
-    body = json.loads((FIXTURES / path).read_text())
+    body = load_fixture(path)
     return body.get("responseBody", body)
 
 
@@ -154,7 +128,7 @@ def test_smart_campaigns(sandbox: SandboxServer, api: requests.Session) -> None:
 
 
 def test_folders(sandbox: SandboxServer, api: requests.Session) -> None:
-    captured = json.loads((FIXTURES / "folders/real_embulk__folder_records.json").read_text())[0]
+    captured = load_fixture("folders/real_embulk__folder_records.json")[0]
     folders = get(sandbox, api, "folders.json", maxReturn=200)["result"]
     assert set(captured) == set(folders[0])
     assert get(sandbox, api, f"folder/{folders[0]['id']}.json")["result"] == [folders[0]]

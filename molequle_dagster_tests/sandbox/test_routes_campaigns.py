@@ -3,9 +3,7 @@ Campaign validation and what they record, member queries and status sync (1037/1
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pyarrow.compute as pc
 import pytest
@@ -13,54 +11,18 @@ import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.sandbox.conftest import NOW, fast_config, load_fixture, rest_get, rest_post
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
-FIXTURES = MARKETO_FIXTURES
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.limits.enforce = False
-    config.data.people = 150
-    config.data.activities_per_person = 3
-    config.data.programs = 6
-    with SandboxServer(config, now=NOW) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(sandbox: SandboxServer) -> requests.Session:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
+def sandbox_config() -> SandboxConfig:
+    return fast_config(enforce_limits=False, people=150, activities_per_person=3, programs=6)
 
 
 def campaign(sandbox: SandboxServer, name: str) -> dict:
     return next(c for c in sandbox.control.state.campaigns if c["name"] == name)
-
-
-def post(sandbox: SandboxServer, api: requests.Session, path: str, body: dict | None) -> dict:
-    return api.post(f"{sandbox.base_url}/rest/v1/{path}", json=body, timeout=10).json()
-
-
-def get(sandbox: SandboxServer, api: requests.Session, path: str, **params: object) -> dict:
-    return api.get(f"{sandbox.base_url}/rest/v1/{path}", params=params, timeout=10).json()
-
-
-def fixture(path: str) -> dict:
-    return json.loads((FIXTURES / path).read_text())
 
 
 def lead_ids(sandbox: SandboxServer, n: int) -> list[int]:
@@ -68,20 +30,20 @@ def lead_ids(sandbox: SandboxServer, n: int) -> list[int]:
 
 
 def test_campaign_listing(sandbox: SandboxServer, api: requests.Session) -> None:
-    items = get(sandbox, api, "campaigns.json", batchSize=300)["result"]
-    captured = fixture("campaigns/real_embulk__campaign_records.json")[0]
+    items = rest_get(sandbox, api, "campaigns.json", batchSize=300)["result"]
+    captured = load_fixture("campaigns/real_embulk__campaign_records.json")[0]
     assert set(captured) - {"description"} <= set(items[0])
-    triggerable = get(sandbox, api, "campaigns.json", isTriggerable="true")["result"]
+    triggerable = rest_get(sandbox, api, "campaigns.json", isTriggerable="true")["result"]
     assert [c["name"] for c in triggerable] == ["Molequle Welcome Trigger"]
-    one = get(sandbox, api, f"campaigns/{triggerable[0]['id']}.json")["result"]
+    one = rest_get(sandbox, api, f"campaigns/{triggerable[0]['id']}.json")["result"]
     assert one == triggerable
-    assert get(sandbox, api, "campaigns/999999.json")["errors"][0]["code"] == "1013"
+    assert rest_get(sandbox, api, "campaigns/999999.json")["errors"][0]["code"] == "1013"
 
 
 def test_request_campaign_records_leads_and_tokens(sandbox: SandboxServer, api: requests.Session) -> None:
     welcome = campaign(sandbox, "Molequle Welcome Trigger")
     leads = lead_ids(sandbox, 3)
-    body = post(
+    body = rest_post(
         sandbox,
         api,
         f"campaigns/{welcome['id']}/trigger.json",
@@ -92,7 +54,7 @@ def test_request_campaign_records_leads_and_tokens(sandbox: SandboxServer, api: 
             }
         },
     )
-    doc = fixture("campaigns/doc_smart-campaigns__trigger__response.json")
+    doc = load_fixture("campaigns/doc_smart-campaigns__trigger__response.json")
     assert set(body) == set(doc) and body["result"] == [{"id": welcome["id"]}]
     recorded = sandbox.control.campaign_requests()[-1]
     assert recorded["kind"] == "trigger" and recorded["leadIds"] == leads
@@ -124,7 +86,7 @@ def test_request_campaign_rejections_record_nothing(
     sandbox: SandboxServer, api: requests.Session, name: str, body: dict, code: str
 ) -> None:
     before = len(sandbox.control.campaign_requests())
-    answer = post(sandbox, api, f"campaigns/{campaign(sandbox, name)['id']}/trigger.json", body)
+    answer = rest_post(sandbox, api, f"campaigns/{campaign(sandbox, name)['id']}/trigger.json", body)
     assert answer["success"] is False and answer["errors"][0]["code"] == code
     assert len(sandbox.control.campaign_requests()) == before
 
@@ -133,13 +95,13 @@ def test_request_campaign_codes_are_settings(sandbox: SandboxServer, api: reques
     behaviour = sandbox.config.behaviour
     behaviour.trigger_inactive_error_code, behaviour.trigger_too_many_leads_error_code = "609", "1001"
     try:
-        inactive = post(
+        inactive = rest_post(
             sandbox,
             api,
             f"campaigns/{campaign(sandbox, 'Molequle Inactive Trigger')['id']}/trigger.json",
             {"input": {"leads": [{"id": 1}]}},
         )
-        too_many = post(
+        too_many = rest_post(
             sandbox,
             api,
             f"campaigns/{campaign(sandbox, 'Molequle Welcome Trigger')['id']}/trigger.json",
@@ -149,9 +111,9 @@ def test_request_campaign_codes_are_settings(sandbox: SandboxServer, api: reques
         behaviour.trigger_inactive_error_code, behaviour.trigger_too_many_leads_error_code = "1003", "1003"
     assert inactive["errors"][0]["code"] == "609" and too_many["errors"][0]["code"] == "1001"
     assert (
-        post(sandbox, api, "campaigns/999999/trigger.json", {"input": {"leads": [{"id": 1}]}})["errors"][0][
-            "code"
-        ]
+        rest_post(sandbox, api, "campaigns/999999/trigger.json", {"input": {"leads": [{"id": 1}]}})["errors"][
+            0
+        ]["code"]
         == "1013"
     )
 
@@ -160,13 +122,15 @@ def test_schedule_campaign_run_at_rules(sandbox: SandboxServer, api: requests.Se
     batch = campaign(sandbox, "Molequle Quarterly Newsletter")["id"]
     now = sandbox.control.clock.now()
     run_at = (now + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S+0000")
-    body = post(sandbox, api, f"campaigns/{batch}/schedule.json", {"input": {"runAt": run_at}})
+    body = rest_post(sandbox, api, f"campaigns/{batch}/schedule.json", {"input": {"runAt": run_at}})
     assert body["result"] == [{"id": batch}]
     assert sandbox.control.campaign_requests()[-1]["runAt"] == now + timedelta(minutes=10)
-    assert post(sandbox, api, f"campaigns/{batch}/schedule.json", None)["success"] is True  # body optional
+    assert (
+        rest_post(sandbox, api, f"campaigns/{batch}/schedule.json", None)["success"] is True
+    )  # body optional
     assert sandbox.control.campaign_requests()[-1]["runAt"] == now + timedelta(minutes=5)
     for too_soon_or_far in (now + timedelta(minutes=1), now + timedelta(days=3 * 365)):
-        answer = post(
+        answer = rest_post(
             sandbox,
             api,
             f"campaigns/{batch}/schedule.json",
@@ -174,21 +138,21 @@ def test_schedule_campaign_run_at_rules(sandbox: SandboxServer, api: requests.Se
         )
         assert answer["errors"][0] == {"code": "1042", "message": "Invalid runAt date"}
     trigger = campaign(sandbox, "Molequle Welcome Trigger")["id"]
-    assert post(sandbox, api, f"campaigns/{trigger}/schedule.json", None)["errors"][0]["code"] == "1003"
+    assert rest_post(sandbox, api, f"campaigns/{trigger}/schedule.json", None)["errors"][0]["code"] == "1003"
 
 
 def test_program_member_queries(sandbox: SandboxServer, api: requests.Session) -> None:
     members = sandbox.control.state.memberships
     program_id = members["programId"][0].as_py()
     lead_id = members["leadId"][0].as_py()
-    body = get(
+    body = rest_get(
         sandbox, api, f"programs/{program_id}/members.json", filterType="leadId", filterValues=str(lead_id)
     )
-    doc = fixture("program-members/doc_program-members__query__response.json")["result"][0]
+    doc = load_fixture("program-members/doc_program-members__query__response.json")["result"][0]
     assert set(body["result"][0]) == set(doc)
     assert body["result"][0]["leadId"] == lead_id and body["result"][0]["programId"] == program_id
     status = members["statusName"][0].as_py()
-    by_status = get(
+    by_status = rest_get(
         sandbox,
         api,
         f"programs/{program_id}/members.json",
@@ -202,21 +166,21 @@ def test_program_member_queries(sandbox: SandboxServer, api: requests.Session) -
     ).num_rows
     assert len(by_status) == expected and {m["statusName"] for m in by_status} == {status}
     assert (
-        get(sandbox, api, f"programs/{program_id}/members.json", filterType="title", filterValues="x")[
+        rest_get(sandbox, api, f"programs/{program_id}/members.json", filterType="title", filterValues="x")[
             "errors"
         ][0]["code"]
         == "1003"
     )
     assert (
-        get(sandbox, api, "programs/999999/members.json", filterType="leadId", filterValues="1")["errors"][0][
-            "code"
-        ]
+        rest_get(sandbox, api, "programs/999999/members.json", filterType="leadId", filterValues="1")[
+            "errors"
+        ][0]["code"]
         == "1013"
     )
-    described = get(sandbox, api, "programs/members/describe.json")["result"][0]
-    assert set(fixture("program-members/doc_program-members__describe__response.json")["result"][0]) == set(
-        described
-    )
+    described = rest_get(sandbox, api, "programs/members/describe.json")["result"][0]
+    assert set(
+        load_fixture("program-members/doc_program-members__describe__response.json")["result"][0]
+    ) == set(described)
 
 
 def test_member_status_sync_orders_steps_and_logs_104(sandbox: SandboxServer, api: requests.Session) -> None:
@@ -226,9 +190,11 @@ def test_member_status_sync_orders_steps_and_logs_104(sandbox: SandboxServer, ap
     members = state.memberships.filter(pc.equal(state.memberships["programId"], program["id"]))
     outsider = next(i for i in state.people["id"].to_pylist() if i not in set(members["leadId"].to_pylist()))
     path = f"programs/{program['id']}/members/status.json"
-    created = post(sandbox, api, path, {"statusName": statuses[2]["name"], "input": [{"leadId": outsider}]})
+    created = rest_post(
+        sandbox, api, path, {"statusName": statuses[2]["name"], "input": [{"leadId": outsider}]}
+    )
     assert created["result"] == [{"seq": 0, "status": "created", "leadId": outsider}]
-    moved = post(
+    moved = rest_post(
         sandbox,
         api,
         path,
@@ -236,15 +202,19 @@ def test_member_status_sync_orders_steps_and_logs_104(sandbox: SandboxServer, ap
     )
     assert moved["result"][0] == {"seq": 0, "status": "updated", "leadId": outsider}
     assert moved["result"][1]["reasons"][0]["code"] == "1004"
-    backwards = post(sandbox, api, path, {"statusName": statuses[1]["name"], "input": [{"leadId": outsider}]})
-    doc = fixture("program-members/doc_program-members__program-member-status__response.json")["result"][0]
+    backwards = rest_post(
+        sandbox, api, path, {"statusName": statuses[1]["name"], "input": [{"leadId": outsider}]}
+    )
+    doc = load_fixture("program-members/doc_program-members__program-member-status__response.json")["result"][
+        0
+    ]
     assert set(backwards["result"][0]) == set(doc)
     assert backwards["result"][0]["reasons"][0]["code"] == "1037"
-    unknown = post(sandbox, api, path, {"statusName": "Bogus", "input": [{"leadId": outsider}]})
+    unknown = rest_post(sandbox, api, path, {"statusName": "Bogus", "input": [{"leadId": outsider}]})
     assert unknown["errors"][0]["code"] == "1025"
     sandbox.config.behaviour.unknown_status_on_member_sync = "record_skip"
     try:
-        skipped = post(sandbox, api, path, {"statusName": "Bogus", "input": [{"leadId": outsider}]})
+        skipped = rest_post(sandbox, api, path, {"statusName": "Bogus", "input": [{"leadId": outsider}]})
     finally:
         sandbox.config.behaviour.unknown_status_on_member_sync = "request_error"
     assert skipped["success"] is True and skipped["result"][0]["reasons"][0]["code"] == "1025"
@@ -255,8 +225,10 @@ def test_member_status_sync_orders_steps_and_logs_104(sandbox: SandboxServer, ap
         )
     ).to_pylist()
     assert [r["statusName"] for r in row] == [statuses[3]["name"]]
-    token = get(sandbox, api, "activities/pagingtoken.json", sinceDatetime=NOW.strftime(ISO))["nextPageToken"]
-    logged = get(
+    token = rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime=NOW.strftime(ISO))[
+        "nextPageToken"
+    ]
+    logged = rest_get(
         sandbox, api, "activities.json", nextPageToken=token, activityTypeIds="104", leadIds=outsider
     )
     changes = [{a["name"]: a["value"] for a in item["attributes"]} for item in logged["result"]]

@@ -4,9 +4,7 @@ with captured responses and Adobe doc examples."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pyarrow as pa
 import pytest
@@ -21,11 +19,9 @@ from molequle_dagster.sandbox.model import (
     InstanceState,
 )
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.sandbox.conftest import NOW, fast_config, load_fixture, rest_get, rest_post
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=100)
-FIXTURES = MARKETO_FIXTURES
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -49,7 +45,9 @@ def person(lead_id: int, email: str | None, first: str = "Ann", **extra: object)
     }
 
 
-def instance() -> InstanceState:
+@pytest.fixture(scope="module")
+def sandbox_state() -> InstanceState:
+    """The hand-built instance every test in this module runs against."""
     state = empty_state(1, NOW)
     people = [person(i, f"p{i}@acme.com") for i in range(1, 6)]
     people += [person(100 + i, "shared@acme.com") for i in range(1001)]  # > 1000 matches for one value
@@ -112,94 +110,68 @@ def instance() -> InstanceState:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.limits.enforce = False
-    with SandboxServer(config, now=NOW, state=instance()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(sandbox: SandboxServer) -> requests.Session:
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
-
-
-def get(sandbox: SandboxServer, api: requests.Session, path: str, **params: object) -> dict:
-    return api.get(f"{sandbox.base_url}/rest/v1/{path}", params=params, timeout=10).json()
+def sandbox_config() -> SandboxConfig:
+    return fast_config(enforce_limits=False)
 
 
 def sync(sandbox: SandboxServer, api: requests.Session, body: dict) -> dict:
-    return api.post(f"{sandbox.base_url}/rest/v1/leads.json", json=body, timeout=10).json()
-
-
-def fixture(path: str) -> dict:
-    return json.loads((FIXTURES / path).read_text())
+    return rest_post(sandbox, api, "leads.json", body)
 
 
 def test_describe_shapes(sandbox: SandboxServer, api: requests.Session) -> None:
-    doc = fixture("leads/doc_leads__describe__response.json")["result"][0]
-    items = get(sandbox, api, "leads/describe.json")["result"]
+    doc = load_fixture("leads/doc_leads__describe__response.json")["result"][0]
+    items = rest_get(sandbox, api, "leads/describe.json")["result"]
     email = next(i for i in items if i["rest"]["name"] == "email")
     assert set(doc) == set(email)
     assert set(doc["rest"]) == set(email["rest"])
-    described = get(sandbox, api, "leads/describe2.json")["result"][0]
+    described = rest_get(sandbox, api, "leads/describe2.json")["result"][0]
     assert described["name"] == "API Lead"
     assert ["email"] in described["searchableFields"]
     assert {"name", "displayName", "dataType", "updateable"} <= set(described["fields"][0])
 
 
 def test_query_by_filter_type(sandbox: SandboxServer, api: requests.Session) -> None:
-    body = get(sandbox, api, "leads.json", filterType="email", filterValues="p2@acme.com,p1@acme.com")
-    doc = fixture("leads/doc_leads__query__response.json")["result"][0]
+    body = rest_get(sandbox, api, "leads.json", filterType="email", filterValues="p2@acme.com,p1@acme.com")
+    doc = load_fixture("leads/doc_leads__query__response.json")["result"][0]
     assert sorted(r["id"] for r in body["result"]) == [1, 2]
     assert set(body["result"][0]) == set(doc)  # the default field set
     assert body["result"][0]["createdAt"] == EARLIER.strftime(ISO)
-    empty = get(sandbox, api, "leads.json", filterType="email", filterValues="nobody@acme.com")
+    empty = rest_get(sandbox, api, "leads.json", filterType="email", filterValues="nobody@acme.com")
     assert set(empty) == {"requestId", "success", "result"} and empty["result"] == []  # as captured
-    picked = get(
+    picked = rest_get(
         sandbox, api, "leads.json", filterType="id", filterValues="3", fields="email,title,leadScore"
     )
     assert picked["result"] == [{"id": 3, "email": "p3@acme.com", "leadScore": 10}]  # null title omitted
 
 
 def test_query_limits_and_errors(sandbox: SandboxServer, api: requests.Session) -> None:
-    many = get(sandbox, api, "leads.json", filterType="email", filterValues="shared@acme.com")
+    many = rest_get(sandbox, api, "leads.json", filterType="email", filterValues="shared@acme.com")
     assert many["errors"][0] == {"code": "1003", "message": "Too many results match the filter"}
     assert (
-        get(sandbox, api, "leads.json", filterType="firstName", filterValues="Ann")["errors"][0]["code"]
+        rest_get(sandbox, api, "leads.json", filterType="firstName", filterValues="Ann")["errors"][0]["code"]
         == "1011"
     )
     assert (
-        get(sandbox, api, "leads.json", filterType="id", filterValues="1", fields="shoeSize")["errors"][0][
-            "code"
-        ]
+        rest_get(sandbox, api, "leads.json", filterType="id", filterValues="1", fields="shoeSize")["errors"][
+            0
+        ]["code"]
         == "1006"
     )
     too_many = ",".join(str(i) for i in range(301))
     assert (
-        get(sandbox, api, "leads.json", filterType="id", filterValues=too_many)["errors"][0]["code"] == "1003"
+        rest_get(sandbox, api, "leads.json", filterType="id", filterValues=too_many)["errors"][0]["code"]
+        == "1003"
     )
-    assert get(sandbox, api, "leads.json", filterType="id")["errors"][0]["code"] == "701"
+    assert rest_get(sandbox, api, "leads.json", filterType="id")["errors"][0]["code"] == "701"
 
 
 def test_query_pages_with_position_tokens(sandbox: SandboxServer, api: requests.Session) -> None:
-    first = get(sandbox, api, "leads.json", filterType="id", filterValues="1,2,3,4,5", batchSize=2)
+    first = rest_get(sandbox, api, "leads.json", filterType="id", filterValues="1,2,3,4,5", batchSize=2)
     assert first["moreResult"] is True
     ids = [r["id"] for r in first["result"]]
     token = first["nextPageToken"]
     while token:
-        page = get(
+        page = rest_get(
             sandbox,
             api,
             "leads.json",
@@ -214,8 +186,8 @@ def test_query_pages_with_position_tokens(sandbox: SandboxServer, api: requests.
 
 
 def test_lead_by_id(sandbox: SandboxServer, api: requests.Session) -> None:
-    assert [r["id"] for r in get(sandbox, api, "lead/4.json")["result"]] == [4]
-    assert get(sandbox, api, "lead/999999.json")["result"] == []
+    assert [r["id"] for r in rest_get(sandbox, api, "lead/4.json")["result"]] == [4]
+    assert rest_get(sandbox, api, "lead/999999.json")["result"] == []
 
 
 def test_sync_leads_actions_and_reasons_in_input_order(sandbox: SandboxServer, api: requests.Session) -> None:
@@ -235,7 +207,7 @@ def test_sync_leads_actions_and_reasons_in_input_order(sandbox: SandboxServer, a
             ],
         },
     )
-    doc = fixture("leads/doc_leads__create-and-update__response.json")
+    doc = load_fixture("leads/doc_leads__create-and-update__response.json")
     assert set(body) == set(doc)
     results = body["result"]
     assert results[0] == {"id": 1, "status": "updated"}
@@ -249,10 +221,12 @@ def test_sync_leads_actions_and_reasons_in_input_order(sandbox: SandboxServer, a
     assert all("seq" not in r for r in results)
     written = sandbox.control.leads_written()[-2:]
     assert [(w["id"], w["status"]) for w in written] == [(1, "updated"), (results[1]["id"], "created")]
-    updated = get(sandbox, api, "lead/1.json", fields="title,updatedAt")["result"][0]
+    updated = rest_get(sandbox, api, "lead/1.json", fields="title,updatedAt")["result"][0]
     assert updated["title"] == "CTO"
     assert updated["updatedAt"] == sandbox.control.clock.now().strftime(ISO)
-    created = get(sandbox, api, f"lead/{results[1]['id']}.json", fields="firstName,leadScore")["result"][0]
+    created = rest_get(sandbox, api, f"lead/{results[1]['id']}.json", fields="firstName,leadScore")["result"][
+        0
+    ]
     assert created["firstName"] == "Neu" and created["leadScore"] == 7
 
 
@@ -264,15 +238,15 @@ def test_sync_leads_logs_changes_and_custom_fields_keep_updated_at(
     sync(
         sandbox, api, {"input": [{"email": "p2@acme.com", "lastName": "Changed", "molequlePersonId": "mp-x"}]}
     )
-    token = get(sandbox, api, "activities/pagingtoken.json", sinceDatetime=since)["nextPageToken"]
-    changes = get(sandbox, api, "activities/leadchanges.json", nextPageToken=token, fields="lastName")[
+    token = rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime=since)["nextPageToken"]
+    changes = rest_get(sandbox, api, "activities/leadchanges.json", nextPageToken=token, fields="lastName")[
         "result"
     ]
     assert [c["fields"] for c in changes if c["leadId"] == 2] == [
         [{"id": 4, "name": "lastName", "newValue": "Changed", "oldValue": "L2"}]
     ]
     sync(sandbox, api, {"input": [{"email": "p5@acme.com", "molequlePersonId": "mp-custom"}]})
-    lead = get(sandbox, api, "lead/5.json", fields="updatedAt,molequlePersonId")["result"][0]
+    lead = rest_get(sandbox, api, "lead/5.json", fields="updatedAt,molequlePersonId")["result"][0]
     assert lead["molequlePersonId"] == "mp-custom"
     assert lead["updatedAt"] == EARLIER.strftime(ISO)  # a custom field does not move the visible updatedAt
 
@@ -297,11 +271,11 @@ def test_sync_leads_create_only_update_only_and_request_errors(
 
 
 def test_companies_and_named_accounts(sandbox: SandboxServer, api: requests.Session) -> None:
-    doc_describe = fixture("companies/doc_companies__describe__response.json")["result"][0]
-    described = get(sandbox, api, "companies/describe.json")["result"][0]
+    doc_describe = load_fixture("companies/doc_companies__describe__response.json")["result"][0]
+    described = rest_get(sandbox, api, "companies/describe.json")["result"][0]
     assert set(doc_describe) == set(described)
     assert described["searchableFields"] == doc_describe["searchableFields"]
-    query = get(
+    query = rest_get(
         sandbox,
         api,
         "companies.json",
@@ -309,14 +283,14 @@ def test_companies_and_named_accounts(sandbox: SandboxServer, api: requests.Sess
         filterValues="EXT-2,EXT-1",
         fields="externalCompanyId,company",
     )
-    doc_query = fixture("companies/doc_companies__query__response.json")["result"][0]
+    doc_query = load_fixture("companies/doc_companies__query__response.json")["result"][0]
     assert set(query["result"][0]) == set(doc_query)
     assert [r["seq"] for r in query["result"]] == [0, 1]
     assert (
-        get(sandbox, api, "companies.json", filterType="website", filterValues="x")["errors"][0]["code"]
+        rest_get(sandbox, api, "companies.json", filterType="website", filterValues="x")["errors"][0]["code"]
         == "1003"
     )
-    accounts = get(sandbox, api, "namedaccounts.json", filterType="name", filterValues="Acme")
+    accounts = rest_get(sandbox, api, "namedaccounts.json", filterType="name", filterValues="Acme")
     assert accounts["result"] == [
         {
             "seq": 0,
@@ -326,16 +300,16 @@ def test_companies_and_named_accounts(sandbox: SandboxServer, api: requests.Sess
             "updatedAt": EARLIER.strftime(ISO),
         }
     ]
-    assert get(sandbox, api, "namedaccounts/describe.json")["result"][0]["idField"] == "marketoGUID"
+    assert rest_get(sandbox, api, "namedaccounts/describe.json")["result"][0]["idField"] == "marketoGUID"
 
 
 def test_static_lists_lead_db_view(sandbox: SandboxServer, api: requests.Session) -> None:
-    lists = get(sandbox, api, "lists.json")["result"]
-    captured = fixture("lists/real_embulk__list_records.json")[0]
+    lists = rest_get(sandbox, api, "lists.json")["result"]
+    captured = load_fixture("lists/real_embulk__list_records.json")[0]
     assert set(captured) <= set(lists[0])
-    assert get(sandbox, api, "lists/3001.json")["result"][0]["name"] == "Seed"
-    assert get(sandbox, api, "lists/4040.json")["errors"][0]["code"] == "1013"
-    first = get(sandbox, api, "lists/3001/leads.json", batchSize=3)
+    assert rest_get(sandbox, api, "lists/3001.json")["result"][0]["name"] == "Seed"
+    assert rest_get(sandbox, api, "lists/4040.json")["errors"][0]["code"] == "1013"
+    first = rest_get(sandbox, api, "lists/3001/leads.json", batchSize=3)
     assert [r["id"] for r in first["result"]] == [3, 1, 2] and first["moreResult"] is True
-    rest = get(sandbox, api, "lists/3001/leads.json", batchSize=3, nextPageToken=first["nextPageToken"])
+    rest = rest_get(sandbox, api, "lists/3001/leads.json", batchSize=3, nextPageToken=first["nextPageToken"])
     assert [r["id"] for r in rest["result"]] == [4] and "nextPageToken" not in rest

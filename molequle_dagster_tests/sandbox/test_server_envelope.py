@@ -4,44 +4,23 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
-
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
+from molequle_dagster_tests.sandbox.conftest import fast_config
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig.for_profile("fast")
-    config.data.people = 150
-    config.data.activities_per_person = 5
-    config.data.programs = 6
-    with SandboxServer(config, now=NOW) as server:
-        yield server
+def sandbox_config() -> SandboxConfig:
+    return fast_config(people=150, activities_per_person=5, programs=6)
 
 
 @pytest.fixture
-def api(sandbox: SandboxServer) -> requests.Session:
-    sandbox.control.reset_counters()
-    sandbox.control.clear_faults()
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
+def api(fresh_api: requests.Session) -> requests.Session:
+    return fresh_api  # the call counts asserted below start from zero in every test
 
 
 def test_uri_over_8kb_is_414_and_post_method_get_carries_it(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -11,14 +10,9 @@ import requests
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.sandbox.conftest import CREDENTIALS, NOW
 
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 USAGE = "/rest/v1/stats/usage.json"
-CREDENTIALS = {
-    "grant_type": "client_credentials",
-    "client_id": "molequle-sandbox",
-    "client_secret": "sandbox-secret",
-}
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -11,8 +10,7 @@ import requests
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.server import SandboxServer
-
-NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
+from molequle_dagster_tests.sandbox.conftest import NOW
 
 
 def test_two_servers_are_independent_and_stop_cleanly() -> None:

@@ -1,0 +1,93 @@
+"""Actions: run a configured smart campaign from Dagster (issue 8).
+
+`run_marketo_action_job` runs one action from the settings' `actions` list:
+
+* `kind: trigger` — Request Campaign for people chosen by Marketo lead id or by unified id (resolved through
+  `person_unified_links`), in batches of at most 100, with the action's tokens as `{{my.Name}}`.
+* `kind: schedule` — Schedule Campaign for a batch campaign, with `runAt` and tokens.
+
+Everything is validated before the first call: the action's token definitions (required, unknown, type,
+length), the targets, and the campaign itself (an active, requestable trigger campaign; a batch campaign
+for schedules). Each batch's outcome goes to the op's metadata and to the lake table `action_log`.
+
+Idempotency: batches are keyed by `idempotency_key` if given, else by the run's *root* run id, so a
+re-execution of a failed run (same root) and an explicit relaunch with the same key both read the action
+log and skip people whose batch already succeeded. A batch whose outcome is unknown (the request may have
+reached Marketo: a crash or a network error after sending) is not re-sent unless `resend_uncertain` is set,
+because a repeated trigger runs the campaign's flow twice for those people.
+
+Modules: `config` (run config), `validation` (input checks), `people` (lead ids from unified ids),
+`log` (the action log and idempotency), `sending` (batches), `execute` (one run), `op` (op and job).
+"""
+
+from molequle_dagster.actions.batching import batches
+from molequle_dagster.actions.config import (
+    ACTION_JOB,
+    ACTION_OP,
+    MarketoActionConfig,
+    default_action_config,
+)
+from molequle_dagster.actions.execute import execute_action
+from molequle_dagster.actions.log import (
+    ACTION_LOG_SCHEMA,
+    ACTION_LOG_TABLE,
+    FAILED,
+    SENDING,
+    SUCCEEDED,
+    UNCERTAIN,
+    ActionLog,
+    LogEntry,
+    Progress,
+    fingerprint,
+    outcome_of,
+    progress,
+)
+from molequle_dagster.actions.op import build_action_job
+from molequle_dagster.actions.people import UNIFIED_LINEAGE_TABLE, UNIFIED_LINKS_TABLE, resolve_lead_ids
+from molequle_dagster.actions.sending import MAX_CONSECUTIVE_FAILURES, BatchResult, BatchSender
+from molequle_dagster.actions.validation import (
+    SCHEDULE_MAX_AHEAD,
+    SCHEDULE_MIN_DELAY,
+    SHOWN_IDS,
+    ActionInputError,
+    check_campaign,
+    check_targets,
+    parse_run_at,
+    validate_tokens,
+)
+
+__all__ = [
+    "ACTION_JOB",
+    "ACTION_LOG_SCHEMA",
+    "ACTION_LOG_TABLE",
+    "ACTION_OP",
+    "FAILED",
+    "MAX_CONSECUTIVE_FAILURES",
+    "SCHEDULE_MAX_AHEAD",
+    "SCHEDULE_MIN_DELAY",
+    "SENDING",
+    "SHOWN_IDS",
+    "SUCCEEDED",
+    "UNCERTAIN",
+    "UNIFIED_LINEAGE_TABLE",
+    "UNIFIED_LINKS_TABLE",
+    "ActionInputError",
+    "ActionLog",
+    "BatchResult",
+    "BatchSender",
+    "LogEntry",
+    "MarketoActionConfig",
+    "Progress",
+    "batches",
+    "build_action_job",
+    "check_campaign",
+    "check_targets",
+    "default_action_config",
+    "execute_action",
+    "fingerprint",
+    "outcome_of",
+    "parse_run_at",
+    "progress",
+    "resolve_lead_ids",
+    "validate_tokens",
+]

@@ -42,6 +42,15 @@ def fast_settings_dict(**overrides: Any) -> dict[str, Any]:
     return data
 
 
+def point_env_at(mp: pytest.MonkeyPatch, sandbox: SandboxServer, config: SandboxConfig, root: Path) -> None:
+    """Environment the definitions read: the sandbox's URL and credentials, a lake and state under root."""
+    mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
+    mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
+    mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
+    mp.setenv("MOLEQULE_LAKE_URI", str(root / "lake"))
+    mp.setenv("MOLEQULE_STATE_DIR", str(root / "state"))
+
+
 @dataclass
 class SyncEnv:
     sandbox: SandboxServer
@@ -63,11 +72,7 @@ def sync_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncEnv]:
     config.data.people = 300
     config.data.programs = 12
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
-        mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
-        mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
-        mp.setenv("MOLEQULE_LAKE_URI", str(root / "lake"))
-        mp.setenv("MOLEQULE_STATE_DIR", str(root / "state"))
+        point_env_at(mp, sandbox, config, root)
         defs = build_definitions(parse_settings(fast_settings_dict()))
         with dg.instance_for_test() as instance:
             yield SyncEnv(sandbox, defs, instance, Lake(os.environ["MOLEQULE_LAKE_URI"]), root)

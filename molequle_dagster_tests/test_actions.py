@@ -30,7 +30,7 @@ from molequle_dagster.marketo.writes import token_list
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster.settings import ActionSettings, load_settings, parse_settings
-from molequle_dagster_tests.conftest import fast_settings_dict
+from molequle_dagster_tests.conftest import fast_settings_dict, point_env_at
 from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
 
 FIXTURES = MARKETO_FIXTURES / "campaigns"
@@ -88,11 +88,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     settings_file.write_text(yaml.safe_dump(data))
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOLEQULE_SETTINGS", str(settings_file))
-        mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
-        mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
-        mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
-        mp.setenv("MOLEQULE_LAKE_URI", str(root / "lake"))
-        mp.setenv("MOLEQULE_STATE_DIR", str(root / "state"))
+        point_env_at(mp, sandbox, config, root)
         defs = build_definitions(parse_settings(data))
         lake = Lake(os.environ["MOLEQULE_LAKE_URI"])
         with dg.instance_for_test() as instance:

@@ -21,7 +21,7 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster.settings import parse_settings
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import fast_settings_dict
+from molequle_dagster_tests.conftest import fast_settings_dict, point_env_at
 
 FIELDS = ["id", "email", "firstName", "lastName", "company"]
 
@@ -37,11 +37,7 @@ def env(tmp_path_factory):
     config.data.interesting_moments = False
     sweep_start = (datetime.now(UTC) - timedelta(days=400)).date().isoformat()
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
-        mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
-        mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
-        mp.setenv("MOLEQULE_LAKE_URI", str(root / "lake"))
-        mp.setenv("MOLEQULE_STATE_DIR", str(root / "state"))
+        point_env_at(mp, sandbox, config, root)
         settings = parse_settings(fast_settings_dict(people__sweep_start=sweep_start))
         with dg.instance_for_test() as instance:
             yield sandbox, build_definitions(settings), instance, Lake(os.environ["MOLEQULE_LAKE_URI"])

@@ -26,7 +26,7 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster.settings import WriteBackMapping, parse_settings
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict
+from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict, point_env_at
 
 FIELD = "molequlePersonId"
 MAPPING = WriteBackMapping(source_table="unified_people", source_column="unified_id", marketo_field=FIELD)
@@ -47,11 +47,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncEnv]:
         marketo__pacing__calls_per_20s=100,
     )
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
-        mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
-        mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
-        mp.setenv("MOLEQULE_LAKE_URI", str(root / "lake"))
-        mp.setenv("MOLEQULE_STATE_DIR", str(root / "state"))
+        point_env_at(mp, sandbox, config, root)
         defs = build_definitions(parse_settings(settings))
         with dg.instance_for_test() as instance:
             synced = SyncEnv(sandbox, defs, instance, Lake(os.environ["MOLEQULE_LAKE_URI"]), root)

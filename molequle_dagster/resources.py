@@ -84,6 +84,11 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.uri)
 
 
+def lake_uri(settings: MolequleSettings) -> str:
+    """$MOLEQULE_LAKE_URI, else the settings' storage.lake_uri."""
+    return os.environ.get("MOLEQULE_LAKE_URI", settings.storage.lake_uri)
+
+
 def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableResource]:
     connection = settings.marketo
     return {
@@ -99,5 +104,5 @@ def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableReso
             max_processing_jobs=connection.bulk.max_processing_jobs,
             window_days=connection.bulk.window_days,
         ),
-        "lake": LakeResource(uri=os.environ.get("MOLEQULE_LAKE_URI", settings.storage.lake_uri)),
+        "lake": LakeResource(uri=lake_uri(settings)),
     }

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from molequle_dagster.assets.common import (
     MARKETO_GROUP,
     MARKETO_POOL,
+    MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
@@ -65,6 +66,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=MARKETO_POOL,
+        retry_policy=MARKETO_RETRY,
         deps=["people"],
     )
     def marketo_companies(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -76,7 +78,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
         state = store.read_state("companies")
         existing = store.read_current(COMPANIES_TABLE)
         wanted = _company_ids_to_query(people, existing, state)
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
             rows = []
             for chunk in _chunks(wanted, FILTER_BATCH):
                 rows.extend(client.companies("externalCompanyId", chunk, company_fields))
@@ -101,6 +103,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
             kinds={"marketo", "parquet"},
             owners=OWNERS,
             pool=MARKETO_POOL,
+            retry_policy=MARKETO_RETRY,
             deps=[marketo_companies],
         )
         def marketo_named_accounts(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -116,7 +119,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
                 if companies is not None
                 else []
             )
-            with accounting(client) as spent:
+            with accounting(client, lake.lake) as spent:
                 rows = []
                 for chunk in _chunks(domains, FILTER_BATCH):
                     rows.extend(client.named_accounts("domainName", chunk, named_fields))

@@ -19,6 +19,7 @@ from molequle_dagster.assets.common import (
     BULK_POOL,
     MARKETO_GROUP,
     MARKETO_POOL,
+    MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
@@ -74,13 +75,14 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=MARKETO_POOL,
+        retry_policy=MARKETO_RETRY,
         metadata=schema_metadata(ACTIVITY_TYPES_SCHEMA),
     )
     def marketo_activity_types(
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         """The instance's activity types (types.json), and which configured types it lacks."""
-        with accounting(marketo.client) as spent:
+        with accounting(marketo.client, lake.lake) as spent:
             table = _fetch_types(marketo.client, lake.lake)
         missing = _missing_types(settings, table)
         for name in missing:
@@ -105,6 +107,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=BULK_POOL,
+        retry_policy=MARKETO_RETRY,
         deps=[marketo_activity_types],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
         metadata=schema_metadata(ACTIVITY_SCHEMA),
@@ -133,7 +136,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         """
         client = marketo.client
         now = utcnow()
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
             types = _cached_types(client, lake.lake, now)
             available = set(types.column("id").to_pylist())
             missing = _missing_types(settings, types)

@@ -14,6 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from molequle_dagster.lake import Lake
+from molequle_dagster.marketo.errors import DailyQuotaExceeded, ExportQuotaExceeded
+
 OWNERS = ["team:data-engineering"]
 MARKETO_GROUP = "marketo"  # what Marketo holds, as fetched (raw, partitioned by day where it has time)
 MOLEQULE_GROUP = "molequle"  # current-state tables that Molequle reads
@@ -21,6 +24,12 @@ UNIFIED_GROUP = "unification"
 ACTIONS_GROUP = "actions"
 MARKETO_POOL = "marketo_api"  # dagster.yaml sizes it so at most 2 Marketo-heavy steps run at once
 BULK_POOL = "marketo_bulk"  # at most 2 bulk exports at once across all runs (Marketo processes 2)
+
+# The client already retries each call; a step retry covers what outlives those retries (a bulk job that
+# failed twice, a stuck job, a dropped download). Quota stops are raised with allow_retries=False.
+MARKETO_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 SYNCED_AT = "_synced_at"  # when a row was fetched: rows reflect Marketo's state at that moment
 
@@ -66,16 +75,49 @@ class RunAccounting:
 
 
 @contextmanager
-def accounting(client: Any) -> Iterator[RunAccounting]:
-    """Measure what the block spent through `client` (its counters are cumulative per process)."""
+def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]:
+    """Measure what the block spent through `client` (its counters are cumulative per process).
+
+    A used-up daily quota (607 calls, 1029 export bytes) is recorded in the lake so the schedules pause
+    until Marketo resets it, and fails the step without retries: retrying before midnight Central only
+    burns more of the customer's quota.
+    """
     result = RunAccounting()
-    with client.stats.measure() as delta:
-        yield result
+    try:
+        with client.stats.measure() as delta:
+            yield result
+    except (DailyQuotaExceeded, ExportQuotaExceeded) as error:
+        if lake is not None:
+            record_quota_stop(lake, error)
+        raise dg.Failure(
+            description=str(error),
+            metadata={"resets_at": error.resets_at.isoformat(), "marketo_code": error.code or ""},
+            allow_retries=False,
+        ) from error
     result.calls = delta["calls"]
     result.errors = delta["errors"]
     result.bulk_bytes = delta["bulk_bytes"]
     result.exports_created = delta["exports_created"]
     result.exports_reused = delta["exports_reused"]
+
+
+QUOTA_STATE = "marketo_quota"
+
+
+def record_quota_stop(lake: Lake, error: DailyQuotaExceeded | ExportQuotaExceeded) -> None:
+    lake.write_state(
+        QUOTA_STATE,
+        {"reason": str(error), "resets_at": error.resets_at.isoformat(), "recorded_at": utcnow().isoformat()},
+    )
+
+
+def quota_paused_until(lake: Lake, now: datetime) -> tuple[datetime, str] | None:
+    """(reset time, reason) while a recorded quota stop is still in force, else None."""
+    state = lake.read_state(QUOTA_STATE)
+    if not state.get("resets_at"):
+        return None
+    resets_at = datetime.fromisoformat(state["resets_at"])
+    return (resets_at, state.get("reason", "")) if now < resets_at else None
 
 
 def dedupe_latest(table: pa.Table, key: str, order_by: str = SYNCED_AT) -> pa.Table:

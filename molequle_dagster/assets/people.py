@@ -26,6 +26,7 @@ from molequle_dagster.assets.common import (
     BULK_POOL,
     MARKETO_GROUP,
     MARKETO_POOL,
+    MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
@@ -90,6 +91,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=BULK_POOL,
+        retry_policy=MARKETO_RETRY,
         metadata={
             "smart_list": smart_list.name or str(smart_list.id),
             **_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
@@ -105,8 +107,6 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         """
         client = marketo.client
         now = utcnow()
-        schema = client.lead_schema(fields)
-        written = schema.append(pa.field(SYNCED_AT, pa.timestamp("s", tz="UTC")))
         flt = {"smartListName": smart_list.name} if smart_list.name else {"smartListId": smart_list.id}
         method = "smart list export"
         path = lake.lake.current_path(POPULATION_TABLE)
@@ -122,7 +122,9 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
                         rows += table.num_rows
             return rows
 
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
+            schema = client.lead_schema(fields)  # types from describe
+            written = schema.append(pa.field(SYNCED_AT, pa.timestamp("s", tz="UTC")))
             try:
                 rows = write([{"fields": fields, "filter": flt}])
             except UnsupportedFilterError:
@@ -147,6 +149,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=BULK_POOL,
+        retry_policy=MARKETO_RETRY,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
         metadata=_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
         check_specs=[
@@ -167,20 +170,20 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         its range in ≤ 31-day windows (⌈days/31⌉ exports) and writes one file per day.
         """
         client = marketo.client
-        spec = DailyBulkSpec(
-            table=UPDATES_TABLE,
-            entity="leads",
-            time_filter="updatedAt",
-            fields=fields,
-            extra_filter={},
-            schema=client.lead_schema(fields),
-            key="id",
-            day_column="updatedAt",
-            transform=lambda t: t.select([*fields, SYNCED_AT]),
-        )
         keys = list(context.partition_keys)
         method = "bulk export (updatedAt)"
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
+            spec = DailyBulkSpec(
+                table=UPDATES_TABLE,
+                entity="leads",
+                time_filter="updatedAt",
+                fields=fields,
+                extra_filter={},
+                schema=client.lead_schema(fields),
+                key="id",
+                day_column="updatedAt",
+                transform=lambda t: t.select([*fields, SYNCED_AT]),
+            )
             try:
                 outcome = sync_days(client, lake.lake, spec, keys, utcnow(), window_days)
             except UnsupportedFilterError:
@@ -211,6 +214,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         name="marketo_people_lifecycle",
         group_name=MARKETO_GROUP,
         pool=MARKETO_POOL,
+        retry_policy=MARKETO_RETRY,
         specs=[
             dg.AssetSpec(
                 TOMBSTONES_TABLE,
@@ -236,7 +240,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         state = store.read_state("people_lifecycle")
         since = state.get("since")
         since_dt = _parse(since) if since else now - DELETED_LEADS_LOOKBACK
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
             deleted = [
                 (int(r["leadId"]), _parse(r["activityDate"])) for r in client.deleted_leads_since(since_dt)
             ]

@@ -24,6 +24,7 @@ from molequle_dagster.assets.common import (
     BULK_POOL,
     MARKETO_GROUP,
     MARKETO_POOL,
+    MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
@@ -122,6 +123,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=MARKETO_POOL,
+        retry_policy=MARKETO_RETRY,
         metadata=schema_metadata(CHANNEL_SCHEMA),
     )
     def marketo_channels(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -129,7 +131,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         and renames (a status whose step stayed but whose name changed is a rename)."""
         store = lake.lake
         now = utcnow()
-        with accounting(marketo.client) as spent:
+        with accounting(marketo.client, lake.lake) as spent:
             channels = list(marketo.client.channels())
         table = stamp(_channel_rows(channels), now)
         previous = store.read_current(CHANNELS_TABLE)
@@ -163,6 +165,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         kinds={"marketo", "parquet"},
         owners=OWNERS,
         pool=MARKETO_POOL,
+        retry_policy=MARKETO_RETRY,
         deps=[marketo_channels],
         metadata=schema_metadata(PROGRAM_SCHEMA),
     )
@@ -172,7 +175,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         now = utcnow()
         state = store.read_state("programs")
         since = state.get("since")
-        with accounting(marketo.client) as spent:
+        with accounting(marketo.client, lake.lake) as spent:
             if since:
                 rows = list(marketo.client.programs(earliest_updated_at=_parse(since), latest_updated_at=now))
             else:
@@ -201,6 +204,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         name="marketo_memberships",
         group_name=MOLEQULE_GROUP,
         pool=BULK_POOL,
+        retry_policy=MARKETO_RETRY,
         specs=[
             dg.AssetSpec(
                 MEMBERSHIPS_TABLE,
@@ -244,7 +248,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
         held = store.read_current(RETRY_TABLE)
         since = state.get("since")
         tombstones, merges, mark = lifecycle_since(store, "memberships")
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
             to_export = _programs_to_export(client, programs, current, held, channels, since, store)
             # Marketo removes deleted leads' memberships and folds merged ones into the winner.
             to_export = sorted(

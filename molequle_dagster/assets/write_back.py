@@ -295,7 +295,7 @@ def build_write_back_assets(settings: MolequleSettings) -> list[Any]:
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         client = marketo.client
-        with accounting(client) as spent:
+        with accounting(client, lake.lake) as spent:
             try:
                 counts = write_back(lake.lake, client, mappings, context.log)
             except WriteBackError as error:

@@ -4,6 +4,8 @@ Layout under the lake root:
 
     <table>/current.parquet                    current-state tables (people, accounts, ...), replaced whole
     <table>/date=YYYY-MM-DD/part.parquet       one file per daily partition (activities, people updates, ...)
+    <table>/parts/<time>-<id>.parquet           append-only logs (action_log): one file per append, so
+                                               concurrent writers never overwrite each other
     _state/<name>.json                         sync cursors and watermarks
 
 Every write is atomic: on a local disk the file is written beside its target and renamed over it, so a
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -152,14 +155,43 @@ class Lake:
         return pa.concat_tables(parts, promote_options="default")
 
     def read_table(self, table_name: str, columns: list[str] | None = None) -> pa.Table:
-        """A current-state table, or all partitions of a partitioned one."""
-        current = self.read_current(table_name, columns)
-        if current is not None:
-            return current
-        partitions = self.read_partitions(table_name, columns=columns)
-        if partitions is None:
-            raise LakeError(f"table {table_name!r} has no data under {self.location(table_name)}")
-        return partitions
+        """A current-state table, all partitions of a partitioned one, or all rows of an append-only log."""
+        for read in (self.read_current, self.read_partitions, self.read_appended):
+            table = read(table_name, columns=columns)
+            if table is not None:
+                return table
+        raise LakeError(f"table {table_name!r} has no data under {self.location(table_name)}")
+
+    # --- append-only logs --------------------------------------------------------------------------
+    def append(self, table_name: str, table: pa.Table) -> str:
+        """Add rows as a new part file; names sort in write order (nanosecond clock, then a random id)."""
+        path = self.path(table_name, "parts", f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet")
+        self._write(path, table)
+        return path
+
+    def _part_paths(self, table_name: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(table_name, "parts"), allow_not_found=True)
+        infos = self.fs.get_file_info(selector)
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+    def read_appended(self, table_name: str, columns: list[str] | None = None) -> pa.Table | None:
+        parts = [_restore_seconds(pq.read_table(p, filesystem=self.fs, columns=columns))
+                 for p in self._part_paths(table_name)]
+        return pa.concat_tables(parts, promote_options="default") if parts else None
+
+    def compact_appended(self, table_name: str, min_parts: int = 200) -> int:
+        """Fold many small parts into one (named like the first, so order holds); returns parts removed.
+        A reader in between may see rows twice, never lose one; appends made meanwhile are untouched."""
+        paths = self._part_paths(table_name)
+        if len(paths) < min_parts:
+            return 0
+        combined = pa.concat_tables([pq.read_table(p, filesystem=self.fs) for p in paths])
+        first = paths[0]
+        compacted = first.removesuffix(".parquet") + "-compacted.parquet"
+        self._write(compacted, combined)
+        for path in paths:
+            self.fs.delete_file(path)
+        return len(paths)
 
     # --- sync state (cursors, watermarks) ----------------------------------------------------------
     def read_state(self, name: str) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class Env:
         return self.control.campaign_requests()[count:]
 
     def log_rows(self, run_id: str) -> list[dict]:
-        log = self.lake.read_current(ACTION_LOG_TABLE)
+        log = self.lake.read_table(ACTION_LOG_TABLE)
         return [r for r in log.to_pylist() if r["run_id"] == run_id]
 
 

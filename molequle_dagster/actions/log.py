@@ -54,15 +54,16 @@ class LogEntry:
 class ActionLog:
     """The `action_log` lake table: one row per batch event (sending, then succeeded/failed/uncertain).
 
-    Rewritten whole on each append (atomic, small); concurrent runs of actions could lose each other's rows,
-    so the job's pool keeps Marketo steps few, and one key should only be run by one run at a time.
+    An append-only lake log: every event is its own part file, so concurrent action runs never lose each
+    other's rows; many small parts are compacted now and then.
     """
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
 
     def read(self) -> pa.Table:
-        return or_empty(self.lake.read_current(ACTION_LOG_TABLE), ACTION_LOG_SCHEMA)
+        self.lake.compact_appended(ACTION_LOG_TABLE)
+        return or_empty(self.lake.read_appended(ACTION_LOG_TABLE), ACTION_LOG_SCHEMA)
 
     def entries(self, key: str, action: str) -> list[LogEntry]:
         table = self.read()
@@ -75,10 +76,7 @@ class ActionLog:
         ]
 
     def append(self, row: dict[str, Any]) -> None:
-        added = pa.Table.from_pylist([row], schema=ACTION_LOG_SCHEMA)
-        self.lake.write_current(
-            ACTION_LOG_TABLE, pa.concat_tables([self.read().cast(ACTION_LOG_SCHEMA), added])
-        )
+        self.lake.append(ACTION_LOG_TABLE, pa.Table.from_pylist([row], schema=ACTION_LOG_SCHEMA))
 
 
 @dataclass(frozen=True)

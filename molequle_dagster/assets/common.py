@@ -15,7 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.lake import Lake
-from molequle_dagster.marketo.errors import DailyQuotaExceeded, ExportQuotaExceeded
+from molequle_dagster.marketo.errors import (
+    DailyQuotaExceeded,
+    ExportQuotaExceeded,
+    MarketoAuthError,
+    MarketoFatalError,
+)
 
 OWNERS = ["team:data-engineering"]
 MARKETO_GROUP = "marketo"  # what Marketo holds, as fetched (raw, partitioned by day where it has time)
@@ -80,7 +85,8 @@ def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]
 
     A used-up daily quota (607 calls, 1029 export bytes) is recorded in the lake so the schedules pause
     until Marketo resets it, and fails the step without retries: retrying before midnight Central only
-    burns more of the customer's quota.
+    burns more of the customer's quota. Auth and fatal errors fail without retries too; transient ones
+    propagate as they are, for the step's retry policy.
     """
     result = RunAccounting()
     try:
@@ -93,6 +99,11 @@ def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]
             description=str(error),
             metadata={"resets_at": error.resets_at.isoformat(), "marketo_code": error.code or ""},
             allow_retries=False,
+        ) from error
+    except (MarketoAuthError, MarketoFatalError) as error:
+        # Bad credentials or a request Marketo refuses: a step retry would fail the same way.
+        raise dg.Failure(
+            description=str(error), metadata={"marketo_code": error.code or ""}, allow_retries=False
         ) from error
     result.calls = delta["calls"]
     result.errors = delta["errors"]

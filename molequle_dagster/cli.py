@@ -31,6 +31,8 @@ concurrency:
     granularity: op
 telemetry:
   enabled: false
+nux:
+  enabled: false
 """
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -15,6 +17,8 @@ from molequle_dagster.jobs import DAILY_JOB, INITIAL_JOB, SYNC_JOB
 from molequle_dagster.partitions import history_start
 from molequle_dagster.settings import parse_settings
 from molequle_dagster_tests.conftest import fast_settings_dict
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -115,20 +119,22 @@ def test_a_run_without_the_secret_fails_naming_the_variable(defs: dg.Definitions
 
 @pytest.mark.skipif(
     not os.environ.get("DAGSTER_PG_URL") and not os.environ.get("MOLEQULE_REQUIRE_PG"),
-    reason="needs a PostgreSQL server (DAGSTER_PG_URL); scripts/test.sh starts one",
+    reason="needs a PostgreSQL server (DAGSTER_PG_*); scripts/test.sh starts one",
 )
-def test_materialization_through_a_postgres_backed_instance(sync_env) -> None:
-    """Production storage: run a real materialization with run/event storage in PostgreSQL."""
-    url = os.environ["DAGSTER_PG_URL"]  # KeyError under MOLEQULE_REQUIRE_PG=1 without a server: a failure
-    overrides = {"storage": {"postgres": {"postgres_url": url}}}
-    with dg.instance_for_test(overrides=overrides) as instance:
+def test_materialization_through_the_production_instance(sync_env, tmp_path) -> None:
+    """Production storage: the repository's dagster.yaml (PostgreSQL from DAGSTER_PG_*) records a real run."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")  # artifacts go to tmp, not the repo
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         result = sync_env.defs.resolve_job_def(SYNC_JOB).execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("marketo_activity_types")]
         )
         assert result.success
         event = instance.get_latest_materialization_event(dg.AssetKey("marketo_activity_types"))
-        assert event is not None
+        assert event is not None and event.run_id == result.run_id
         assert event.asset_materialization.metadata["dagster/row_count"].value > 0
-        runs = instance.get_runs()
-        assert any(r.run_id == result.run_id for r in runs)
+        assert instance.get_run_by_id(result.run_id) is not None
+    finally:
+        instance.dispose()

@@ -24,6 +24,7 @@ from molequle_dagster.assets.common import (
     OWNERS,
     SYNCED_AT,
     accounting,
+    run_scope,
     schema_metadata,
     utcnow,
 )
@@ -153,6 +154,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
                 key="marketoGUID",
                 day_column="activityDate",
                 transform=add_group,
+                reuse_scope=run_scope(context),
             )
             keys = list(context.partition_keys)
             outcome = sync_days(client, lake.lake, spec, keys, now, window_days) if type_ids else None

@@ -39,6 +39,14 @@ MARKETO_RETRY = dg.RetryPolicy(
 SYNCED_AT = "_synced_at"  # when a row was fetched: rows reflect Marketo's state at that moment
 
 
+def run_scope(context: dg.AssetExecutionContext) -> str:
+    """The Dagster run a step belongs to, across retries and re-executions (they share the root run):
+    the client reuses a bulk export only within it, so a retry never pays twice and a later sync never
+    gets an old export."""
+    run = context.run
+    return run.root_run_id or run.run_id
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 

@@ -44,6 +44,7 @@ class DailyBulkSpec:
     transform: Callable[[pa.Table], pa.Table] = lambda t: t  # e.g. add the activity group
     # Instead of bulk exports: yields one table per request (used when the instance refuses the filter).
     fetch: Callable[[list[dict[str, Any]]], Iterable[pa.Table]] | None = None
+    reuse_scope: str | None = None  # see common.run_scope
 
 
 @dataclass
@@ -112,7 +113,8 @@ def _rows(client: Any, spec: DailyBulkSpec, requests: list[dict], now: datetime,
             outcome.parsed_rows += table.num_rows
             yield spec.transform(stamp(table, now))
         return
-    for _index, result in client.bulk_export_many(spec.entity, requests, schema=spec.schema):
+    exports = client.bulk_export_many(spec.entity, requests, schema=spec.schema, reuse_scope=spec.reuse_scope)
+    for _index, result in exports:
         outcome.exported_records += result.number_of_records
         as_of = min(result.started_at or now, now)  # a reused export's data is as old as the export
         for batch in result.batches():

@@ -35,6 +35,7 @@ from molequle_dagster.assets.common import (
     dedupe_latest,
     iso,
     or_empty,
+    run_scope,
     schema_metadata,
     stamp,
     utcnow,
@@ -109,12 +110,14 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         now = utcnow()
         flt = {"smartListName": smart_list.name} if smart_list.name else {"smartListId": smart_list.id}
         method = "smart list export"
+        scope = run_scope(context)
         path = lake.lake.current_path(POPULATION_TABLE)
 
         def write(requests: list[dict[str, Any]]) -> int:
             rows = 0
             with lake.lake.writer(path, written) as writer:
-                for _i, result in client.bulk_export_many("leads", requests, schema=schema):
+                exports = client.bulk_export_many("leads", requests, schema=schema, reuse_scope=scope)
+                for _i, result in exports:
                     as_of = min(result.started_at or now, now)  # reused exports are as old as they are
                     for batch in result.batches():
                         table = stamp(pa.Table.from_batches([batch]), as_of).select(written.names)
@@ -183,6 +186,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
                 key="id",
                 day_column="updatedAt",
                 transform=lambda t: t.select([*fields, SYNCED_AT]),
+                reuse_scope=run_scope(context),
             )
             try:
                 outcome = sync_days(client, lake.lake, spec, keys, utcnow(), window_days)

@@ -31,6 +31,7 @@ from molequle_dagster.assets.common import (
     accounting,
     iso,
     or_empty,
+    run_scope,
     schema_metadata,
     stamp,
     utcnow,
@@ -235,7 +236,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
             ),
         ],
     )
-    def marketo_memberships(marketo: MarketoResource, lake: LakeResource):
+    def marketo_memberships(context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource):
         """Memberships of programs whose members changed since the last tick, via bulk program-member
         exports (≤ 10 programs per job); rows whose status name does not resolve are held, not dropped."""
         store = lake.lake
@@ -266,7 +267,9 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
             ]
             exported = [
                 pa.Table.from_batches([b]) if b.num_rows else None
-                for _i, result in client.bulk_export_many("program/members", requests, schema=PM_CSV_SCHEMA)
+                for _i, result in client.bulk_export_many(
+                    "program/members", requests, schema=PM_CSV_SCHEMA, reuse_scope=run_scope(context)
+                )
                 for b in result.batches()
             ]
         fresh = _membership_rows([t for t in exported if t is not None], now)

@@ -49,6 +49,9 @@ class ExportRequest:
     filter: dict[str, Any]
     column_types: Mapping[str, pa.DataType]
     format: str = "CSV"
+    # Reuse from the ledger only within one scope (e.g. a Dagster run and its retries): an identical
+    # request from a later sync must see fresh data, not a completed export from hours ago.
+    reuse_scope: str | None = None
 
     def __post_init__(self) -> None:
         if self.entity not in ENTITIES:
@@ -76,7 +79,7 @@ class ExportRequest:
 
     @property
     def key(self) -> str:
-        return request_key(self.entity, self.fields, self.filter, self.format)
+        return request_key(self.entity, self.fields, self.filter, self.format, self.reuse_scope)
 
 
 @dataclass

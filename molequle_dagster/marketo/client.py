@@ -119,16 +119,19 @@ class MarketoClient(MarketoReads):
 
     # --- bulk ---------------------------------------------------------------------------------------
     def bulk_export(self, entity: BulkEntity, *, fields: list[str] | None, filter: dict[str, Any],
-                    schema: pa.Schema | None = None) -> BulkExportResult:
+                    schema: pa.Schema | None = None, reuse_scope: str | None = None) -> BulkExportResult:
         """Create (or reuse) one export and wait until it is Completed. Iterate `.batches()` to the end
         before committing anything: the checksum is verified by the iterator's last step."""
-        _, result = next(self.bulk_export_many(entity, [{"fields": fields, "filter": filter}], schema=schema))
+        _, result = next(self.bulk_export_many(entity, [{"fields": fields, "filter": filter}], schema=schema,
+                                               reuse_scope=reuse_scope))
         return result
 
     def bulk_export_many(self, entity: BulkEntity, requests: Sequence[Mapping[str, Any]], *,
-                         schema: pa.Schema | None = None) -> Iterator[tuple[int, BulkExportResult]]:
+                         schema: pa.Schema | None = None,
+                         reuse_scope: str | None = None) -> Iterator[tuple[int, BulkExportResult]]:
         """Results in request order with up to `max_processing_jobs` jobs on Marketo at once. Closing the
-        generator early cancels the jobs still queued/processing."""
+        generator early cancels the jobs still queued/processing. `reuse_scope` (e.g. a Dagster root run
+        id) limits ledger reuse to retries and restarts of the same work."""
         built = []
         for i, req in enumerate(requests):
             unknown = set(req) - {"fields", "filter"}
@@ -137,7 +140,7 @@ class MarketoClient(MarketoReads):
             fields = req.get("fields")
             column_types = self._column_types(entity, fields, schema)
             built.append(ExportRequest(entity, list(fields) if fields else None,
-                                       dict(req.get("filter") or {}), column_types))
+                                       dict(req.get("filter") or {}), column_types, reuse_scope=reuse_scope))
         return self._bulk.run(built)
 
     def supports_filter(self, entity: BulkEntity, filter_name: str,

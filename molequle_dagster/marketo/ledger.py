@@ -26,9 +26,10 @@ class LedgerEntry:
     created_at: float
 
 
-def request_key(entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV") -> str:
-    canonical = json.dumps({"entity": entity, "fields": fields, "filter": filter, "format": fmt},
-                           sort_keys=True, separators=(",", ":"), default=str)
+def request_key(entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV",
+                scope: str | None = None) -> str:
+    identity = {"entity": entity, "fields": fields, "filter": filter, "format": fmt, "scope": scope}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

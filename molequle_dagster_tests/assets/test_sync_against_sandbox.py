@@ -215,6 +215,35 @@ def test_backfill_of_62_days_spends_at_most_two_exports_per_entity(sync_env, ini
     assert all(sync_env.lake.read_partition("activities", k) is not None for k in keys)
 
 
+def test_daily_job_closes_yesterday_and_refreshes_the_population(sync_env, initial) -> None:
+    from molequle_dagster.jobs import DAILY_JOB
+
+    now = datetime.now(UTC)
+    request = sync_env.defs.resolve_schedule_def("marketo_daily_schedule")(
+        dg.build_schedule_context(scheduled_execution_time=now)
+    )
+    yesterday = request.partition_key
+    assert yesterday == (now - timedelta(days=1)).date().isoformat()
+    result = sync_env.defs.resolve_job_def(DAILY_JOB).execute_in_process(
+        instance=sync_env.instance, partition_key=yesterday
+    )
+    assert result.success
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for table in ("activities", "people_updates"):
+        assert sync_env.lake.read_state(f"{table}/{yesterday}")["covered_until"] == midnight.isoformat()
+    population = sync_env.instance.get_latest_materialization_event(dg.AssetKey("marketo_people_population"))
+    assert population.run_id == result.run_id  # the smart list was re-exported: membership reconciled
+    # Rebased on the fresh population: `in_sync_list` marks exactly the smart list's members; leads
+    # fetched after the snapshot (yesterday's updates) are there too, marked as outside the list.
+    people = sync_env.lake.read_current("people")
+    state = sync_env.control.state
+    smart_list = next(s for s in state.smart_lists if s["name"] == "All People for Molequle")
+    members = set(truth.smart_list_lead_ids(state, smart_list).to_pylist())
+    flagged = {r["id"] for r in people.select(["id", "in_sync_list"]).to_pylist() if r["in_sync_list"]}
+    assert flagged == members
+    assert members <= set(people["id"].to_pylist())
+
+
 def test_daily_quota_stops_the_sync_and_pauses_the_schedules(sync_env, initial) -> None:
     """607: a clear failure naming the reset time, no retries, and the schedules skip until the reset.
     (Last in this module: the sandbox's quota stays used up.)"""

@@ -15,6 +15,7 @@ from pydantic import PrivateAttr
 
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.client import BulkConfig, MarketoClient, PacingConfig
+from molequle_dagster.marketo.config import RetryConfig
 from molequle_dagster.settings import MolequleSettings
 
 
@@ -40,6 +41,7 @@ class MarketoResource(dg.ConfigurableResource):
     job_timeout_s: float = 7200.0
     max_processing_jobs: int = 2
     window_days: int = 31
+    quota_timezone: str = "America/Chicago"
     state_dir: str = ""
 
     _client: MarketoClient | None = PrivateAttr(default=None)
@@ -69,6 +71,7 @@ class MarketoResource(dg.ConfigurableResource):
                     max_processing_jobs=self.max_processing_jobs,
                     window_days=self.window_days,
                 ),
+                retry=RetryConfig(quota_timezone=self.quota_timezone),
                 state_dir=state_dir,
             )
         return self._client
@@ -103,6 +106,7 @@ def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableReso
             job_timeout_s=connection.bulk.job_timeout_s,
             max_processing_jobs=connection.bulk.max_processing_jobs,
             window_days=connection.bulk.window_days,
+            quota_timezone=connection.quota_timezone,
         ),
         "lake": LakeResource(uri=lake_uri(settings)),
     }

@@ -15,6 +15,7 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -140,7 +141,8 @@ class PacingSettings(_Strict):
     """Our share of Marketo's instance-wide limits (100 calls/20 s, 10 in flight), shared by all processes."""
 
     calls_per_20s: int = Field(50, ge=1, le=100, description="calls per trailing 20 s (Marketo: 100)")
-    max_in_flight: int = Field(5, ge=1, le=10, description="concurrent calls (Marketo: 10)")
+    # ≥ 2: a bulk download holds one slot while it streams, and the process still needs one for its calls
+    max_in_flight: int = Field(5, ge=2, le=10, description="concurrent calls (Marketo: 10)")
 
 
 class BulkSettings(_Strict):
@@ -157,6 +159,19 @@ class MarketoConnection(_Strict):
     timeout_s: float = Field(30.0, gt=0, le=600)
     pacing: PacingSettings = PacingSettings()
     bulk: BulkSettings = BulkSettings()
+    quota_timezone: str = Field(
+        "America/Chicago",
+        description="zone whose midnight resets the daily quotas; docs say 12:00AM CST [UNCONFIRMED: DST]",
+    )
+
+    @field_validator("quota_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as America/Chicago") from None
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from molequle_dagster.jobs import INITIAL_JOB, SYNC_JOB
+from molequle_dagster.jobs import DAILY_JOB, INITIAL_JOB, SYNC_JOB
+from molequle_dagster.partitions import partition_window
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+INITIAL_STATE = "initial_sync"
 
 
 @dataclass
@@ -30,12 +32,6 @@ class SyncReport:
     @property
     def success(self) -> bool:
         return not self.failures
-
-
-def history_ranges(keys: list[str], size: int) -> list[tuple[str, str]]:
-    """Partition ranges of at most `size` days, newest first (recent data lands before old data)."""
-    ranges = [(keys[i], keys[min(i + size, len(keys)) - 1]) for i in range(0, len(keys), size)]
-    return list(reversed(ranges))
 
 
 def run_sync(
@@ -62,20 +58,22 @@ def run_sync(
         keys = partitions.get_partition_keys()
     today = keys[-1]
 
-    if lake.read_current("people") is None:
-        report.kind = "initial"
-        initial = defs.resolve_job_def(INITIAL_JOB)
-        unpartitioned = [
-            k
-            for k in initial.asset_layer.executable_asset_keys
-            if defs.resolve_assets_def(k).partitions_def is None
-        ]
-        say("initial sync: smart-list population, accounts, programs, unification ...")
-        _run(report, initial, instance, run_config, asset_selection=unpartitioned)
-        if not report.success:
-            return report
-        window = _window_days(defs)
-        for start, end in history_ranges(keys[:-1], window):
+    initial = defs.resolve_job_def(INITIAL_JOB)
+    if not lake.read_state(INITIAL_STATE).get("completed_at"):
+        # Not done until every history day is in: a crash or a quota stop resumes where it stopped.
+        report.kind = "initial" if lake.read_current("people") is None else "initial (resumed)"
+        if lake.read_current("people") is None:
+            unpartitioned = [
+                k
+                for k in initial.asset_layer.executable_asset_keys
+                if defs.resolve_assets_def(k).partitions_def is None
+            ]
+            say("initial sync: smart-list population, accounts, programs, unification ...")
+            _run(report, initial, instance, run_config, asset_selection=unpartitioned)
+            if not report.success:
+                return report
+        missing = [k for k in keys[:-1] if not lake.exists(lake.partition_path("activities", k))]
+        for start, end in missing_ranges(missing, keys, _window_days(defs)):
             say(f"activities {start} .. {end} (one bulk export) ...")
             _run(
                 report,
@@ -87,9 +85,31 @@ def run_sync(
             )
             if not report.success:
                 return report
+        lake.write_state(INITIAL_STATE, {"completed_at": now.isoformat()})
+    else:
+        yesterday = keys[-2] if len(keys) > 1 else None
+        covered = lake.read_state(f"activities/{yesterday}").get("covered_until") if yesterday else None
+        if yesterday and (covered is None or covered < partition_window(yesterday)[1].isoformat()):
+            # What the daily schedule does after midnight, for setups that only run `molequle sync`.
+            say(f"closing {yesterday} and refreshing the smart-list population ...")
+            _run(report, defs.resolve_job_def(DAILY_JOB), instance, run_config, partition_key=yesterday)
+            if not report.success:
+                return report
     say(f"tick: changes since the last sync, today's activities ({today}) ...")
     _run(report, defs.resolve_job_def(SYNC_JOB), instance, run_config, partition_key=today)
     return report
+
+
+def missing_ranges(missing: list[str], keys: list[str], size: int) -> list[tuple[str, str]]:
+    """Runs of consecutive missing days, cut to at most `size` days, newest first."""
+    position = {k: i for i, k in enumerate(keys)}
+    runs: list[list[str]] = []
+    for key in missing:
+        if runs and position[key] == position[runs[-1][-1]] + 1 and len(runs[-1]) < size:
+            runs[-1].append(key)
+        else:
+            runs.append([key])
+    return [(run[0], run[-1]) for run in reversed(runs)]
 
 
 def _window_days(defs: dg.Definitions) -> int:

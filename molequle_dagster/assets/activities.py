@@ -7,6 +7,7 @@ types whose Marketo retention is shorter than the requested history are reported
 ("Email Sent available since …"), never left as a silent gap.
 """
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from molequle_dagster.assets.common import (
     OWNERS,
     SYNCED_AT,
     accounting,
+    or_empty,
     run_scope,
     schema_metadata,
     utcnow,
@@ -155,6 +157,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
                 day_column="activityDate",
                 transform=add_group,
                 reuse_scope=run_scope(context),
+                exact_days=True,
             )
             keys = list(context.partition_keys)
             outcome = sync_days(client, lake.lake, spec, keys, now, window_days) if type_ids else None
@@ -198,20 +201,25 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
     )
     def activities_reconciled(lake: LakeResource) -> dg.MaterializeResult:
         """Apply Marketo deletions and merges to the stored activities, as Marketo does to its own: the
-        activities of deleted leads disappear, those of merged-away leads move to the winner.
+        activities of deleted leads disappear, those of merged-away leads move to the (final) winner.
 
-        Costs nothing when nothing was deleted or merged since the last run; otherwise one scan of the
-        `leadId` column finds the affected days, and only those files are rewritten.
+        Two cheap passes: deletions and merges learned since the last run are looked up in every day
+        (one scan of the `leadId` column, only when there are any); days written since the last run (a
+        tick, or a backfill whose export predates a deletion) are checked against all of them. Only the
+        affected files are rewritten.
         """
         store = lake.lake
-        tombstones, merges, mark = lifecycle_since(store, "activities")
-        touched = reconcile_activities(store, tombstones, merges)
-        save_lifecycle_mark(store, "activities", mark)
+        new_tombstones, new_merges, mark = lifecycle_since(store, "activities")
+        result = reconcile_activities(store, new_tombstones, new_merges)
+        if not result.skipped:  # a day rewritten concurrently is retried by the next run
+            save_lifecycle_mark(store, "activities", mark)
         return dg.MaterializeResult(
             metadata={
-                "deleted_leads": tombstones.num_rows,
-                "merged_leads": merges.num_rows,
-                "rewritten_partitions": dg.MetadataValue.json(touched),
+                "new_deleted_leads": new_tombstones.num_rows,
+                "new_merged_leads": new_merges.num_rows,
+                "days_checked": len(result.checked),
+                "rewritten_partitions": dg.MetadataValue.json(result.rewritten),
+                "skipped_partitions": dg.MetadataValue.json(result.skipped),
             }
         )
 
@@ -228,23 +236,37 @@ def unknown_people(store: Any, keys: list[str]) -> tuple[int, int]:
     return int(table.num_rows - pc.sum(known).as_py()), table.num_rows
 
 
-def reconcile_activities(store: Any, tombstones: pa.Table, merges: pa.Table) -> list[str]:
-    deleted = tombstones.column("id").combine_chunks()
-    losers = merges.column("loser_id").combine_chunks()
-    winners = merges.column("winner_id").combine_chunks()
-    affected = pa.concat_arrays([deleted.cast(pa.int64()), losers.cast(pa.int64())])
-    if len(affected) == 0 or not store.partition_keys(ACTIVITIES_TABLE):
-        return []
-    dataset = ds.dataset(
-        store.path(ACTIVITIES_TABLE),
-        filesystem=store.fs,
-        format="parquet",
-        partitioning="hive",
-        exclude_invalid_files=True,
+@dataclass
+class Reconciled:
+    checked: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def reconcile_activities(store: Any, new_tombstones: pa.Table, new_merges: pa.Table) -> Reconciled:
+    result = Reconciled()
+    keys = store.partition_keys(ACTIVITIES_TABLE)
+    if not keys:
+        return result
+    tombstones = or_empty(store.read_current(TOMBSTONES_TABLE), new_tombstones.schema)
+    merges = or_empty(store.read_current(MERGES_TABLE), new_merges.schema)
+    deleted = tombstones.column("id").combine_chunks().cast(pa.int64())
+    losers, winners = _final_winners(merges)
+    everyone = pa.concat_arrays([deleted, losers])
+    newly = pa.concat_arrays(
+        [
+            new_tombstones.column("id").combine_chunks().cast(pa.int64()),
+            new_merges.column("loser_id").combine_chunks().cast(pa.int64()),
+        ]
     )
-    hits = dataset.to_table(columns=["date"], filter=pc.is_in(pc.field("leadId"), value_set=affected))
-    touched = sorted(set(pc.unique(pc.cast(hits.column("date"), pa.string())).to_pylist()))
-    for key in touched:
+    state = store.read_state("activities_reconciled")
+    written = {k: store.read_state(f"{ACTIVITIES_TABLE}/{k}").get("written_at", "") for k in keys}
+    fresh = [k for k in keys if state.get("checked", {}).get(k) != written[k]]
+    result.checked = fresh
+    touched = set(_days_with_leads(store, None, newly)) if len(newly) else set()
+    if fresh and len(everyone):
+        touched |= set(_days_with_leads(store, fresh, everyone))
+    for key in sorted(touched):
         path = store.partition_path(ACTIVITIES_TABLE, key)
         seen = store.fs.get_file_info(path).mtime
         table = store.read_partition(ACTIVITIES_TABLE, key)
@@ -252,9 +274,48 @@ def reconcile_activities(store: Any, tombstones: pa.Table, merges: pa.Table) -> 
         index = pc.index_in(table.column("leadId"), value_set=losers)
         remapped = pc.if_else(pc.is_valid(index), pc.take(winners, index), table.column("leadId"))
         table = table.set_column(table.column_names.index("leadId"), "leadId", remapped)
-        if store.fs.get_file_info(path).mtime == seen:  # a concurrent run rewrote it: that run is newer
-            store.write_partition(ACTIVITIES_TABLE, key, table)
-    return touched
+        if store.fs.get_file_info(path).mtime != seen:  # rewritten meanwhile by another run
+            result.skipped.append(key)
+            continue
+        store.write_partition(ACTIVITIES_TABLE, key, table)
+        result.rewritten.append(key)
+    checked = {k: written[k] for k in keys if k not in result.skipped}
+    store.write_state("activities_reconciled", {"checked": checked})
+    return result
+
+
+def _final_winners(merges: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """Each losing id and the winner it ends with, following chains (A→B then B→C gives A→C)."""
+    pairs = dict(
+        zip(merges.column("loser_id").to_pylist(), merges.column("winner_id").to_pylist(), strict=True)
+    )
+    final = {}
+    for loser in pairs:
+        winner, hops = pairs[loser], 0
+        while winner in pairs and hops < len(pairs):  # hops bound: a cycle cannot loop forever
+            winner, hops = pairs[winner], hops + 1
+        final[loser] = winner
+    return pa.array(list(final), pa.int64()), pa.array(list(final.values()), pa.int64())
+
+
+def _days_with_leads(store: Any, keys: list[str] | None, lead_ids: pa.Array) -> list[str]:
+    """Days (all, or just `keys`) whose activities mention any of `lead_ids`, reading only `leadId`."""
+    if keys is not None:
+        days = []
+        for key in keys:
+            ids = store.read_partition(ACTIVITIES_TABLE, key, columns=["leadId"])
+            if ids is not None and pc.any(pc.is_in(ids.column("leadId"), value_set=lead_ids)).as_py():
+                days.append(key)
+        return days
+    dataset = ds.dataset(
+        store.path(ACTIVITIES_TABLE),
+        filesystem=store.fs,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=True,
+    )
+    hits = dataset.to_table(columns=["date"], filter=pc.is_in(pc.field("leadId"), value_set=lead_ids))
+    return sorted(set(pc.unique(pc.cast(hits.column("date"), pa.string())).to_pylist()))
 
 
 def retention_notes(settings: MolequleSettings, now: datetime, keys: list[str]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ days, Marketo's maximum export window, so a backfill of N days costs ⌈N/31⌉ 
   rows into one Parquet file per day, and replace those days' files (days with no rows get an empty file,
   so the partition is visibly materialized).
 * Incremental mode (a tick on a day that was synced before): export only what is new since that day's
-  watermark, merge it into the day's file, deduplicated by key. Never the whole day again.
+  watermark (looking back an hour, since Marketo can make records visible minutes after their timestamp),
+  merge it into the day's file, deduplicated by key. Never the whole day again.
 
 Per-day watermarks live in the lake (`_state/<table>/<day>.json`), one file per day so parallel backfill
 runs never overwrite each other's state. A file is published only after its export completed and the
@@ -17,10 +18,11 @@ checksum matched: a crash leaves the previous good file and watermark in place.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +31,8 @@ import pyarrow.compute as pc
 from molequle_dagster.assets.common import SYNCED_AT, dedupe_latest, iso, stamp
 from molequle_dagster.lake import Lake
 from molequle_dagster.partitions import keys_between, partition_window
+
+INCREMENTAL_LOOKBACK = timedelta(hours=1)
 
 
 @dataclass
@@ -45,6 +49,9 @@ class DailyBulkSpec:
     # Instead of bulk exports: yields one table per request (used when the instance refuses the filter).
     fetch: Callable[[list[dict[str, Any]]], Iterable[pa.Table]] | None = None
     reuse_scope: str | None = None  # see common.run_scope
+    # True when `day_column` is exact (activityDate): rows belong to their own day only. False for people,
+    # whose visible updatedAt can lag the true change time: rows go to the nearest day of the window.
+    exact_days: bool = False
 
 
 @dataclass
@@ -61,11 +68,13 @@ class DailyBulkOutcome:
         return sum(self.rows_by_day.values())
 
 
-def _day_keys_of(table: pa.Table, column: str, first: str, last: str) -> pa.Array:
-    days = pc.strftime(table.column(column), format="%Y-%m-%d")
-    days = pc.fill_null(days, first)
+def _day_keys_of(table: pa.Table, spec: DailyBulkSpec, first: str, last: str) -> pa.Array:
+    days = pc.strftime(table.column(spec.day_column), format="%Y-%m-%d")
+    if spec.exact_days:
+        return days  # rows outside [first, last] are dropped by the caller (another run owns that day)
     # Rows whose visible timestamp lies outside the window (updatedAt only reflects standard fields)
     # belong to the nearest day of the window.
+    days = pc.fill_null(days, first)
     days = pc.if_else(pc.less(days, first), first, days)
     return pc.if_else(pc.greater(days, last), last, days)
 
@@ -81,13 +90,22 @@ def sync_days(
     first_start, _ = partition_window(partition_keys[0])
     _, last_end = partition_window(partition_keys[-1])
     state_names = {k: f"{spec.table}/{k}" for k in partition_keys}
-    watermark = lake.read_state(state_names[partition_keys[0]]).get("covered_until")
-    incremental = len(partition_keys) == 1 and watermark is not None
-    start = datetime.fromisoformat(watermark) if incremental else first_start
+    previous = lake.read_state(state_names[partition_keys[0]])
+    watermark = previous.get("covered_until")
+    # A day synced with a different filter (e.g. an activity type added since) is exported whole again.
+    same_filter = previous.get("filter") == _filter_id(spec)
+    incremental = len(partition_keys) == 1 and watermark is not None and same_filter
+    if incremental:
+        # Look back over the watermark: Marketo can make records visible minutes after their timestamp.
+        start = max(first_start, datetime.fromisoformat(watermark) - INCREMENTAL_LOOKBACK)
+    else:
+        start = first_start
     end = min(last_end, now)
     outcome = DailyBulkOutcome(mode="incremental" if incremental else "full")
 
-    windows = _windows(start, end, window_days) if start < end else []
+    # Full mode: windows do not overlap (each ends a second before the next starts; Marketo's filter is
+    # inclusive at both ends and second-precise), so no row is exported twice.
+    windows = _windows(start, end, window_days, gap=not incremental) if start < end else []
     requests = []
     for w_start, w_end in windows:
         flt = {spec.time_filter: {"startAt": iso(w_start), "endAt": iso(w_end)}, **spec.extra_filter}
@@ -101,8 +119,17 @@ def sync_days(
         _apply_full(client, lake, spec, requests, partition_keys, now, out_schema, outcome)
     for key in partition_keys:
         day_end = partition_window(key)[1]
-        lake.write_state(state_names[key], {"covered_until": min(day_end, now).isoformat()})
+        state = {
+            "covered_until": min(day_end, now).isoformat(),
+            "written_at": datetime.now(UTC).isoformat(),
+            "filter": _filter_id(spec),
+        }
+        lake.write_state(state_names[key], state)
     return outcome
+
+
+def _filter_id(spec: DailyBulkSpec) -> str:
+    return json.dumps({"fields": spec.fields, "filter": spec.extra_filter}, sort_keys=True)
 
 
 def _rows(client: Any, spec: DailyBulkSpec, requests: list[dict], now: datetime, outcome: DailyBulkOutcome):
@@ -128,8 +155,10 @@ def _apply_full(client, lake, spec, requests, keys, now, out_schema, outcome) ->
         writers: dict[str, Any] = {}
         for table in _rows(client, spec, requests, now, outcome):
             table = table.cast(out_schema)
-            days = _day_keys_of(table, spec.day_column, keys[0], keys[-1])
+            days = _day_keys_of(table, spec, keys[0], keys[-1])
             for day in pc.unique(days).to_pylist():
+                if day is None or not keys[0] <= day <= keys[-1]:
+                    continue
                 if day not in writers:
                     path = lake.partition_path(spec.table, day)
                     writers[day] = stack.enter_context(lake.writer(path, out_schema))
@@ -146,7 +175,12 @@ def _apply_full(client, lake, spec, requests, keys, now, out_schema, outcome) ->
 
 def _apply_incremental(client, lake, spec, requests, key, now, out_schema, outcome) -> None:
     """A tick: the delta since the watermark is small by construction, so merge it in memory."""
-    parts = [t.cast(out_schema) for t in _rows(client, spec, requests, now, outcome)]
+    parts = []
+    for table in _rows(client, spec, requests, now, outcome):
+        table = table.cast(out_schema)
+        if spec.exact_days:  # the lookback reaches into the previous day: that day is not ours
+            table = table.filter(pc.equal(_day_keys_of(table, spec, key, key), key))
+        parts.append(table)
     new = pa.concat_tables(parts) if parts else None
     outcome.new_rows = new.num_rows if new is not None else 0
     merged = _merge(lake.read_partition(spec.table, key), new, out_schema, spec.key)
@@ -161,13 +195,16 @@ def _merge(existing: pa.Table | None, new: pa.Table | None, schema: pa.Schema, k
     return dedupe_latest(pa.concat_tables(parts), key, SYNCED_AT)
 
 
-def _windows(start: datetime, end: datetime, days: int) -> list[tuple[datetime, datetime]]:
+def _windows(start: datetime, end: datetime, days: int, gap: bool = False) -> list[tuple[datetime, datetime]]:
+    """[start, end] in windows of at most `days`; with `gap`, each window but the last ends one second
+    before the next one starts, so inclusive filters never return a row twice."""
     windows = []
     cursor = start
     step = timedelta(days=days)
     while cursor < end:
         window_end = min(cursor + step, end)
-        windows.append((cursor, window_end))
+        last = window_end >= end
+        windows.append((cursor, window_end if last or not gap else window_end - timedelta(seconds=1)))
         cursor = window_end
     return windows
 

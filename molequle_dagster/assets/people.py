@@ -309,52 +309,61 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         ],
     )
     def people(lake: LakeResource):
-        """Current people, keyed by Marketo lead id: the smart-list population upserted with every update
-        fetched since, without deleted leads and without merged-away (losing) leads.
+        """Current people, keyed by Marketo lead id: everyone in the smart list, and everyone Marketo
+        changed since the first sync, without deleted leads and without merged-away (losing) leads.
 
-        `in_sync_list` is true for members of the smart list at its last refresh; people who changed
-        since are included too (joins are picked up at once, leaves at the daily refresh).
+        Each row is the newest version fetched (`_synced_at`), whatever order runs finished in: the fold
+        takes the previous table, the population when it was refreshed, and every updates day written
+        since the last fold, and keeps the newest row per id. `in_sync_list` is true exactly for the
+        members of the smart list at its last refresh (daily); nobody is dropped at a refresh, so the
+        activities and memberships of a non-member (e.g. a merge winner outside the list) keep their
+        person.
         """
         store = lake.lake
         fold = store.read_state("people/fold")
+        previous = store.read_current(PEOPLE_TABLE)
         population = store.read_current(POPULATION_TABLE)
-        base = store.read_current(PEOPLE_TABLE)
-        through = fold.get("through")
-        population_at = _max_time(population)
-        rebased = population is not None and (
-            base is None or iso_or_none(population_at) != fold.get("population")
+        population_at = iso_or_none(_max_time(population))
+        refreshed = population is not None and population_at != fold.get("population")
+        consumed = fold.get("consumed", {})
+        written = _updates_written(store)
+        changed_days = [k for k, at in written.items() if consumed.get(k) != at]
+        updates = store.read_partitions(UPDATES_TABLE, changed_days)
+
+        parts = [t for t in (previous, population if refreshed else None, updates) if t is not None]
+        if not parts:
+            raise dg.Failure("No people synced yet: materialize marketo_people_population first")
+        # Columns are typed from Marketo's describe (by the client): the schema comes from the data.
+        schema = (
+            parts[0].schema.remove(parts[0].schema.get_field_index("in_sync_list"))
+            if "in_sync_list" in parts[0].schema.names
+            else parts[0].schema
         )
-        if rebased:
-            base = population.append_column("in_sync_list", pa.array([True] * population.num_rows))
-            through = population_at.isoformat() if population_at else None
-        updates = _updates_since(store, through)
-        if base is None:
-            if updates is None:
-                raise dg.Failure("No people synced yet: materialize marketo_people_population first")
-            base = updates.schema.append(pa.field("in_sync_list", pa.bool_())).empty_table()
-        # Columns are typed from Marketo's describe (by the client), so the schema comes from the data.
-        schema = base.schema
-        if updates is not None and updates.num_rows:
-            updates = updates.append_column("in_sync_list", pa.nulls(updates.num_rows, pa.bool_()))
-            updates = _keep_membership(updates, base)
-            combined = pa.concat_tables([base, updates.select(schema.names).cast(schema)])
-            base = dedupe_latest(combined, "id", SYNCED_AT)
-            through = _max_time(updates).isoformat()
+        rows = pa.concat_tables([t.select(schema.names).cast(schema) for t in parts])
+        current = dedupe_latest(rows, "id", SYNCED_AT)
+        if refreshed:
+            members = population.column("id").combine_chunks()
+        elif previous is not None:
+            members = previous.filter(pc.fill_null(previous.column("in_sync_list"), False)).column("id")
+            members = members.combine_chunks()
+        else:
+            members = pa.array([], pa.int64())
+        current = current.append_column("in_sync_list", pc.is_in(current.column("id"), value_set=members))
         removed = _removed_ids(store)
-        current = base
         if removed is not None and len(removed):
             current = current.filter(pc.invert(pc.is_in(current.column("id"), value_set=removed)))
         current = current.sort_by("id")
         store.write_current(PEOPLE_TABLE, current)
-        store.write_state("people/fold", {"through": through, "population": iso_or_none(population_at)})
+        store.write_state("people/fold", {"population": population_at, "consumed": written})
         ids = current.column("id")
         duplicates = len(ids) - len(pc.unique(ids))
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": current.num_rows,
                 "dagster/column_schema": column_schema(current.schema),
-                "rebased_on_population": rebased,
-                "folded_through": through or "",
+                "population_refreshed": refreshed,
+                "update_days_folded": dg.MetadataValue.json(changed_days),
+                "in_sync_list": int(pc.sum(current.column("in_sync_list")).as_py() or 0),
                 "location": store.location(PEOPLE_TABLE),
             }
         )
@@ -394,7 +403,7 @@ def _created_at_sweeps(fields: list[str], start: Any, now: Any, window_days: int
     begin = partition_window(start.strftime("%Y-%m-%d"))[0]
     return [
         {"fields": fields, "filter": {"createdAt": {"startAt": iso(a), "endAt": iso(b)}}}
-        for a, b in _windows(begin, now, window_days)
+        for a, b in _windows(begin, now, window_days, gap=True)
     ]
 
 
@@ -432,28 +441,12 @@ def _append(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     return pa.concat_tables([existing.cast(new.schema), fresh]).sort_by(key)
 
 
-def _updates_since(store: Any, through: str | None) -> pa.Table | None:
-    """Update rows fetched after `through`, from the days written since then only."""
-    keys = []
-    for key in store.partition_keys(UPDATES_TABLE):
-        written = store.read_state(f"{UPDATES_TABLE}/{key}").get("covered_until")
-        if through is None or written is None or written > through or key >= through[:10]:
-            keys.append(key)
-    table = store.read_partitions(UPDATES_TABLE, keys)
-    if table is None or through is None:
-        return table
-    from datetime import datetime
-
-    cutoff = pa.scalar(datetime.fromisoformat(through), pa.timestamp("s", tz="UTC"))
-    return table.filter(pc.greater(table.column(SYNCED_AT), cutoff))
-
-
-def _keep_membership(updates: pa.Table, base: pa.Table) -> pa.Table:
-    """Updated people who were list members stay members until the next population refresh."""
-    members = base.filter(pc.equal(base.column("in_sync_list"), True)).column("id")
-    flag = pc.is_in(updates.column("id"), value_set=members.combine_chunks())
-    index = updates.column_names.index("in_sync_list")
-    return updates.set_column(index, "in_sync_list", flag)
+def _updates_written(store: Any) -> dict[str, str]:
+    """Day → when its updates file was last written (the fold re-reads the days that changed)."""
+    return {
+        key: store.read_state(f"{UPDATES_TABLE}/{key}").get("written_at", "")
+        for key in store.partition_keys(UPDATES_TABLE)
+    }
 
 
 def _removed_ids(store: Any) -> pa.Array | None:

@@ -3,7 +3,9 @@
 * At most `max_processing_jobs` of our jobs are queued/processing at once, across all processes sharing
   `state_dir` (fcntl slots). Marketo's 10-slot queue is shared with other integrations: 1029 "Too many
   jobs in queue" waits 1, 2, 4, 4... minutes; 1029 "Export daily quota" raises `ExportQuotaExceeded`.
-* The job ledger makes a retried run reuse its export (created, queued, processing or completed).
+* The job ledger makes a retried run reuse its export (created, queued, processing or completed). Without
+  a `reuse_scope` (callers outside Dagster) a Completed export is never reused, as its data may be hours
+  old; a job still created/queued/processing is (its data is taken when it runs).
 * Jobs we abandon (exception, timeout, generator closed early) are cancelled.
 * `BulkExportResult.batches()` streams Arrow batches; its last step verifies the checksum, so nothing may
   be committed before the iterator has completed.
@@ -34,7 +36,8 @@ from molequle_dagster.marketo.transport import Transport
 Entity = Literal["leads", "activities", "program/members"]
 ENTITIES: tuple[str, ...] = ("leads", "activities", "program/members")
 MAX_WINDOW_DAYS = 31
-LIVE = frozenset({"created", "queued", "processing", "completed"})
+UNFINISHED = frozenset({"created", "queued", "processing"})
+LIVE = UNFINISHED | {"completed"}
 
 
 def normalise_status(status: Any) -> str:
@@ -172,7 +175,8 @@ class BulkEngine:
             except E.ExportQuotaExceeded as exc:
                 # The Created job stays in the ledger: the next run after the reset reuses it.
                 raise E.ExportQuotaExceeded(endpoint=exc.endpoint, marketo_message=exc.marketo_message,
-                                            request_id=exc.request_id, export_id=job.export_id) from None
+                                            request_id=exc.request_id, export_id=job.export_id,
+                                            zone=self._t.retry.quota_zone) from None
             except E.BulkQueueFullError as exc:
                 if E.is_job_already_queued(exc.code or "", exc.marketo_message or ""):
                     job.status = "queued"
@@ -192,14 +196,15 @@ class BulkEngine:
     # --- lifecycle ----------------------------------------------------------------------------------
     def _obtain(self, request: ExportRequest) -> _Job:
         """Reuse a live export from the ledger, or create one (creating takes no queue slot)."""
+        reusable = LIVE if request.reuse_scope is not None else UNFINISHED
         entry = self._ledger.find_reusable(request.key, self._config.reuse_max_age_s)
-        if entry is not None:
+        if entry is not None and normalise_status(entry.status) in reusable:
             try:
                 info = self.status(request.entity, entry.export_id)
                 status = normalise_status(info.get("status"))
             except E.MarketoFatalError:
                 status, info = "gone", {}
-            if status in LIVE:
+            if status in reusable:
                 self._stats.record_export(entry.export_id, reused=True)
                 self._ledger.set_status(entry.export_id, status)
                 return _Job(request, entry.export_id, status, reused=True, info=info)
@@ -337,12 +342,13 @@ class BulkEngine:
         current = result
         for attempt in range(2):
             download = ResumableDownload(
-                lambda offset, p=path: self._t.open_download(p, start=offset),
+                lambda offset, p=path: self._t.open_download(p, start=offset, slot_held=True),
                 expected_size=current.file_size if current.file_checksum or current.file_size else None,
                 expected_checksum=current.file_checksum,
                 max_resumes=self._config.download_resumes,
                 on_bytes=self._stats.record_bulk_bytes,
                 endpoint=f"GET /bulk/v1/{request.entity}/export/{{id}}/file.json",
+                hold=self._t.download_slot(),
             )
             yielded = False
             try:
@@ -355,6 +361,7 @@ class BulkEngine:
                 # went out (then the caller must restart; never a silent gap or duplicate).
                 if yielded or attempt:
                     raise
+                download.close()  # give the slot back before the calls that recreate the export
                 self._ledger.set_status(current.export_id, "gone")
                 _, current = next(self.run([request]))
                 path = f"/bulk/v1/{request.entity}/export/{current.export_id}/file.json"

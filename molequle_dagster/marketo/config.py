@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 @dataclass(frozen=True)
@@ -12,13 +14,23 @@ class PacingConfig:
 
     calls_per_window: int = 50
     window_s: float = 20.0
+    # A bulk download holds one slot while its body streams, and downloads never take the last slot, so
+    # the process streaming a file can still make its other calls: hence at least 2.
     max_in_flight: int = 5
     slot_poll_s: float = 0.02  # how often a process re-tries a busy in-flight slot (real time)
 
     def __post_init__(self) -> None:
         _positive("PacingConfig.calls_per_window", self.calls_per_window)
         _positive("PacingConfig.window_s", self.window_s)
-        _positive("PacingConfig.max_in_flight", self.max_in_flight)
+        if self.max_in_flight < 2:
+            raise ValueError(
+                f"PacingConfig.max_in_flight: expected at least 2 (bulk downloads hold one slot while they "
+                f"stream and must leave one for other calls), got {self.max_in_flight!r}")
+
+    @property
+    def max_downloads(self) -> int:
+        """Bulk downloads streaming at once: every slot but one, which stays free for ordinary calls."""
+        return self.max_in_flight - 1
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,19 @@ class RetryConfig:
     throttle_attempts: int = 8  # 606 / 615
     rate_limit_wait_s: float = 5.0  # 606: at least this long (sliding 20-s window)
     concurrency_wait_s: float = 1.0  # 615: 1-5 s with jitter
+    # 607 / export quota reset at midnight here. [UNCONFIRMED] docs say "12:00 AM CST", link Central Time.
+    quota_timezone: str = "America/Chicago"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.quota_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"RetryConfig.quota_timezone: expected an IANA time zone such as "
+                             f"America/Chicago, got {self.quota_timezone!r}") from None
+
+    @cached_property
+    def quota_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.quota_timezone)
 
 
 @dataclass(frozen=True)

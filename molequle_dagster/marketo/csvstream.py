@@ -2,9 +2,10 @@
 
 `ResumableDownload` is a readable file over the HTTP body that resumes a dropped download with
 `Range: bytes=N-`, strips NUL bytes chunk by chunk, hashes the original bytes, and at end of file
-verifies `fileSize` and the `sha256:` checksum. `read_batches` feeds it to `pyarrow.csv.open_csv` with
-explicit column types. A checksum mismatch surfaces as an exception from the *last* step of the
-iterator: callers must not commit anything before the iterator has completed.
+verifies `fileSize` and the `sha256:` checksum. An optional `hold` (the pacer's download slot) is taken
+at the first byte request and kept across resumes until end of file or `close()`. `read_batches` feeds
+it to `pyarrow.csv.open_csv` with explicit column types. A checksum mismatch surfaces as an exception
+from the *last* step of the iterator: callers must not commit anything before the iterator has completed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -25,6 +27,7 @@ _DROPPED = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
 NULL_LITERALS = ["null", ""]  # Marketo writes empty values as the bare word null
 TRUE_VALUES = ["true", "TRUE", "True", "1"]  # program-member exports may use 0/1 [UNCONFIRMED]
 FALSE_VALUES = ["false", "FALSE", "False", "0"]
+PEEK_BYTES = 16 << 10  # header lookup reads this much at a time, not a whole 1-MB chunk
 
 
 class ResumableDownload(io.RawIOBase):
@@ -38,8 +41,11 @@ class ResumableDownload(io.RawIOBase):
         on_bytes: Callable[[int], None] = lambda n: None,
         endpoint: str = "",
         chunk_size: int = 1 << 20,
+        hold: AbstractContextManager[object] | None = None,
     ) -> None:
         super().__init__()
+        self._hold = hold
+        self._held = ExitStack()
         self._open_at = open_at
         self._expected_size = expected_size
         self._expected_sha = (expected_checksum or "").removeprefix("sha256:").lower() or None
@@ -78,7 +84,7 @@ class ResumableDownload(io.RawIOBase):
     def peek_line(self) -> bytes:
         """The first line (without consuming it); b"" for an empty file."""
         while b"\n" not in self._pending and not self._eof:
-            self._pending += self._next_chunk(self._chunk_size).replace(b"\x00", b"")
+            self._pending += self._next_chunk(PEEK_BYTES).replace(b"\x00", b"")
         return self._pending.split(b"\n", 1)[0]
 
     def drain(self) -> None:
@@ -90,6 +96,7 @@ class ResumableDownload(io.RawIOBase):
         if self._resp is not None:
             self._resp.close()
             self._resp = None
+        self._held.close()
         super().close()
 
     # --- internals ----------------------------------------------------------------------------------
@@ -114,6 +121,7 @@ class ResumableDownload(io.RawIOBase):
             if self._expected_size is not None and self.offset < self._expected_size:
                 self._dropped()  # the body ended early without an error: resume from where it stopped
                 return b""
+            self._held.close()  # the body is fully read: nothing of this download is in flight any more
             self._verify()
             self._eof = True
             return b""
@@ -127,6 +135,9 @@ class ResumableDownload(io.RawIOBase):
         return chunk
 
     def _open(self) -> None:
+        if self._hold is not None:
+            self._held.enter_context(self._hold)
+            self._hold = None  # entered once; resumes reuse it
         resp = self._open_at(self.offset)
         if self.offset and resp.status_code == 206:
             content_range = resp.headers.get("Content-Range", "")

@@ -10,7 +10,8 @@ from datetime import datetime, time, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-QUOTA_TIMEZONE = ZoneInfo("America/Chicago")  # [UNCONFIRMED] CST vs Central with DST: we follow the zone
+# Default for RetryConfig.quota_timezone. [UNCONFIRMED] CST vs Central with DST: we follow the zone.
+QUOTA_TIMEZONE = ZoneInfo("America/Chicago")
 
 
 class RetryClass(Enum):
@@ -112,13 +113,15 @@ class MalformedResponseError(MarketoTransientError):
 
 
 class DailyQuotaExceeded(MarketoError):
-    """607: the instance's daily call quota is used up. Stop; it resets at midnight America/Chicago."""
+    """607: the instance's daily call quota is used up. Stop; it resets at midnight in the quota zone
+    (`RetryConfig.quota_timezone`, America/Chicago by default)."""
 
     retry_class = RetryClass.DAILY
 
     def __init__(self, *, endpoint: str = "", marketo_message: str | None = None,
-                 request_id: str | None = None, now: datetime | None = None) -> None:
-        self.resets_at = next_quota_reset(now)
+                 request_id: str | None = None, now: datetime | None = None,
+                 zone: ZoneInfo = QUOTA_TIMEZONE) -> None:
+        self.resets_at = next_quota_reset(now, zone)
         super().__init__(
             f"daily quota exhausted, resets at {self.resets_at.isoformat()}",
             endpoint=endpoint, code="607", marketo_message=marketo_message, request_id=request_id,
@@ -132,8 +135,8 @@ class ExportQuotaExceeded(MarketoError):
 
     def __init__(self, *, endpoint: str = "", marketo_message: str | None = None,
                  request_id: str | None = None, export_id: str | None = None,
-                 now: datetime | None = None) -> None:
-        self.resets_at = next_quota_reset(now)
+                 now: datetime | None = None, zone: ZoneInfo = QUOTA_TIMEZONE) -> None:
+        self.resets_at = next_quota_reset(now, zone)
         self.export_id = export_id
         kept = f" (export {export_id} is kept and reused by the next run)" if export_id else ""
         super().__init__(
@@ -142,11 +145,11 @@ class ExportQuotaExceeded(MarketoError):
         )
 
 
-def next_quota_reset(now: datetime | None = None) -> datetime:
-    """Next midnight in America/Chicago (aware datetime in that zone)."""
-    local = (now or datetime.now(QUOTA_TIMEZONE)).astimezone(QUOTA_TIMEZONE)
+def next_quota_reset(now: datetime | None = None, zone: ZoneInfo = QUOTA_TIMEZONE) -> datetime:
+    """Next midnight in `zone` (aware datetime in that zone)."""
+    local = (now or datetime.now(zone)).astimezone(zone)
     tomorrow = local.date() + timedelta(days=1)
-    return datetime.combine(tomorrow, time(0, 0), tzinfo=QUOTA_TIMEZONE)
+    return datetime.combine(tomorrow, time(0, 0), tzinfo=zone)
 
 
 # Response-level codes by retry class (§2.3, §2.4). Anything unlisted is FATAL.
@@ -171,14 +174,15 @@ def is_job_already_queued(code: str, message: str) -> bool:
     return code == "1029" and "already queued" in message.lower()
 
 
-def error_for(code: str, message: str, *, endpoint: str, request_id: str | None) -> MarketoError:
+def error_for(code: str, message: str, *, endpoint: str, request_id: str | None,
+              quota_zone: ZoneInfo = QUOTA_TIMEZONE) -> MarketoError:
     """The typed exception for one Marketo error (used once retries are exhausted or not allowed)."""
     kw = {"endpoint": endpoint, "marketo_message": message, "request_id": request_id}
     rc = classify(code, message)
     if code == "607":
-        return DailyQuotaExceeded(**kw)
+        return DailyQuotaExceeded(**kw, zone=quota_zone)
     if code == "1029" and rc is RetryClass.DAILY:
-        return ExportQuotaExceeded(**kw)
+        return ExportQuotaExceeded(**kw, zone=quota_zone)
     if code == "1029":
         return BulkQueueFullError("bulk export queue is full", code=code, **kw)
     if code == "1035":

@@ -6,6 +6,10 @@ that uses the same `state_dir` (Dagster runs steps in separate processes).
   our calls inside any window (admission <= server arrival <= completion).
 * In flight: M slot files locked with fcntl; the kernel drops a dead process's lock, so a crash never
   leaks a slot.
+* Bulk downloads hold an in-flight slot until the body has streamed (Marketo counts the call as in
+  flight that long), but only M-1 downloads may do so at once (M-1 "download permit" files, taken before
+  the slot): one slot always stays for ordinary calls, so a process streaming a file can still make its
+  other calls and nothing deadlocks. One thread must read its downloads one after the other.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class CrossProcessPacer:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._db_path = self._dir / "calls.sqlite"
         self._slots = FileSlots(self._dir, self._instance, config.max_in_flight)
+        self._download_permits = FileSlots(self._dir, f"{self._instance}-download", config.max_downloads)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
@@ -90,8 +95,28 @@ class CrossProcessPacer:
                 self._finish(row_id)
 
     @contextmanager
+    def rate_only(self) -> Iterator[None]:
+        """A place in the rate window for a request made under a slot its caller already holds."""
+        row_id = self._admit()
+        try:
+            yield
+        finally:
+            self._finish(row_id)
+
+    @contextmanager
     def in_flight_slot(self) -> Iterator[None]:
-        while (fd := self._slots.try_acquire()) is None:
+        with self._held(self._slots):
+            yield
+
+    @contextmanager
+    def download_slot(self) -> Iterator[None]:
+        """An in-flight slot for the whole life of a bulk download (never the last free one)."""
+        with self._held(self._download_permits), self._held(self._slots):
+            yield
+
+    @contextmanager
+    def _held(self, slots: FileSlots) -> Iterator[None]:
+        while (fd := slots.try_acquire()) is None:
             self._sleep(self._config.slot_poll_s)
         try:
             yield

@@ -1,7 +1,8 @@
 """HTTP transport: one pooled `requests.Session`, the token, the envelope, retries and pacing.
 
 Every request goes through `Transport.request` (JSON envelope) or `Transport.open_download` (bulk file
-bytes). Both pace through the cross-process pacer, count calls in `CallStats`, and turn every failure
+bytes, normally opened under `download_slot()`, which keeps an in-flight slot while the body streams).
+Both pace through the cross-process pacer, count calls in `CallStats`, and turn every failure
 into the typed errors of `errors.py` with the secret and the token redacted.
 """
 
@@ -12,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,14 +101,15 @@ class Transport:
             return cached.value if cached is not None else self._fetch_token()
 
     def _fetch_token(self) -> str:
-        endpoint = f"GET {TOKEN_PATH}"
-        params = {"grant_type": "client_credentials", "client_id": self._client_id,
-                  "client_secret": self._secret}
+        endpoint = f"POST {TOKEN_PATH}"
+        # A form body, not the query (§1.1 allows both): URLs end up in proxy, urllib3 and server logs.
+        form = {"grant_type": "client_credentials", "client_id": self._client_id,
+                "client_secret": self._secret}
         budget = _Budget()
         while True:
             failure = ""
             try:
-                resp = self.session.get(self.base_url + TOKEN_PATH, params=params, timeout=self.timeout_s)
+                resp = self.session.post(self.base_url + TOKEN_PATH, data=form, timeout=self.timeout_s)
             except _NETWORK_ERRORS as exc:
                 failure = type(exc).__name__
             if failure:
@@ -209,27 +211,31 @@ class Transport:
         retry_class = E.classify(code, message)
         if retry_class is E.RetryClass.AUTH:
             if budget.auth_refreshed:  # a second 601/602 in a row
-                raise E.error_for(code, message, endpoint=endpoint, request_id=request_id)
+                raise self._error(code, message, endpoint, request_id)
             budget.auth_refreshed = True
             self._tokens.invalidate(self._token_key, token)
             return
         budget.auth_refreshed = False
         if not idempotent and code not in _NOT_PROCESSED_CODES:
-            raise E.error_for(code, message, endpoint=endpoint, request_id=request_id)
+            raise self._error(code, message, endpoint, request_id)
         if retry_class is E.RetryClass.THROTTLE and code in ("606", "615"):
             budget.throttles += 1
             if budget.throttles > self.retry.throttle_attempts:
-                raise E.error_for(code, message, endpoint=endpoint, request_id=request_id)
+                raise self._error(code, message, endpoint, request_id)
             base = self.retry.rate_limit_wait_s if code == "606" else self.retry.concurrency_wait_s
             self.sleep(base * (1 + random.random()))
             return
         if retry_class is E.RetryClass.BACKOFF:
             budget.backoffs += 1
             if budget.backoffs >= self.retry.max_attempts:
-                raise E.error_for(code, message, endpoint=endpoint, request_id=request_id)
+                raise self._error(code, message, endpoint, request_id)
             self.sleep(self._backoff_s(budget.backoffs))
             return
-        raise E.error_for(code, message, endpoint=endpoint, request_id=request_id)
+        raise self._error(code, message, endpoint, request_id)
+
+    def _error(self, code: str, message: str, endpoint: str, request_id: str | None) -> E.MarketoError:
+        return E.error_for(code, message, endpoint=endpoint, request_id=request_id,
+                           quota_zone=self.retry.quota_zone)
 
     def _backoff_or_raise(self, budget: _Budget, endpoint: str, what: str, *,
                           malformed: bool = False) -> None:
@@ -244,9 +250,16 @@ class Transport:
         return base * (0.75 + random.random() / 2)  # jitter keeps parallel processes from retrying in step
 
     # --- bulk file ----------------------------------------------------------------------------------
-    def open_download(self, path: str, *, start: int = 0) -> requests.Response:
+    def download_slot(self) -> AbstractContextManager[None]:
+        """Hold for the life of one download: the body streams for minutes and is in flight all along.
+        Open the download's requests with `slot_held=True` under it."""
+        return self._pacer.download_slot() if self._pacer is not None else nullcontext()
+
+    def open_download(self, path: str, *, start: int = 0, slot_held: bool = False) -> requests.Response:
         """A streaming response for a bulk file from byte `start` (206 when start > 0).
 
+        With `slot_held` the caller holds `download_slot()` and this only takes a place in the rate
+        window; without it an in-flight slot is held just until the headers arrive.
         Raises `BulkFileGoneError` on 404 (not ready / expired) and typed errors for JSON envelopes
         Marketo sometimes sends instead of bytes.
         """
@@ -257,8 +270,9 @@ class Transport:
             headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"}
             if start:
                 headers["Range"] = f"bytes={start}-"
+            pace = self._pacer.rate_only() if slot_held and self._pacer is not None else self._pace()
             try:
-                with self._pace():
+                with pace:
                     self.stats.record_call(endpoint)
                     resp = self.session.get(self.base_url + path, headers=headers, stream=True,
                                             timeout=self.timeout_s)

@@ -1,7 +1,8 @@
 """Assembles the sandbox: the Starlette app for every route, behind `MarketoGate`.
 
 `MarketoGate` is a raw ASGI middleware (no per-request task or body copy) that does, for every call under
-/rest and /bulk, what Marketo's gateway does before a handler runs: URI/body size (414/413),
+/rest and /bulk, what Marketo's gateway does before a handler runs: URI/body size (414/413; a chunked
+body has no Content-Length, so it is counted as it is read, holding at most `max_body_bytes`),
 `POST …?_method=GET`, endpoint resolution (605/610), bearer check (601/602), scripted faults, the
 instance-wide limits (615/606/607), gzip, call counting and the request log. Identity calls are served
 here too (not under quota); `/_sandbox/` control calls pass straight through and are never counted.
@@ -204,6 +205,12 @@ class MarketoGate:
         length = headers.get("content-length", "")
         uri_bytes = len(scope.get("raw_path") or scope["path"].encode()) + 1 + len(raw_query)
         oversize = check_uri_and_body(uri_bytes, int(length) if length.isdigit() else None, limits)
+        if oversize is None and not length and "transfer-encoding" in headers:
+            body = await _read_bounded(receive, limits.max_body_bytes)
+            if body is None:
+                oversize = 413
+            else:
+                receive = _replay(body, receive)
         if oversize is not None:  # the gateway refuses these before Marketo sees them: not counted
             reason = b"Request-URI Too Long" if oversize == 414 else b"Request Entity Too Large"
             await _plain(send, oversize, reason)
@@ -442,6 +449,35 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _read_bounded(receive: Receive, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes (the rest is read and dropped, so the client
+    still gets the 413 instead of a reset while it is sending)."""
+    chunks: list[bytes] | None = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # client went away
+            return None
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            chunks = None  # over the limit: keep reading, hold nothing
+        elif chunks is not None:
+            chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if chunks is not None else None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the already-read body over once, then listens on the real one."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> dict:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _reset_connection(send: Send) -> None:

@@ -1,8 +1,8 @@
 """Validate Bulk Extract create bodies into an `ExportSpec` (§4.6, §5, §6 of the reference).
 
 Every rejection is a `MarketoApiError` whose message names the member and what was expected, with the code
-Marketo uses (1002 missing, 1003 invalid, 1006 unknown field, 1035 unsupported filter, the configured code
-for a too-wide window). References to lists, smart lists and programs are checked against the instance.
+Marketo uses (1002 missing, 1003 invalid, 1035 unsupported filter, the configured codes for an unknown field
+and a too-wide window). References to lists, smart lists and programs are checked against the instance.
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ PRIMARY_ATTRIBUTE_GROUPS = {
     25: "list",
     2: "form",
 }
-NURTURE_CADENCES = ("paus", "pause", "norm")  # [CONFLICT] docs vs swagger: accept both spellings
 
 LEAD_FILTERS = ("createdAt", "updatedAt", "staticListId", "staticListName", "smartListId", "smartListName")
 ACTIVITY_FILTERS = ("createdAt", "activityTypeIds", "primaryAttributeValueIds", "primaryAttributeValues")
@@ -166,14 +165,14 @@ def _str_list(value: Any, where: str, limit: int | None = None) -> tuple[str, ..
     return tuple(value)
 
 
-def _fields(value: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+def _fields(value: Any, allowed: Sequence[str], settings: BulkSettings) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise invalid(f"fields: expected a non-empty list of field names, got {value!r}")
     for name in value:
         if not isinstance(name, str):
             raise invalid(f"fields: expected field names (strings), got {name!r}")
         if name not in allowed:
-            raise MarketoApiError("1006", f"Field '{name}' not found")
+            raise MarketoApiError(settings.unknown_field_error_code, f"Field '{name}' not found")
     return tuple(value)
 
 
@@ -320,8 +319,11 @@ def _member_filter(raw: dict[str, Any], settings: BulkSettings, state: InstanceS
             raise invalid(f"filter.isExhausted: expected true or false, got {raw['isExhausted']!r}")
         result["isExhausted"] = raw["isExhausted"]
     if "nurtureCadence" in raw:
-        if raw["nurtureCadence"] not in NURTURE_CADENCES:
-            raise invalid(f"filter.nurtureCadence: expected 'paus' or 'norm', got {raw['nurtureCadence']!r}")
+        cadences = (settings.nurture_cadence_pause, "norm")  # one spelling of "paused" is valid
+        if raw["nurtureCadence"] not in cadences:
+            raise invalid(
+                f"filter.nurtureCadence: expected '{cadences[0]}' or 'norm', got {raw['nurtureCadence']!r}"
+            )
         result["nurtureCadence"] = raw["nurtureCadence"]
     if "updatedAt" in raw:
         result["updatedAt"] = parse_window(raw["updatedAt"], "filter.updatedAt", settings)
@@ -341,16 +343,18 @@ def parse_create(entity: str, body: Any, settings: BulkSettings, state: Instance
     if entity == "leads":
         if body.get("fields") is None:
             raise missing("fields")
-        fields = _fields(body["fields"], LEAD_FIELD_NAMES)
+        fields = _fields(body["fields"], LEAD_FIELD_NAMES, settings)
         filters = _lead_filter(_filter_object(body, LEAD_FILTERS, settings), settings, state)
     elif entity == "activities":
         raw_fields = body.get("fields")
-        fields = ACTIVITY_DEFAULT_FIELDS if not raw_fields else _fields(raw_fields, ACTIVITY_FIELDS)
+        if raw_fields is None and settings.activity_fields == "required":
+            raise missing("fields")
+        fields = ACTIVITY_DEFAULT_FIELDS if not raw_fields else _fields(raw_fields, ACTIVITY_FIELDS, settings)
         filters = _activity_filter(_filter_object(body, ACTIVITY_FILTERS, settings), settings)
     else:
         if body.get("fields") is None:
             raise missing("fields")
-        fields = _fields(body["fields"], (*PM_FIELDS, *LEAD_FIELD_NAMES))
+        fields = _fields(body["fields"], (*PM_FIELDS, *LEAD_FIELD_NAMES), settings)
         filters = _member_filter(_filter_object(body, PM_FILTERS, settings), settings, state)
         if filters["multiProgram"]:
             fields = ("programId", *fields)

@@ -6,6 +6,7 @@ the likeliest default, so a test (or a data engineer) can flip it and see how th
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +59,10 @@ class BulkSettings(_Cfg):
     program_member_booleans: Literal["true_false", "zero_one"] = "true_false"  # [UNCONFIRMED]
     cancel_finished_job: Literal["error", "noop"] = "error"  # [UNCONFIRMED]
     enqueue_finished_job: Literal["error", "noop"] = "error"  # [UNCONFIRMED]
+    unknown_field_error_code: str = "1006"  # [UNCONFIRMED] probably 1006, maybe 1003
+    activity_fields: Literal["optional", "required"] = "optional"  # [CONFLICT] docs: optional; swagger: req.
+    # [CONFLICT] PM filter nurtureCadence: swagger `paus` (field length 4) vs docs `pause`; `norm` in both.
+    nurture_cadence_pause: Literal["paus", "pause"] = "paus"
 
 
 class BehaviourSettings(_Cfg):
@@ -65,6 +70,11 @@ class BehaviourSettings(_Cfg):
     trigger_inactive_error_code: str = "1003"  # [UNCONFIRMED]
     trigger_too_many_leads_error_code: str = "1003"  # [UNCONFIRMED]
     too_many_activity_types_error_code: str = "1003"  # [UNCONFIRMED]
+    schedule_trigger_campaign_error_code: str = "1003"  # [UNCONFIRMED] Schedule Campaign on a trigger one
+    # Get Lead Activities / Lead Changes with a listId of at least this many members -> 1003, from this
+    # date on (the sandbox clock's UTC date). [CONFLICT] 30 Sep 2026 vs 30 Dec 2026.
+    list_id_member_limit: int = Field(10_000, ge=1)
+    list_id_limit_from: date = date(2026, 9, 30)
     merged_lead_lookup: Literal["empty", "winner"] = "empty"  # [UNCONFIRMED] Get Lead by Id on a loser
     enforce_retention: bool = True  # Marketo's activity retention (90 days / 25 months)
     max_empty_activity_pages: int = 2  # empty pages with moreResult:true the server may emit in a row

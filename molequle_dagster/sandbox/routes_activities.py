@@ -172,6 +172,18 @@ def _field_name(display: str | None) -> str | None:
     return display
 
 
+def check_list_size(ctx: SandboxContext, list_id: str, members: int) -> None:
+    """From the configured date (§3, §7.3) a `listId` of too many members is refused with 1003."""
+    behaviour = ctx.config.behaviour
+    if members >= behaviour.list_id_member_limit and ctx.clock.now().date() >= behaviour.list_id_limit_from:
+        raise MarketoApiError(
+            1003,
+            f"listId: static list {list_id} has {members} members; lists of "
+            f"{behaviour.list_id_member_limit} or more are not supported since "
+            f"{behaviour.list_id_limit_from.isoformat()}",
+        )
+
+
 def routes(ctx: SandboxContext) -> list[BaseRoute]:
     state = ctx.state
     keys = SortKeys()
@@ -188,6 +200,7 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
             )
             if members is None:
                 raise MarketoApiError(1013, f"Static list {list_id} not found")
+            check_list_size(ctx, list_id, len(members))
             member_set = set(members)
             lead_ids = [i for i in lead_ids if i in member_set] if lead_ids else list(members)
             if not lead_ids:

@@ -180,7 +180,8 @@ def schedule_request(ctx: SandboxContext, campaign_id: int, body: dict[str, Any]
     campaign = find_campaign(ctx, campaign_id)
     if campaign.get("type") != "batch":
         raise MarketoApiError(
-            1003, f"Campaign {campaign_id} is a trigger campaign; only batch campaigns can be scheduled"
+            ctx.config.behaviour.schedule_trigger_campaign_error_code,
+            f"Campaign {campaign_id} is a trigger campaign; only batch campaigns can be scheduled",
         )
     payload = body.get("input") or {}
     if not isinstance(payload, dict):

@@ -44,11 +44,11 @@ def test_lead_export_matches_truth_with_describe_types(sb, make_client) -> None:
 def test_retried_run_reuses_the_export_from_the_ledger(sb, make_client, tmp_path) -> None:
     flt = {"createdAt": window(20)}
     first, _ = make_client(sb, state_dir=tmp_path / "shared")
-    a = first.bulk_export("leads", fields=FIELDS, filter=flt)
+    a = first.bulk_export("leads", fields=FIELDS, filter=flt, reuse_scope="run-1")
     a_table = a.read_all()
     second, _ = make_client(sb, state_dir=tmp_path / "shared")  # a restarted run: same state_dir
     with second.stats.measure() as delta:
-        b = second.bulk_export("leads", fields=FIELDS, filter=flt)
+        b = second.bulk_export("leads", fields=FIELDS, filter=flt, reuse_scope="run-1")
         assert b.read_all().equals(a_table)
     assert b.export_id == a.export_id and b.reused
     assert not any("create.json" in k or "enqueue.json" in k for k in delta["calls"])

@@ -130,5 +130,5 @@ def test_expired_token_is_refreshed_transparently(sb, make_client, some_ids) -> 
     sb.control.expire_tokens()  # the cached token is now stale on the server: 602, then refresh
     with client.stats.measure() as delta:
         assert lead_page(client, some_ids) == expected
-    assert delta["calls"]["GET /identity/oauth/token"] == 1
+    assert delta["calls"]["POST /identity/oauth/token"] == 1
     assert delta["errors"] == {"602": 1}

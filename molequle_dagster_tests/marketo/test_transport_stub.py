@@ -51,7 +51,7 @@ class Stub:
                                   "headers": dict(self.headers), "body": body, "raw_path": self.path})
                 if url.path == "/identity/oauth/token":
                     stub.token_calls += 1
-                    q = parse_qs(url.query)
+                    q = parse_qs(body.decode())  # the client posts its credentials as a form
                     if q.get("client_secret") == [SECRET]:
                         send_json(self, {"access_token": TOKEN, "token_type": "bearer", "expires_in": 3599})
                     else:

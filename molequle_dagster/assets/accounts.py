@@ -15,14 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.assets.common import (
-    MARKETO_GROUP,
     MARKETO_POOL,
-    MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
     accounting,
     dedupe_latest,
+    fetched_from_marketo,
     schema_metadata,
     stamp,
     utcnow,
@@ -62,11 +61,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
 
     @dg.asset(
         name="marketo_companies",
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=MARKETO_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(MARKETO_POOL),
         deps=["people"],
     )
     def marketo_companies(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -99,11 +94,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
 
         @dg.asset(
             name="marketo_named_accounts",
-            group_name=MARKETO_GROUP,
-            kinds={"marketo", "parquet"},
-            owners=OWNERS,
-            pool=MARKETO_POOL,
-            retry_policy=MARKETO_RETRY,
+            **fetched_from_marketo(MARKETO_POOL),
             deps=[marketo_companies],
         )
         def marketo_named_accounts(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:

@@ -18,13 +18,12 @@ import pyarrow.dataset as ds
 
 from molequle_dagster.assets.common import (
     BULK_POOL,
-    MARKETO_GROUP,
     MARKETO_POOL,
-    MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
     accounting,
+    fetched_from_marketo,
     or_empty,
     run_scope,
     schema_metadata,
@@ -74,11 +73,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
 
     @dg.asset(
         name="marketo_activity_types",
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=MARKETO_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(MARKETO_POOL),
         metadata=schema_metadata(ACTIVITY_TYPES_SCHEMA),
     )
     def marketo_activity_types(
@@ -106,11 +101,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         name=ACTIVITIES_TABLE,
         key_prefix=None,
         partitions_def=partitions,
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=BULK_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(BULK_POOL),
         deps=[marketo_activity_types],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
         metadata=schema_metadata(ACTIVITY_SCHEMA),

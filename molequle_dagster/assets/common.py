@@ -36,7 +36,18 @@ MARKETO_RETRY = dg.RetryPolicy(
     max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
-SYNCED_AT = "_synced_at"  # when a row was fetched: rows reflect Marketo's state at that moment
+SYNCED_AT = "_synced_at"
+
+
+def fetched_from_marketo(pool: str) -> dict[str, Any]:
+    """What every asset that calls Marketo shares: its group, kinds, owners, pool and retry policy."""
+    return {
+        "group_name": MARKETO_GROUP,
+        "kinds": {"marketo", "parquet"},
+        "owners": OWNERS,
+        "pool": pool,
+        "retry_policy": MARKETO_RETRY,
+    }  # when a row was fetched: rows reflect Marketo's state at that moment
 
 
 def run_scope(context: dg.AssetExecutionContext) -> str:

@@ -33,6 +33,7 @@ from molequle_dagster.assets.common import (
     accounting,
     column_schema,
     dedupe_latest,
+    fetched_from_marketo,
     iso,
     or_empty,
     run_scope,
@@ -88,11 +89,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
 
     @dg.asset(
         name="marketo_people_population",
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=BULK_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(BULK_POOL),
         metadata={
             "smart_list": smart_list.name or str(smart_list.id),
             **_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
@@ -148,11 +145,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
     @dg.asset(
         name="marketo_people_updates",
         partitions_def=partitions,
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=BULK_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(BULK_POOL),
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
         metadata=_people_columns(settings, (SYNCED_AT, "timestamp[s, UTC]")),
         check_specs=[

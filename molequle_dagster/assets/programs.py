@@ -22,13 +22,13 @@ import pyarrow.compute as pc
 
 from molequle_dagster.assets.common import (
     BULK_POOL,
-    MARKETO_GROUP,
     MARKETO_POOL,
     MARKETO_RETRY,
     MOLEQULE_GROUP,
     OWNERS,
     SYNCED_AT,
     accounting,
+    fetched_from_marketo,
     iso,
     or_empty,
     run_scope,
@@ -120,11 +120,7 @@ RETRY_SCHEMA = MEMBERSHIP_SCHEMA.append(pa.field("reason", pa.string())).append(
 def build_program_assets(settings: MolequleSettings) -> list[Any]:
     @dg.asset(
         name="marketo_channels",
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=MARKETO_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(MARKETO_POOL),
         metadata=schema_metadata(CHANNEL_SCHEMA),
     )
     def marketo_channels(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -162,11 +158,7 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
 
     @dg.asset(
         name="marketo_programs",
-        group_name=MARKETO_GROUP,
-        kinds={"marketo", "parquet"},
-        owners=OWNERS,
-        pool=MARKETO_POOL,
-        retry_policy=MARKETO_RETRY,
+        **fetched_from_marketo(MARKETO_POOL),
         deps=[marketo_channels],
         metadata=schema_metadata(PROGRAM_SCHEMA),
     )

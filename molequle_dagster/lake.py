@@ -8,9 +8,9 @@ Layout under the lake root:
                                                concurrent writers never overwrite each other
     _state/<name>.json                         sync cursors and watermarks
 
-Every write is atomic: on a local disk the file is written beside its target and renamed over it, so a
-crash mid-write leaves the previous good file; on object stores (s3://, gs://) a single PUT is already
-atomic for readers, so the object is written in place. Readers therefore never see half a file.
+Every write is atomic: the file is written beside its target and moved over it (a rename on a local disk,
+a server-side copy on object stores such as s3:// or gs://), so a crash mid-write leaves the previous good
+file and readers never see half a file.
 
 Read any table into pandas with `Lake(uri).read_table("people").to_pandas()` or, from a shell,
 `python -c "from molequle_dagster.lake import read_pandas; print(read_pandas('people'))"`.
@@ -52,7 +52,7 @@ def _restore_seconds(table: pa.Table) -> pa.Table:
 
 
 def _resolve(uri: str) -> tuple[pafs.FileSystem, str, bool]:
-    """(filesystem, root path inside it, whether renames are atomic)."""
+    """(filesystem, root path inside it, whether it is the local disk)."""
     if "://" in uri and not uri.startswith("file://"):
         filesystem, root = pafs.FileSystem.from_uri(uri)
         return filesystem, root.rstrip("/"), False
@@ -63,7 +63,7 @@ def _resolve(uri: str) -> tuple[pafs.FileSystem, str, bool]:
 class Lake:
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.fs, self.root, self._atomic_rename = _resolve(uri)
+        self.fs, self.root, self._local = _resolve(uri)
 
     # --- paths -------------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
@@ -77,20 +77,20 @@ class Lake:
 
     def location(self, table: str) -> str:
         """Human-readable location of a table, for metadata and the CLI summary."""
-        return self.path(table) if self._atomic_rename else f"{self.uri.rstrip('/')}/{table}"
+        return self.path(table) if self._local else f"{self.uri.rstrip('/')}/{table}"
 
     # --- atomic writes -----------------------------------------------------------------------------
     @contextmanager
     def _atomic_target(self, final_path: str) -> Iterator[str]:
-        parent = final_path.rsplit("/", 1)[0]
+        """Write beside the target, then move it into place: rename(2) on a local disk; on object stores a
+        server-side copy, so the final key only ever holds a whole file. The temp name starts with a dot,
+        which dataset discovery ignores."""
+        parent, name = final_path.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
-        if not self._atomic_rename:
-            yield final_path
-            return
-        temp_path = f"{final_path}.tmp-{uuid.uuid4().hex}"
+        temp_path = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
         try:
             yield temp_path
-            self.fs.move(temp_path, final_path)  # rename(2): atomic on one filesystem
+            self.fs.move(temp_path, final_path)
         except BaseException:
             if self.fs.get_file_info(temp_path).type != pafs.FileType.NotFound:
                 self.fs.delete_file(temp_path)
@@ -145,6 +145,17 @@ class Lake:
         ]
         return sorted(k for k in keys if self.exists(self.partition_path(table_name, k)))
 
+    def partition_mtimes(self, table_name: str) -> dict[str, str]:
+        """Day → when its file was last written, from one listing (cheap on object stores too)."""
+        selector = pafs.FileSelector(self.path(table_name), recursive=True, allow_not_found=True)
+        stamps = {}
+        for info in self.fs.get_file_info(selector):
+            parent, _, name = info.path.rpartition("/")
+            day = parent.rpartition("/")[2]
+            if info.type == pafs.FileType.File and name == PART_FILE and day.startswith("date="):
+                stamps[day.removeprefix("date=")] = str(info.mtime_ns)
+        return dict(sorted(stamps.items()))
+
     def read_partitions(
         self, table_name: str, keys: Iterable[str] | None = None, columns: list[str] | None = None
     ) -> pa.Table | None:
@@ -175,8 +186,10 @@ class Lake:
         return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
     def read_appended(self, table_name: str, columns: list[str] | None = None) -> pa.Table | None:
-        parts = [_restore_seconds(pq.read_table(p, filesystem=self.fs, columns=columns))
-                 for p in self._part_paths(table_name)]
+        parts = [
+            _restore_seconds(pq.read_table(p, filesystem=self.fs, columns=columns))
+            for p in self._part_paths(table_name)
+        ]
         return pa.concat_tables(parts, promote_options="default") if parts else None
 
     def compact_appended(self, table_name: str, min_parts: int = 200) -> int:

@@ -20,6 +20,7 @@ def build_schedules(
     # A sync step that hit Marketo's daily quota records it in the lake; ticks pause until the reset
     # rather than fail every 30 minutes and spend more of the customer's quota.
     lake = Lake(lake_uri(settings))
+
     @dg.schedule(
         name="marketo_sync_schedule",
         cron_schedule=settings.sync.cron_schedule,
@@ -36,10 +37,12 @@ def build_schedules(
 
     @dg.schedule(
         name="marketo_daily_schedule",
-        cron_schedule="15 0 * * *",
+        # 01:15, not right after midnight: the hour-long lookback of the close also catches yesterday's
+        # records that Marketo made visible after midnight.
+        cron_schedule="15 1 * * *",
         job=marketo_daily_job,
         execution_timezone="UTC",
-        description="Shortly after midnight UTC: close yesterday and refresh the smart-list population.",
+        description="01:15 UTC: close yesterday and refresh the smart-list population.",
     )
     def marketo_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         if paused := quota_paused_until(lake, context.scheduled_execution_time):

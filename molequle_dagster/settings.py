@@ -350,7 +350,14 @@ class SyncSettings(_Strict):
 # Columns of the current `accounts` table that account rules can match on (companies and named accounts
 # are mapped onto these names by assets/accounts.py, which checks it builds exactly these).
 ACCOUNT_TABLE_COLUMNS = (
-    "account_id", "source", "company", "website", "industry", "numberOfEmployees", "billingCountry", "domain",
+    "account_id",
+    "source",
+    "company",
+    "website",
+    "industry",
+    "numberOfEmployees",
+    "billingCountry",
+    "domain",
 )
 Normalizer = Literal["trim_case", "email", "email_domain", "url_domain", "domain", "company_name", "digits"]
 

@@ -72,7 +72,7 @@ def run_sync(
             _run(report, initial, instance, run_config, asset_selection=unpartitioned)
             if not report.success:
                 return report
-        missing = [k for k in keys[:-1] if not lake.exists(lake.partition_path("activities", k))]
+        missing = [k for k in keys[:-1] if not _closed(lake, k)]
         for start, end in missing_ranges(missing, keys, _window_days(defs)):
             say(f"activities {start} .. {end} (one bulk export) ...")
             _run(
@@ -88,8 +88,7 @@ def run_sync(
         lake.write_state(INITIAL_STATE, {"completed_at": now.isoformat()})
     else:
         yesterday = keys[-2] if len(keys) > 1 else None
-        covered = lake.read_state(f"activities/{yesterday}").get("covered_until") if yesterday else None
-        if yesterday and (covered is None or covered < partition_window(yesterday)[1].isoformat()):
+        if yesterday and not _closed(lake, yesterday):
             # What the daily schedule does after midnight, for setups that only run `molequle sync`.
             say(f"closing {yesterday} and refreshing the smart-list population ...")
             _run(report, defs.resolve_job_def(DAILY_JOB), instance, run_config, partition_key=yesterday)
@@ -98,6 +97,13 @@ def run_sync(
     say(f"tick: changes since the last sync, today's activities ({today}) ...")
     _run(report, defs.resolve_job_def(SYNC_JOB), instance, run_config, partition_key=today)
     return report
+
+
+def _closed(lake, key: str) -> bool:
+    """A day is done when its state says it is covered to its end: that state is written only after the
+    day's file is published, so a file left by a crash does not count."""
+    covered = lake.read_state(f"activities/{key}").get("covered_until")
+    return covered is not None and covered >= partition_window(key)[1].isoformat()
 
 
 def missing_ranges(missing: list[str], keys: list[str], size: int) -> list[tuple[str, str]]:

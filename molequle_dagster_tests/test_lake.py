@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,3 +68,16 @@ def test_concurrent_appends_lose_nothing_and_keep_each_writers_order(tmp_path: P
         assert [r["i"] for r in rows if r["writer"] == w] == list(range(40))
     assert lake.compact_appended("log", min_parts=100) == 120
     assert lake.read_table("log").to_pylist() == rows  # same rows, same order, one file
+
+
+def test_partition_mtimes_change_when_a_day_is_rewritten(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    lake.write_partition("activities", "2026-11-01", pa.table({"x": [1]}))
+    lake.write_partition("activities", "2026-11-02", pa.table({"x": [2]}))
+    old = Path(lake.partition_path("activities", "2026-11-02"))
+    os.utime(old, ns=(old.stat().st_mtime_ns - 10**9, old.stat().st_mtime_ns - 10**9))  # an older write
+    before = lake.partition_mtimes("activities")
+    assert list(before) == ["2026-11-01", "2026-11-02"]
+    lake.write_partition("activities", "2026-11-02", pa.table({"x": [3]}))
+    after = lake.partition_mtimes("activities")
+    assert after["2026-11-01"] == before["2026-11-01"] and after["2026-11-02"] != before["2026-11-02"]

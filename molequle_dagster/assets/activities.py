@@ -29,22 +29,23 @@ from molequle_dagster.assets.common import (
     schema_metadata,
     utcnow,
 )
-from molequle_dagster.assets.daily_bulk import DailyBulkSpec, sync_days
+from molequle_dagster.assets.daily_bulk import DailyBulkSpec, mark_covered, sync_days
 from molequle_dagster.assets.people import (
     MERGES_TABLE,
     TOMBSTONES_TABLE,
     lifecycle_since,
     save_lifecycle_mark,
 )
+from molequle_dagster.partitions import partition_window
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
 ACTIVITIES_TABLE = "activities"
 ACTIVITY_TYPES_TABLE = "activity_types"
 TYPES_CACHE_TTL = timedelta(days=1)
-# Activities of people we do not hold are expected in small numbers (people outside the smart list, leads
-# created since the last population refresh); above this share the people sync is probably behind.
-UNKNOWN_PERSON_THRESHOLD = 0.05  # Marketo's advice: cache activity types for at least a day
+# Activities come from every lead, people only from the smart list: activities of people outside the list
+# are expected (unsubscribed people's bounces, say). Above this share the people sync is probably behind.
+UNKNOWN_PERSON_THRESHOLD = 0.10  # Marketo's advice: cache activity types for at least a day
 
 TS = pa.timestamp("s", tz="UTC")
 ACTIVITY_CSV_SCHEMA = pa.schema(
@@ -152,6 +153,9 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
             )
             keys = list(context.partition_keys)
             outcome = sync_days(client, lake.lake, spec, keys, now, window_days) if type_ids else None
+            if outcome is None:  # nothing to export: the days are still covered (no re-close loops)
+                for key in keys:
+                    mark_covered(lake.lake, spec, key, min(partition_window(key)[1], now))
         retention = retention_notes(settings, now, keys)
         for note in retention["notes"]:
             context.log.info(note)
@@ -251,8 +255,8 @@ def reconcile_activities(store: Any, new_tombstones: pa.Table, new_merges: pa.Ta
         ]
     )
     state = store.read_state("activities_reconciled")
-    written = {k: store.read_state(f"{ACTIVITIES_TABLE}/{k}").get("written_at", "") for k in keys}
-    fresh = [k for k in keys if state.get("checked", {}).get(k) != written[k]]
+    written = store.partition_mtimes(ACTIVITIES_TABLE)
+    fresh = [k for k in keys if state.get("checked", {}).get(k) != written.get(k)]
     result.checked = fresh
     touched = set(_days_with_leads(store, None, newly)) if len(newly) else set()
     if fresh and len(everyone):
@@ -261,16 +265,18 @@ def reconcile_activities(store: Any, new_tombstones: pa.Table, new_merges: pa.Ta
         path = store.partition_path(ACTIVITIES_TABLE, key)
         seen = store.fs.get_file_info(path).mtime
         table = store.read_partition(ACTIVITIES_TABLE, key)
-        table = table.filter(pc.invert(pc.is_in(table.column("leadId"), value_set=deleted)))
+        # Remap first, then drop: a loser whose winner was deleted later is gone too.
         index = pc.index_in(table.column("leadId"), value_set=losers)
         remapped = pc.if_else(pc.is_valid(index), pc.take(winners, index), table.column("leadId"))
         table = table.set_column(table.column_names.index("leadId"), "leadId", remapped)
+        table = table.filter(pc.invert(pc.is_in(table.column("leadId"), value_set=deleted)))
         if store.fs.get_file_info(path).mtime != seen:  # rewritten meanwhile by another run
             result.skipped.append(key)
             continue
         store.write_partition(ACTIVITIES_TABLE, key, table)
         result.rewritten.append(key)
-    checked = {k: written[k] for k in keys if k not in result.skipped}
+    after = store.partition_mtimes(ACTIVITIES_TABLE)  # our own rewrites are checked already
+    checked = {k: after.get(k, "") for k in keys if k not in result.skipped}
     store.write_state("activities_reconciled", {"checked": checked})
     return result
 

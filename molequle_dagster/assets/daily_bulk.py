@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -119,13 +119,13 @@ def sync_days(
         _apply_full(client, lake, spec, requests, partition_keys, now, out_schema, outcome)
     for key in partition_keys:
         day_end = partition_window(key)[1]
-        state = {
-            "covered_until": min(day_end, now).isoformat(),
-            "written_at": datetime.now(UTC).isoformat(),
-            "filter": _filter_id(spec),
-        }
-        lake.write_state(state_names[key], state)
+        mark_covered(lake, spec, key, min(day_end, now))
     return outcome
+
+
+def mark_covered(lake: Lake, spec: DailyBulkSpec, key: str, until: datetime) -> None:
+    """Record how far a day is synced (and with which filter); written only after its data is published."""
+    lake.write_state(f"{spec.table}/{key}", {"covered_until": until.isoformat(), "filter": _filter_id(spec)})
 
 
 def _filter_id(spec: DailyBulkSpec) -> str:

@@ -302,15 +302,14 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         ],
     )
     def people(lake: LakeResource):
-        """Current people, keyed by Marketo lead id: everyone in the smart list, and everyone Marketo
-        changed since the first sync, without deleted leads and without merged-away (losing) leads.
+        """Current people, keyed by Marketo lead id: the smart list's members, plus people Marketo changed
+        since the list's last refresh (they may have joined it), without deleted and merged-away leads.
 
         Each row is the newest version fetched (`_synced_at`), whatever order runs finished in: the fold
         takes the previous table, the population when it was refreshed, and every updates day written
         since the last fold, and keeps the newest row per id. `in_sync_list` is true exactly for the
-        members of the smart list at its last refresh (daily); nobody is dropped at a refresh, so the
-        activities and memberships of a non-member (e.g. a merge winner outside the list) keep their
-        person.
+        members at the last refresh (daily). A refresh drops the non-members again, except merge winners
+        (their activities and memberships moved to them) and people changed after the snapshot.
         """
         store = lake.lake
         fold = store.read_state("people/fold")
@@ -319,7 +318,7 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         population_at = iso_or_none(_max_time(population))
         refreshed = population is not None and population_at != fold.get("population")
         consumed = fold.get("consumed", {})
-        written = _updates_written(store)
+        written = store.partition_mtimes(UPDATES_TABLE)
         changed_days = [k for k, at in written.items() if consumed.get(k) != at]
         updates = store.read_partitions(UPDATES_TABLE, changed_days)
 
@@ -342,6 +341,8 @@ def build_people_assets(settings: MolequleSettings, partitions: dg.DailyPartitio
         else:
             members = pa.array([], pa.int64())
         current = current.append_column("in_sync_list", pc.is_in(current.column("id"), value_set=members))
+        if refreshed:
+            current = current.filter(_kept_at_refresh(store, current, population_at))
         removed = _removed_ids(store)
         if removed is not None and len(removed):
             current = current.filter(pc.invert(pc.is_in(current.column("id"), value_set=removed)))
@@ -434,12 +435,18 @@ def _append(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     return pa.concat_tables([existing.cast(new.schema), fresh]).sort_by(key)
 
 
-def _updates_written(store: Any) -> dict[str, str]:
-    """Day → when its updates file was last written (the fold re-reads the days that changed)."""
-    return {
-        key: store.read_state(f"{UPDATES_TABLE}/{key}").get("written_at", "")
-        for key in store.partition_keys(UPDATES_TABLE)
-    }
+def _kept_at_refresh(store: Any, current: pa.Table, population_at: str | None) -> pa.Array:
+    """Members, merge winners, and rows fetched after the population snapshot."""
+    keep = pc.fill_null(current.column("in_sync_list"), False)
+    merges = store.read_current(MERGES_TABLE, columns=["winner_id"])
+    if merges is not None and merges.num_rows:
+        keep = pc.or_(
+            keep, pc.is_in(current.column("id"), value_set=merges.column("winner_id").combine_chunks())
+        )
+    if population_at:
+        cutoff = pa.scalar(_parse(population_at), pa.timestamp("s", tz="UTC"))
+        keep = pc.or_(keep, pc.fill_null(pc.greater(current.column(SYNCED_AT), cutoff), False))
+    return keep
 
 
 def _removed_ids(store: Any) -> pa.Array | None:

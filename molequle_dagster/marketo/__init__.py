@@ -20,8 +20,22 @@ from molequle_dagster.marketo.stats import CallStats
 from molequle_dagster.marketo.writes import SyncResult
 
 __all__ = [
-    "BulkConfig", "BulkExportResult", "BulkJobFailedError", "BulkJobTimeoutError", "CallStats",
-    "ChecksumMismatchError", "DailyQuotaExceeded", "ExportQuotaExceeded", "MalformedResponseError",
-    "MarketoAuthError", "MarketoClient", "MarketoError", "MarketoFatalError", "MarketoThrottleError",
-    "MarketoTransientError", "PacingConfig", "RetryConfig", "SyncResult",
+    "BulkConfig",
+    "BulkExportResult",
+    "BulkJobFailedError",
+    "BulkJobTimeoutError",
+    "CallStats",
+    "ChecksumMismatchError",
+    "DailyQuotaExceeded",
+    "ExportQuotaExceeded",
+    "MalformedResponseError",
+    "MarketoAuthError",
+    "MarketoClient",
+    "MarketoError",
+    "MarketoFatalError",
+    "MarketoThrottleError",
+    "MarketoTransientError",
+    "PacingConfig",
+    "RetryConfig",
+    "SyncResult",
 ]

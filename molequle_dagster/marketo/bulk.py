@@ -68,11 +68,12 @@ class ExportRequest:
         for name in ("createdAt", "updatedAt"):
             span = self.filter.get(name)
             if isinstance(span, dict) and {"startAt", "endAt"} <= set(span):
-                days = (parse_marketo_datetime(span["endAt"]) - parse_marketo_datetime(span["startAt"]))
+                days = parse_marketo_datetime(span["endAt"]) - parse_marketo_datetime(span["startAt"])
                 if days > timedelta(days=MAX_WINDOW_DAYS):
                     raise ValueError(
                         f"filter.{name}: at most {MAX_WINDOW_DAYS} days per export, got "
-                        f"{days.total_seconds() / 86400:.1f}; split with MarketoClient.windows()")
+                        f"{days.total_seconds() / 86400:.1f}; split with MarketoClient.windows()"
+                    )
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"format": self.format, "filter": self.filter}
@@ -148,8 +149,11 @@ class BulkEngine:
         envelope = self._t.request(method, f"/bulk/v1/{entity}/export{suffix}", json_body=body)
         result = envelope.get("result") or []
         if not result or not isinstance(result[0], dict) or "exportId" not in result[0]:
-            raise E.MalformedResponseError("bulk job answer has no job object", endpoint=f"{method} {suffix}",
-                                           request_id=envelope.get("requestId"))
+            raise E.MalformedResponseError(
+                "bulk job answer has no job object",
+                endpoint=f"{method} {suffix}",
+                request_id=envelope.get("requestId"),
+            )
         return result[0]
 
     def create(self, request: ExportRequest) -> dict[str, Any]:
@@ -174,9 +178,13 @@ class BulkEngine:
                 break
             except E.ExportQuotaExceeded as exc:
                 # The Created job stays in the ledger: the next run after the reset reuses it.
-                raise E.ExportQuotaExceeded(endpoint=exc.endpoint, marketo_message=exc.marketo_message,
-                                            request_id=exc.request_id, export_id=job.export_id,
-                                            zone=self._t.retry.quota_zone) from None
+                raise E.ExportQuotaExceeded(
+                    endpoint=exc.endpoint,
+                    marketo_message=exc.marketo_message,
+                    request_id=exc.request_id,
+                    export_id=job.export_id,
+                    zone=self._t.retry.quota_zone,
+                ) from None
             except E.BulkQueueFullError as exc:
                 if E.is_job_already_queued(exc.code or "", exc.marketo_message or ""):
                     job.status = "queued"
@@ -185,8 +193,11 @@ class BulkEngine:
                 wait = waits[min(attempt, len(waits) - 1)]
                 if waited + wait > self._config.queue_full_max_wait_s:
                     raise E.MarketoThrottleError(
-                        f"bulk queue still full after waiting {waited:.0f}s", endpoint=exc.endpoint,
-                        code=exc.code, marketo_message=exc.marketo_message, request_id=exc.request_id,
+                        f"bulk queue still full after waiting {waited:.0f}s",
+                        endpoint=exc.endpoint,
+                        code=exc.code,
+                        marketo_message=exc.marketo_message,
+                        request_id=exc.request_id,
                     ) from None
                 self._sleep(wait)
                 waited += wait
@@ -216,8 +227,9 @@ class BulkEngine:
         export_id = str(info["exportId"])
         self._ledger.record(request.key, request.entity, export_id, "created")
         self._stats.record_export(export_id, reused=False)
-        return _Job(request, export_id, normalise_status(info.get("status")) or "created", reused=False,
-                    info=info)
+        return _Job(
+            request, export_id, normalise_status(info.get("status")) or "created", reused=False, info=info
+        )
 
     def _start(self, job: _Job) -> bool:
         """Take one of our processing slots and enqueue (if needed). False when no slot is free."""
@@ -255,7 +267,8 @@ class BulkEngine:
                 self._release(job)
                 raise E.BulkJobFailedError(
                     f"export {job.export_id} ended {job.status}: {info.get('errorMsg') or 'no errorMsg'}",
-                    endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json")
+                    endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json",
+                )
             fresh = self.create(job.request)
             job.export_id, job.status, job.reused = str(fresh["exportId"]), "created", False
             self._ledger.record(job.request.key, job.request.entity, job.export_id, "created")
@@ -268,7 +281,8 @@ class BulkEngine:
             raise E.BulkJobTimeoutError(
                 f"export {job.export_id} still {job.status} after {self._config.job_timeout_s:.0f}s; "
                 "cancelled",
-                endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json")
+                endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json",
+            )
         return False
 
     def _abandon(self, job: _Job) -> None:
@@ -369,12 +383,15 @@ class BulkEngine:
                 download.close()
 
     # --- probes -------------------------------------------------------------------------------------
-    def supports_filter(self, entity: str, filter_name: str,
-                        extra_filter: dict[str, Any] | None = None) -> bool:
+    def supports_filter(
+        self, entity: str, filter_name: str, extra_filter: dict[str, Any] | None = None
+    ) -> bool:
         """Corona probe: a one-second export with the filter; 1035 means unsupported, else cancel it."""
         now = datetime.now(UTC).replace(microsecond=0)
-        window = {"startAt": format_marketo_datetime(now - timedelta(seconds=1)),
-                  "endAt": format_marketo_datetime(now)}
+        window = {
+            "startAt": format_marketo_datetime(now - timedelta(seconds=1)),
+            "endAt": format_marketo_datetime(now),
+        }
         fields = {"leads": ["id"], "activities": None, "program/members": ["leadId"]}[entity]
         probe = ExportRequest(entity, fields, {filter_name: window, **(extra_filter or {})}, {})
         try:

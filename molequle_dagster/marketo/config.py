@@ -25,7 +25,8 @@ class PacingConfig:
         if self.max_in_flight < 2:
             raise ValueError(
                 f"PacingConfig.max_in_flight: expected at least 2 (bulk downloads hold one slot while they "
-                f"stream and must leave one for other calls), got {self.max_in_flight!r}")
+                f"stream and must leave one for other calls), got {self.max_in_flight!r}"
+            )
 
     @property
     def max_downloads(self) -> int:
@@ -48,8 +49,10 @@ class RetryConfig:
         try:
             ZoneInfo(self.quota_timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"RetryConfig.quota_timezone: expected an IANA time zone such as "
-                             f"America/Chicago, got {self.quota_timezone!r}") from None
+            raise ValueError(
+                f"RetryConfig.quota_timezone: expected an IANA time zone such as "
+                f"America/Chicago, got {self.quota_timezone!r}"
+            ) from None
 
     @cached_property
     def quota_zone(self) -> ZoneInfo:
@@ -73,7 +76,8 @@ class BulkConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.max_processing_jobs <= 2:
             raise ValueError(
-                f"BulkConfig.max_processing_jobs: expected 1 or 2, got {self.max_processing_jobs}")
+                f"BulkConfig.max_processing_jobs: expected 1 or 2, got {self.max_processing_jobs}"
+            )
         if not 1 <= self.window_days <= 31:
             raise ValueError(f"BulkConfig.window_days: expected 1..31, got {self.window_days}")
         if self.poll_interval_s < 0:

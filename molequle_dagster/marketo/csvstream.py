@@ -70,7 +70,7 @@ class ResumableDownload(io.RawIOBase):
         a row longer than a short block would fail to parse."""
         want = size if size > 0 else 1 << 62
         out = bytearray(self._pending[:want])
-        self._pending = self._pending[len(out):]
+        self._pending = self._pending[len(out) :]
         while len(out) < want and not self._eof:
             chunk = self._next_chunk(min(want - len(out), self._chunk_size) if size > 0 else self._chunk_size)
             out += chunk.replace(b"\x00", b"")  # NUL bytes break CSV parsers (tap-marketo/Airbyte strip too)
@@ -131,7 +131,8 @@ class ResumableDownload(io.RawIOBase):
         self._on_bytes(len(chunk))
         if self._expected_size is not None and self.offset > self._expected_size:
             raise E.ChecksumMismatchError(
-                f"download is longer than fileSize {self._expected_size}", endpoint=self._endpoint)
+                f"download is longer than fileSize {self._expected_size}", endpoint=self._endpoint
+            )
         return chunk
 
     def _open(self) -> None:
@@ -145,7 +146,8 @@ class ResumableDownload(io.RawIOBase):
                 resp.close()
                 raise E.MalformedResponseError(
                     f"resume from byte {self.offset} answered Content-Range {content_range!r}",
-                    endpoint=self._endpoint)
+                    endpoint=self._endpoint,
+                )
         elif self.offset:
             self._skip = self.offset  # 200: the server ignored Range; skip what we already have
         self._resp = resp
@@ -159,17 +161,20 @@ class ResumableDownload(io.RawIOBase):
         if self._stalls > self._max_resumes:
             raise E.MarketoTransientError(
                 f"download kept dropping at byte {self.offset} ({self._stalls} resumes without progress)",
-                endpoint=self._endpoint)
+                endpoint=self._endpoint,
+            )
 
     def _verify(self) -> None:
         if self._expected_size is not None and self.offset != self._expected_size:
             raise E.ChecksumMismatchError(
                 f"downloaded {self.offset} bytes, fileSize says {self._expected_size}",
-                endpoint=self._endpoint)
+                endpoint=self._endpoint,
+            )
         if self._expected_sha is not None and self._hash.hexdigest() != self._expected_sha:
             raise E.ChecksumMismatchError(
                 f"sha256 of the download {self._hash.hexdigest()} != fileChecksum {self._expected_sha}",
-                endpoint=self._endpoint)
+                endpoint=self._endpoint,
+            )
 
 
 def header_names(first_line: bytes, delimiter: str) -> list[str]:

@@ -118,13 +118,22 @@ class DailyQuotaExceeded(MarketoError):
 
     retry_class = RetryClass.DAILY
 
-    def __init__(self, *, endpoint: str = "", marketo_message: str | None = None,
-                 request_id: str | None = None, now: datetime | None = None,
-                 zone: ZoneInfo = QUOTA_TIMEZONE) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str = "",
+        marketo_message: str | None = None,
+        request_id: str | None = None,
+        now: datetime | None = None,
+        zone: ZoneInfo = QUOTA_TIMEZONE,
+    ) -> None:
         self.resets_at = next_quota_reset(now, zone)
         super().__init__(
             f"daily quota exhausted, resets at {self.resets_at.isoformat()}",
-            endpoint=endpoint, code="607", marketo_message=marketo_message, request_id=request_id,
+            endpoint=endpoint,
+            code="607",
+            marketo_message=marketo_message,
+            request_id=request_id,
         )
 
 
@@ -133,15 +142,25 @@ class ExportQuotaExceeded(MarketoError):
 
     retry_class = RetryClass.DAILY
 
-    def __init__(self, *, endpoint: str = "", marketo_message: str | None = None,
-                 request_id: str | None = None, export_id: str | None = None,
-                 now: datetime | None = None, zone: ZoneInfo = QUOTA_TIMEZONE) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str = "",
+        marketo_message: str | None = None,
+        request_id: str | None = None,
+        export_id: str | None = None,
+        now: datetime | None = None,
+        zone: ZoneInfo = QUOTA_TIMEZONE,
+    ) -> None:
         self.resets_at = next_quota_reset(now, zone)
         self.export_id = export_id
         kept = f" (export {export_id} is kept and reused by the next run)" if export_id else ""
         super().__init__(
             f"daily bulk export quota exhausted, resets at {self.resets_at.isoformat()}{kept}",
-            endpoint=endpoint, code="1029", marketo_message=marketo_message, request_id=request_id,
+            endpoint=endpoint,
+            code="1029",
+            marketo_message=marketo_message,
+            request_id=request_id,
         )
 
 
@@ -174,8 +193,9 @@ def is_job_already_queued(code: str, message: str) -> bool:
     return code == "1029" and "already queued" in message.lower()
 
 
-def error_for(code: str, message: str, *, endpoint: str, request_id: str | None,
-              quota_zone: ZoneInfo = QUOTA_TIMEZONE) -> MarketoError:
+def error_for(
+    code: str, message: str, *, endpoint: str, request_id: str | None, quota_zone: ZoneInfo = QUOTA_TIMEZONE
+) -> MarketoError:
     """The typed exception for one Marketo error (used once retries are exhausted or not allowed)."""
     kw = {"endpoint": endpoint, "marketo_message": message, "request_id": request_id}
     rc = classify(code, message)

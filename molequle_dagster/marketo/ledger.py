@@ -26,8 +26,9 @@ class LedgerEntry:
     created_at: float
 
 
-def request_key(entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV",
-                scope: str | None = None) -> str:
+def request_key(
+    entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV", scope: str | None = None
+) -> str:
     identity = {"entity": entity, "fields": fields, "filter": filter, "format": fmt, "scope": scope}
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -80,8 +81,9 @@ class JobLedger:
 
     def set_status(self, export_id: str, status: str) -> None:
         with self._db() as db:
-            db.execute("UPDATE jobs SET status=?, updated_at=? WHERE export_id=?",
-                       (status, time.time(), export_id))
+            db.execute(
+                "UPDATE jobs SET status=?, updated_at=? WHERE export_id=?", (status, time.time(), export_id)
+            )
 
     def status(self, export_id: str) -> str | None:
         with self._db() as db:

@@ -58,8 +58,14 @@ class FileSlots:
 
 
 class CrossProcessPacer:
-    def __init__(self, state_dir: Path, instance: str, config: PacingConfig,
-                 *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        instance: str,
+        config: PacingConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._config = config
         self._sleep = sleep  # real waits: the window is real time on Marketo's side
         self._instance = hashlib.sha256(instance.encode()).hexdigest()[:16]

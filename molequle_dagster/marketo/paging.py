@@ -24,8 +24,11 @@ def token_pages(fetch: Fetch, params: Mapping[str, Any], *, endpoint: str = "") 
         if not token:
             return
         if token in seen:
-            raise PagingError("nextPageToken repeated; paging would never end", endpoint=endpoint,
-                              request_id=envelope.get("requestId"))
+            raise PagingError(
+                "nextPageToken repeated; paging would never end",
+                endpoint=endpoint,
+                request_id=envelope.get("requestId"),
+            )
         seen.add(token)
         query["nextPageToken"] = token
 
@@ -59,12 +62,18 @@ def activity_pages(
             return
         empty_in_a_row = empty_in_a_row + 1 if not envelope.get("result") else 0
         if empty_in_a_row > max_empty_pages:
-            raise PagingError(f"{empty_in_a_row} empty pages in a row with moreResult:true (cap "
-                              f"{max_empty_pages})", endpoint=endpoint, request_id=envelope.get("requestId"))
+            raise PagingError(
+                f"{empty_in_a_row} empty pages in a row with moreResult:true (cap {max_empty_pages})",
+                endpoint=endpoint,
+                request_id=envelope.get("requestId"),
+            )
         token = envelope.get("nextPageToken")
         if not token:
-            raise PagingError("moreResult:true without a nextPageToken", endpoint=endpoint,
-                              request_id=envelope.get("requestId"))
+            raise PagingError(
+                "moreResult:true without a nextPageToken",
+                endpoint=endpoint,
+                request_id=envelope.get("requestId"),
+            )
         query["nextPageToken"] = token
 
 
@@ -73,8 +82,9 @@ def _after(activity: Mapping[str, Any], until: datetime) -> bool:
     return isinstance(raw, str) and parse_marketo_datetime(raw) > until
 
 
-def asset_pages(fetch: Fetch, params: Mapping[str, Any], *, max_return: int = 200,
-                endpoint: str = "") -> Iterator[list[Any]]:
+def asset_pages(
+    fetch: Fetch, params: Mapping[str, Any], *, max_return: int = 200, endpoint: str = ""
+) -> Iterator[list[Any]]:
     """Asset browse: offset/maxReturn, ending on the "No assets found" warning or a short page."""
     if not 1 <= max_return <= 200:
         raise ValueError(f"max_return: expected 1..200, got {max_return}")

@@ -49,71 +49,96 @@ class MarketoReads:
         return list(self._get("/rest/v1/programs/members/describe.json").get("result") or [])
 
     # --- filter queries -----------------------------------------------------------------------------
-    def _filter_query(self, path: str, filter_type: str, values: Sequence[Any],
-                      fields: Sequence[str] | None, extra: dict[str, Any] | None = None) -> Iterator[dict]:
+    def _filter_query(
+        self,
+        path: str,
+        filter_type: str,
+        values: Sequence[Any],
+        fields: Sequence[str] | None,
+        extra: dict[str, Any] | None = None,
+    ) -> Iterator[dict]:
         if not filter_type:
             raise ValueError("filter_type: expected a searchable field name")
         for start in range(0, len(values), FILTER_VALUES_MAX):
             params: dict[str, Any] = {
                 "filterType": filter_type,
-                "filterValues": ",".join(str(v) for v in values[start:start + FILTER_VALUES_MAX]),
-                "batchSize": BATCH_SIZE, **(extra or {}),
+                "filterValues": ",".join(str(v) for v in values[start : start + FILTER_VALUES_MAX]),
+                "batchSize": BATCH_SIZE,
+                **(extra or {}),
             }
             if fields:
                 params["fields"] = ",".join(fields)
             yield from self._records(paging.token_pages(self._fetcher(path), params, endpoint=path))
 
-    def leads_by_filter(self, filter_type: str, values: Sequence[Any],
-                        fields: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    def leads_by_filter(
+        self, filter_type: str, values: Sequence[Any], fields: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         return self._filter_query("/rest/v1/leads.json", filter_type, values, fields)
 
-    def companies(self, filter_type: str, values: Sequence[Any],
-                  fields: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    def companies(
+        self, filter_type: str, values: Sequence[Any], fields: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         return self._filter_query("/rest/v1/companies.json", filter_type, values, fields)
 
-    def named_accounts(self, filter_type: str, values: Sequence[Any],
-                       fields: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    def named_accounts(
+        self, filter_type: str, values: Sequence[Any], fields: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         return self._filter_query("/rest/v1/namedaccounts.json", filter_type, values, fields)
 
-    def program_members(self, program_id: int, filter_type: str, values: Sequence[Any],
-                        fields: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-        return self._filter_query(f"/rest/v1/programs/{int(program_id)}/members.json", filter_type, values,
-                                  fields)
+    def program_members(
+        self, program_id: int, filter_type: str, values: Sequence[Any], fields: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        return self._filter_query(
+            f"/rest/v1/programs/{int(program_id)}/members.json", filter_type, values, fields
+        )
 
     # --- activity feeds -----------------------------------------------------------------------------
     def paging_token(self, since: datetime) -> str:
-        envelope = self._get("/rest/v1/activities/pagingtoken.json",
-                             {"sinceDatetime": format_marketo_datetime(since)})
+        envelope = self._get(
+            "/rest/v1/activities/pagingtoken.json", {"sinceDatetime": format_marketo_datetime(since)}
+        )
         token = envelope.get("nextPageToken")
         if not isinstance(token, str) or not token:
-            raise MarketoFatalError("paging token answer has no nextPageToken",
-                                    endpoint="GET /rest/v1/activities/pagingtoken.json",
-                                    request_id=envelope.get("requestId"))
+            raise MarketoFatalError(
+                "paging token answer has no nextPageToken",
+                endpoint="GET /rest/v1/activities/pagingtoken.json",
+                request_id=envelope.get("requestId"),
+            )
         return token
 
-    def _feed(self, path: str, since: datetime, until: datetime | None,
-              params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _feed(
+        self, path: str, since: datetime, until: datetime | None, params: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
         query = {"nextPageToken": self.paging_token(since), "batchSize": BATCH_SIZE, **params}
-        yield from self._records(paging.activity_pages(
-            self._fetcher(path), query, until=until, max_empty_pages=self._max_empty_pages, endpoint=path))
+        yield from self._records(
+            paging.activity_pages(
+                self._fetcher(path), query, until=until, max_empty_pages=self._max_empty_pages, endpoint=path
+            )
+        )
 
-    def activities_since(self, since: datetime, activity_type_ids: Sequence[int], *,
-                         until: datetime | None = None,
-                         lead_ids: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
+    def activities_since(
+        self,
+        since: datetime,
+        activity_type_ids: Sequence[int],
+        *,
+        until: datetime | None = None,
+        lead_ids: Sequence[int] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """REST activities from `since` (up to `until`), ≤10 type ids per feed (one feed per group)."""
         if not activity_type_ids:
             raise ValueError("activity_type_ids: expected at least one activity type id")
         if lead_ids is not None and len(lead_ids) > 30:
             raise ValueError(f"lead_ids: at most 30 per call, got {len(lead_ids)}")
         for start in range(0, len(activity_type_ids), ACTIVITY_TYPES_PER_CALL):
-            group = activity_type_ids[start:start + ACTIVITY_TYPES_PER_CALL]
+            group = activity_type_ids[start : start + ACTIVITY_TYPES_PER_CALL]
             params: dict[str, Any] = {"activityTypeIds": ",".join(str(int(t)) for t in group)}
             if lead_ids:
                 params["leadIds"] = ",".join(str(int(i)) for i in lead_ids)
             yield from self._feed("/rest/v1/activities.json", since, until, params)
 
-    def lead_changes_since(self, since: datetime, fields: Sequence[str], *,
-                           until: datetime | None = None) -> Iterator[dict[str, Any]]:
+    def lead_changes_since(
+        self, since: datetime, fields: Sequence[str], *, until: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
         if not fields:
             raise ValueError("fields: expected at least one lead field to report changes for")
         return self._feed("/rest/v1/activities/leadchanges.json", since, until, {"fields": ",".join(fields)})
@@ -125,8 +150,9 @@ class MarketoReads:
     def _browse(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         return self._records(paging.asset_pages(self._fetcher(path), params or {}, endpoint=path))
 
-    def programs(self, *, earliest_updated_at: datetime | None = None,
-                 latest_updated_at: datetime | None = None) -> Iterator[dict[str, Any]]:
+    def programs(
+        self, *, earliest_updated_at: datetime | None = None, latest_updated_at: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {}
         if earliest_updated_at is not None:
             params["earliestUpdatedAt"] = format_marketo_datetime(earliest_updated_at)

@@ -36,18 +36,37 @@ ACTIVITY_COLUMN_TYPES: dict[str, pa.DataType] = {
     "actionResult": pa.string(),
 }
 DEFAULT_ACTIVITY_FIELDS = [
-    "marketoGUID", "leadId", "activityDate", "activityTypeId", "campaignId",
-    "primaryAttributeValueId", "primaryAttributeValue", "attributes",
+    "marketoGUID",
+    "leadId",
+    "activityDate",
+    "activityTypeId",
+    "campaignId",
+    "primaryAttributeValueId",
+    "primaryAttributeValue",
+    "attributes",
 ]
 
 # Standard program-member fields (§6), used when describe is not at hand.
 PROGRAM_MEMBER_COLUMN_TYPES: dict[str, pa.DataType] = {
-    "programId": pa.int64(), "leadId": pa.int64(), "program": pa.string(), "statusName": pa.string(),
-    "statusReason": pa.string(), "membershipDate": TIMESTAMP, "reachedSuccess": pa.bool_(),
-    "reachedSuccessDate": TIMESTAMP, "acquiredBy": pa.bool_(), "isExhausted": pa.bool_(),
-    "nurtureCadence": pa.string(), "trackName": pa.string(), "attendanceLikelihood": pa.int64(),
-    "registrationLikelihood": pa.int64(), "waitlistPriority": pa.string(), "registrationCode": pa.string(),
-    "webinarUrl": pa.string(), "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP,
+    "programId": pa.int64(),
+    "leadId": pa.int64(),
+    "program": pa.string(),
+    "statusName": pa.string(),
+    "statusReason": pa.string(),
+    "membershipDate": TIMESTAMP,
+    "reachedSuccess": pa.bool_(),
+    "reachedSuccessDate": TIMESTAMP,
+    "acquiredBy": pa.bool_(),
+    "isExhausted": pa.bool_(),
+    "nurtureCadence": pa.string(),
+    "trackName": pa.string(),
+    "attendanceLikelihood": pa.int64(),
+    "registrationLikelihood": pa.int64(),
+    "waitlistPriority": pa.string(),
+    "registrationCode": pa.string(),
+    "webinarUrl": pa.string(),
+    "createdAt": TIMESTAMP,
+    "updatedAt": TIMESTAMP,
 }
 
 

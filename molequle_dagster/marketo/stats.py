@@ -74,6 +74,6 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         "total_calls": after["total_calls"] - before["total_calls"],
         "errors": {k: v for k, v in errors.items() if v},
         "bulk_bytes": after["bulk_bytes"] - before["bulk_bytes"],
-        "exports_created": after["exports_created"][len(before["exports_created"]):],
-        "exports_reused": after["exports_reused"][len(before["exports_reused"]):],
+        "exports_created": after["exports_created"][len(before["exports_created"]) :],
+        "exports_reused": after["exports_reused"][len(before["exports_reused"]) :],
     }

@@ -103,8 +103,11 @@ class Transport:
     def _fetch_token(self) -> str:
         endpoint = f"POST {TOKEN_PATH}"
         # A form body, not the query (§1.1 allows both): URLs end up in proxy, urllib3 and server logs.
-        form = {"grant_type": "client_credentials", "client_id": self._client_id,
-                "client_secret": self._secret}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._secret,
+        }
         budget = _Budget()
         while True:
             failure = ""
@@ -126,11 +129,13 @@ class Transport:
                 desc = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
                 raise E.MarketoAuthError(
                     f"identity endpoint rejected the client credentials (HTTP {resp.status_code})",
-                    endpoint=endpoint, marketo_message=self.redact(str(desc)) if desc else None,
+                    endpoint=endpoint,
+                    marketo_message=self.redact(str(desc)) if desc else None,
                 )
             if resp.status_code != 200 or not isinstance(body, dict):
-                self._backoff_or_raise(budget, endpoint, "identity answer is not a token JSON object",
-                                       malformed=True)
+                self._backoff_or_raise(
+                    budget, endpoint, "identity answer is not a token JSON object", malformed=True
+                )
                 continue
             value, expires_in = body.get("access_token"), body.get("expires_in")
             if not isinstance(value, str) or not isinstance(expires_in, int | float):
@@ -161,7 +166,12 @@ class Transport:
                 with self._pace():
                     self.stats.record_call(endpoint)
                     resp = self.session.request(
-                        method, url, params=params, json=json_body, data=form, headers=headers,
+                        method,
+                        url,
+                        params=params,
+                        json=json_body,
+                        data=form,
+                        headers=headers,
                         timeout=timeout_s or self.timeout_s,
                     )
                     content = resp.content  # read inside the pace: the call is in flight until then
@@ -170,7 +180,9 @@ class Transport:
                 if not idempotent and not _never_sent(exc):
                     raise E.MarketoTransientError(
                         f"network error ({type(exc).__name__}) after sending a non-idempotent request; "
-                        "it may or may not have been applied", endpoint=endpoint) from None
+                        "it may or may not have been applied",
+                        endpoint=endpoint,
+                    ) from None
                 self._backoff_or_raise(budget, endpoint, f"network error ({type(exc).__name__})")
                 continue
             if resp.status_code != 200:
@@ -183,7 +195,8 @@ class Transport:
                 if not idempotent:
                     raise E.MalformedResponseError(
                         f"{problem} after a non-idempotent request; it may or may not have been applied",
-                        endpoint=endpoint)
+                        endpoint=endpoint,
+                    )
                 self._backoff_or_raise(budget, endpoint, problem, malformed=True)
                 continue
             if envelope["success"]:
@@ -193,8 +206,9 @@ class Transport:
     def _pace(self) -> Any:
         return self._pacer.call() if self._pacer is not None else nullcontext()
 
-    def _http_status(self, budget: _Budget, endpoint: str, status: int, content: bytes,
-                     idempotent: bool) -> None:
+    def _http_status(
+        self, budget: _Budget, endpoint: str, status: int, content: bytes, idempotent: bool
+    ) -> None:
         if (status >= 500 or status == 429) and idempotent:
             self._backoff_or_raise(budget, endpoint, f"HTTP {status}")
             return
@@ -202,8 +216,9 @@ class Transport:
         cls = E.MarketoTransientError if status >= 500 or status == 429 else E.MarketoFatalError
         raise cls(f"HTTP {status}: {snippet!r}", endpoint=endpoint)
 
-    def _envelope_error(self, budget: _Budget, endpoint: str, envelope: dict[str, Any], token: str,
-                        idempotent: bool) -> None:
+    def _envelope_error(
+        self, budget: _Budget, endpoint: str, envelope: dict[str, Any], token: str, idempotent: bool
+    ) -> None:
         code, message = _first_error(envelope)
         request_id = envelope.get("requestId")
         message = self.redact(message)
@@ -234,11 +249,13 @@ class Transport:
         raise self._error(code, message, endpoint, request_id)
 
     def _error(self, code: str, message: str, endpoint: str, request_id: str | None) -> E.MarketoError:
-        return E.error_for(code, message, endpoint=endpoint, request_id=request_id,
-                           quota_zone=self.retry.quota_zone)
+        return E.error_for(
+            code, message, endpoint=endpoint, request_id=request_id, quota_zone=self.retry.quota_zone
+        )
 
-    def _backoff_or_raise(self, budget: _Budget, endpoint: str, what: str, *,
-                          malformed: bool = False) -> None:
+    def _backoff_or_raise(
+        self, budget: _Budget, endpoint: str, what: str, *, malformed: bool = False
+    ) -> None:
         budget.backoffs += 1
         if budget.backoffs >= self.retry.max_attempts:
             cls = E.MalformedResponseError if malformed else E.MarketoTransientError
@@ -274,16 +291,18 @@ class Transport:
             try:
                 with pace:
                     self.stats.record_call(endpoint)
-                    resp = self.session.get(self.base_url + path, headers=headers, stream=True,
-                                            timeout=self.timeout_s)
+                    resp = self.session.get(
+                        self.base_url + path, headers=headers, stream=True, timeout=self.timeout_s
+                    )
             except _NETWORK_ERRORS as exc:
                 self.stats.record_error("network")
                 self._backoff_or_raise(budget, endpoint, f"network error ({type(exc).__name__})")
                 continue
             if resp.status_code == 404:
                 resp.close()
-                raise E.BulkFileGoneError("export file not found (expired or not completed)",
-                                          endpoint=endpoint)
+                raise E.BulkFileGoneError(
+                    "export file not found (expired or not completed)", endpoint=endpoint
+                )
             if resp.status_code not in (200, 206):
                 content = resp.content
                 self.stats.record_error(f"http_{resp.status_code}")
@@ -292,8 +311,9 @@ class Transport:
             if "json" in resp.headers.get("Content-Type", "").lower():
                 envelope, _ = _parse_envelope(resp.content)
                 if envelope is None or envelope["success"]:
-                    self._backoff_or_raise(budget, endpoint, "file endpoint sent JSON instead of the file",
-                                           malformed=True)
+                    self._backoff_or_raise(
+                        budget, endpoint, "file endpoint sent JSON instead of the file", malformed=True
+                    )
                     continue
                 self._envelope_error(budget, endpoint, envelope, token, True)
                 continue

@@ -45,9 +45,10 @@ def sync_leads_update_by_id(transport: Transport, records: Sequence[Mapping[str,
             raise ValueError(f"records[{i}].id: expected an integer Marketo lead id, got {lead_id!r}")
     results: list[SyncResult] = []
     for start in range(0, len(records), SYNC_BATCH):
-        batch = [dict(r) for r in records[start:start + SYNC_BATCH]]
+        batch = [dict(r) for r in records[start : start + SYNC_BATCH]]
         envelope = transport.request(
-            "POST", "/rest/v1/leads.json",
+            "POST",
+            "/rest/v1/leads.json",
             json_body={"action": "updateOnly", "lookupField": "id", "input": batch},
             timeout_s=SYNC_LEADS_TIMEOUT_S,
         )
@@ -55,7 +56,9 @@ def sync_leads_update_by_id(transport: Transport, records: Sequence[Mapping[str,
         if len(items) != len(batch):
             raise MalformedResponseError(
                 f"Sync Leads answered {len(items)} results for {len(batch)} records",
-                endpoint="POST /rest/v1/leads.json", request_id=envelope.get("requestId"))
+                endpoint="POST /rest/v1/leads.json",
+                request_id=envelope.get("requestId"),
+            )
         for offset, item in enumerate(items):
             results.append(_sync_result(start + offset, item, batch[offset]["id"]))
     return results
@@ -64,11 +67,16 @@ def sync_leads_update_by_id(transport: Transport, records: Sequence[Mapping[str,
 def _sync_result(index: int, item: Mapping[str, Any], sent_id: int) -> SyncResult:
     reasons = tuple(
         RecordReason(str(r.get("code", "")), str(r.get("message", "")))
-        for r in (item.get("reasons") or []) if isinstance(r, Mapping)
+        for r in (item.get("reasons") or [])
+        if isinstance(r, Mapping)
     )
     lead_id = item.get("id")
-    return SyncResult(index=index, lead_id=int(lead_id) if lead_id is not None else sent_id,
-                      status=str(item.get("status", "")), reasons=reasons)
+    return SyncResult(
+        index=index,
+        lead_id=int(lead_id) if lead_id is not None else sent_id,
+        status=str(item.get("status", "")),
+        reasons=reasons,
+    )
 
 
 def token_list(tokens: Mapping[str, Any] | None) -> list[dict[str, str]]:
@@ -90,8 +98,9 @@ def token_list(tokens: Mapping[str, Any] | None) -> list[dict[str, str]]:
     return out
 
 
-def request_campaign(transport: Transport, campaign_id: int, lead_ids: Iterable[int],
-                     tokens: Mapping[str, Any] | None = None) -> int:
+def request_campaign(
+    transport: Transport, campaign_id: int, lead_ids: Iterable[int], tokens: Mapping[str, Any] | None = None
+) -> int:
     """Request (trigger) a campaign for leads, 100 per call. Not retried after an ambiguous failure
     (a repeated trigger would run the flow twice). Returns the number of calls made."""
     ids = list(lead_ids)
@@ -103,18 +112,24 @@ def request_campaign(transport: Transport, campaign_id: int, lead_ids: Iterable[
     token_items = token_list(tokens)
     calls = 0
     for start in range(0, len(ids), TRIGGER_BATCH):
-        body: dict[str, Any] = {"input": {"leads": [{"id": i} for i in ids[start:start + TRIGGER_BATCH]]}}
+        body: dict[str, Any] = {"input": {"leads": [{"id": i} for i in ids[start : start + TRIGGER_BATCH]]}}
         if token_items:
             body["input"]["tokens"] = token_items
-        transport.request("POST", f"/rest/v1/campaigns/{int(campaign_id)}/trigger.json", json_body=body,
-                          idempotent=False)
+        transport.request(
+            "POST", f"/rest/v1/campaigns/{int(campaign_id)}/trigger.json", json_body=body, idempotent=False
+        )
         calls += 1
     return calls
 
 
-def schedule_campaign(transport: Transport, campaign_id: int, *, run_at: datetime | None = None,
-                      tokens: Mapping[str, Any] | None = None,
-                      clone_to_program_name: str | None = None) -> None:
+def schedule_campaign(
+    transport: Transport,
+    campaign_id: int,
+    *,
+    run_at: datetime | None = None,
+    tokens: Mapping[str, Any] | None = None,
+    clone_to_program_name: str | None = None,
+) -> None:
     """Schedule a batch campaign (runAt omitted: Marketo runs it ~5 minutes later)."""
     body_input: dict[str, Any] = {}
     if run_at is not None:
@@ -123,5 +138,9 @@ def schedule_campaign(transport: Transport, campaign_id: int, *, run_at: datetim
         body_input["tokens"] = token_list(tokens)
     if clone_to_program_name:
         body_input["cloneToProgramName"] = clone_to_program_name
-    transport.request("POST", f"/rest/v1/campaigns/{int(campaign_id)}/schedule.json",
-                      json_body={"input": body_input}, idempotent=False)
+    transport.request(
+        "POST",
+        f"/rest/v1/campaigns/{int(campaign_id)}/schedule.json",
+        json_body={"input": body_input},
+        idempotent=False,
+    )

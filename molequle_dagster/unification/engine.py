@@ -128,8 +128,14 @@ def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
 
 
 # --- input checks ------------------------------------------------------------------------------------
-def _check_inputs(records: pa.Table, id_column: str, rules: Sequence[MatchRule], entity: str,
-                  now: datetime, previous: UnificationState | None) -> None:
+def _check_inputs(
+    records: pa.Table,
+    id_column: str,
+    rules: Sequence[MatchRule],
+    entity: str,
+    now: datetime,
+    previous: UnificationState | None,
+) -> None:
     if entity not in ("person", "account"):
         raise ValueError(f"entity: expected 'person' or 'account', got {entity!r}")
     if now.tzinfo is None:
@@ -226,8 +232,12 @@ def _previous_ids_per_row(source_ids: pa.Array, previous: UnificationState | Non
     return pc.take(previous.links["unified_id"], position).combine_chunks()
 
 
-def _ghost_claims(source_ids: pa.Array, comp_of_row: np.ndarray, previous: UnificationState | None,
-                  merged_sources: pa.Table | None) -> tuple[pa.Array, np.ndarray, pa.Array]:
+def _ghost_claims(
+    source_ids: pa.Array,
+    comp_of_row: np.ndarray,
+    previous: UnificationState | None,
+    merged_sources: pa.Table | None,
+) -> tuple[pa.Array, np.ndarray, pa.Array]:
     """Claims of Marketo merge losers (gone now) on their old id, placed in the winner's cluster."""
     none = (pa.array([], source_ids.type), np.zeros(0, np.int64), pa.array([], pa.string()))
     if previous is None or merged_sources is None or merged_sources.num_rows == 0:
@@ -253,8 +263,12 @@ def _ghost_claims(source_ids: pa.Array, comp_of_row: np.ndarray, previous: Unifi
     return losers.filter(known), comp_of_row[rows], old_ids.filter(known)
 
 
-def _claims(source_ids: pa.Array, comp_of_row: np.ndarray, previous_ids: pa.Array,
-            ghosts: tuple[pa.Array, np.ndarray, pa.Array]) -> pa.Table:
+def _claims(
+    source_ids: pa.Array,
+    comp_of_row: np.ndarray,
+    previous_ids: pa.Array,
+    ghosts: tuple[pa.Array, np.ndarray, pa.Array],
+) -> pa.Table:
     """One row per previous id: the component holding its smallest-source-id member still present."""
     has_previous = previous_ids.is_valid()
     claim_sources = pa.concat_arrays([source_ids.filter(has_previous), ghosts[0]])
@@ -286,12 +300,20 @@ class _Assignment:
     new_ids: pa.Array
 
 
-def _assign_ids(entity: str, source_ids: pa.Array, comp_roots: np.ndarray, claims: pa.Table,
-                registry: pa.Table, now: pa.Scalar) -> _Assignment:
-    claims = claims.append_column("first_seen_at", _first_seen(claims["unified_id"].combine_chunks(),
-                                                               registry, now))
-    claims = claims.sort_by([("comp", "ascending"), ("first_seen_at", "ascending"),
-                             ("unified_id", "ascending")])
+def _assign_ids(
+    entity: str,
+    source_ids: pa.Array,
+    comp_roots: np.ndarray,
+    claims: pa.Table,
+    registry: pa.Table,
+    now: pa.Scalar,
+) -> _Assignment:
+    claims = claims.append_column(
+        "first_seen_at", _first_seen(claims["unified_id"].combine_chunks(), registry, now)
+    )
+    claims = claims.sort_by(
+        [("comp", "ascending"), ("first_seen_at", "ascending"), ("unified_id", "ascending")]
+    )
     comps = claims["comp"].to_numpy()
     leads = np.ones(len(comps), dtype=bool)
     leads[1:] = comps[1:] != comps[:-1]
@@ -308,8 +330,9 @@ def _assign_ids(entity: str, source_ids: pa.Array, comp_roots: np.ndarray, claim
     claimed = np.zeros(len(comp_roots), dtype=bool)
     claimed[survivors["comp"].to_numpy()] = True
     unclaimed = np.nonzero(~claimed)[0]
-    new_ids = derive_unused_ids(entity, source_ids.take(pa.array(comp_roots[unclaimed])),
-                                registry["unified_id"].combine_chunks())
+    new_ids = derive_unused_ids(
+        entity, source_ids.take(pa.array(comp_roots[unclaimed])), registry["unified_id"].combine_chunks()
+    )
     comp_order = np.concatenate([survivors["comp"].to_numpy(), unclaimed])
     all_ids = pa.concat_arrays([survivors["unified_id"].combine_chunks(), new_ids])
     comp_ids = all_ids.take(pa.array(np.argsort(comp_order, kind="stable")))
@@ -320,17 +343,31 @@ def _next_registry(registry: pa.Table, assignment: _Assignment, now: pa.Scalar) 
     active = pc.is_in(registry["unified_id"], value_set=assignment.comp_ids)
     retired = pc.is_in(registry["unified_id"], value_set=assignment.retired["retired_id"])
     was_active = pc.equal(registry["status"], "active")
-    status = pc.if_else(active, "active", pc.if_else(retired, "retired",
-                        pc.if_else(was_active, "vanished", registry["status"])))
+    status = pc.if_else(
+        active,
+        "active",
+        pc.if_else(retired, "retired", pc.if_else(was_active, "vanished", registry["status"])),
+    )
     changed = pc.if_else(pc.equal(status, registry["status"]), registry["status_changed_at"], now)
-    kept = pa.table({"unified_id": registry["unified_id"], "first_seen_at": registry["first_seen_at"],
-                     "status": status, "status_changed_at": changed}, schema=IDS_SCHEMA)
+    kept = pa.table(
+        {
+            "unified_id": registry["unified_id"],
+            "first_seen_at": registry["first_seen_at"],
+            "status": status,
+            "status_changed_at": changed,
+        },
+        schema=IDS_SCHEMA,
+    )
     count = len(assignment.new_ids)
-    added = pa.table({"unified_id": assignment.new_ids,
-                      "first_seen_at": pa.repeat(now, count) if count else pa.array([], TIMESTAMP),
-                      "status": pa.array(["active"] * count, pa.string()),
-                      "status_changed_at": pa.repeat(now, count) if count else pa.array([], TIMESTAMP)},
-                     schema=IDS_SCHEMA)
+    added = pa.table(
+        {
+            "unified_id": assignment.new_ids,
+            "first_seen_at": pa.repeat(now, count) if count else pa.array([], TIMESTAMP),
+            "status": pa.array(["active"] * count, pa.string()),
+            "status_changed_at": pa.repeat(now, count) if count else pa.array([], TIMESTAMP),
+        },
+        schema=IDS_SCHEMA,
+    )
     return pa.concat_tables([kept, added]).sort_by("unified_id")
 
 
@@ -340,14 +377,18 @@ def _int_key(column: pa.ChunkedArray, missing: int) -> np.ndarray:
     return pc.fill_null(values, missing).to_numpy().astype(np.int64)
 
 
-def _first_valid(values: pa.ChunkedArray, comp_of_row: np.ndarray, order: np.ndarray,
-                 comp_count: int) -> pa.Array:
+def _first_valid(
+    values: pa.ChunkedArray, comp_of_row: np.ndarray, order: np.ndarray, comp_count: int
+) -> pa.Array:
     """Per component, the value of the first row in `order` that has a non-null, non-empty value."""
     valid = values.is_valid()
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         valid = pc.and_(valid, pc.not_equal(pc.fill_null(values, ""), ""))
-    valid_np = valid.to_numpy() if isinstance(valid, pa.Array) else valid.combine_chunks().to_numpy(
-        zero_copy_only=False)
+    valid_np = (
+        valid.to_numpy()
+        if isinstance(valid, pa.Array)
+        else valid.combine_chunks().to_numpy(zero_copy_only=False)
+    )
     rows = order[valid_np[order]]
     comps = comp_of_row[rows]
     leads = np.ones(len(comps), dtype=bool)
@@ -357,8 +398,9 @@ def _first_valid(values: pa.ChunkedArray, comp_of_row: np.ndarray, order: np.nda
     return pc.take(values, pa.array(pick, mask=pick < 0)).combine_chunks()
 
 
-def _representatives(records: pa.Table, id_column: str, comp_of_row: np.ndarray,
-                     comp_count: int) -> dict[str, pa.Array]:
+def _representatives(
+    records: pa.Table, id_column: str, comp_of_row: np.ndarray, comp_count: int
+) -> dict[str, pa.Array]:
     rank = np.arange(records.num_rows, dtype=np.int64)  # rows are in source-id order
     low = np.iinfo(np.int64).min // 2
     names = records.column_names
@@ -377,9 +419,16 @@ def _representatives(records: pa.Table, id_column: str, comp_of_row: np.ndarray,
 
 
 # --- the entry point ---------------------------------------------------------------------------------
-def unify(records: pa.Table, *, id_column: str, rules: Sequence[MatchRule],
-          previous: UnificationState | None, entity: Entity, now: datetime,
-          merged_sources: pa.Table | None = None) -> UnificationResult:
+def unify(
+    records: pa.Table,
+    *,
+    id_column: str,
+    rules: Sequence[MatchRule],
+    previous: UnificationState | None,
+    entity: Entity,
+    now: datetime,
+    merged_sources: pa.Table | None = None,
+) -> UnificationResult:
     """Cluster `records` by `rules`, keep unified ids stable against `previous`, report lineage.
 
     `merged_sources` (optional; columns loser_id, winner_id) lists Marketo lead merges: a loser that is
@@ -427,6 +476,10 @@ def unify(records: pa.Table, *, id_column: str, rules: Sequence[MatchRule],
     )
     previous_lineage = previous.id_lineage if previous is not None else LINEAGE_SCHEMA.empty_table()
     id_lineage = pa.concat_tables([previous_lineage, new_lineage])
-    state = UnificationState(entity=entity, links=links.select(["source_id", "unified_id"]),
-                             ids=next_registry, id_lineage=id_lineage)
+    state = UnificationState(
+        entity=entity,
+        links=links.select(["source_id", "unified_id"]),
+        ids=next_registry,
+        id_lineage=id_lineage,
+    )
     return UnificationResult(links=links, unified=unified, id_lineage=id_lineage, state=state)

@@ -37,8 +37,25 @@ import pyarrow.compute as pc
 
 # Legal-form suffixes removed from the end of company names (lower-case, dots already removed).
 LEGAL_SUFFIXES: tuple[str, ...] = (
-    "inc", "incorporated", "llc", "llp", "ltd", "limited", "gmbh", "ag", "kg", "sa", "sas", "bv", "nv",
-    "plc", "corp", "corporation", "co", "company", "pty",
+    "inc",
+    "incorporated",
+    "llc",
+    "llp",
+    "ltd",
+    "limited",
+    "gmbh",
+    "ag",
+    "kg",
+    "sa",
+    "sas",
+    "bv",
+    "nv",
+    "plc",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "pty",
 )
 
 # RE2 `\s` is ASCII only; real CRM data is full of NBSP and other Unicode spaces.

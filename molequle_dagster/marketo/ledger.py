@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from molequle_dagster.marketo.sqlite_state import connect, initialise
 
 # Statuses after which an export can no longer be used.
 DEAD = frozenset({"failed", "cancelled", "canceled", "gone"})
@@ -41,22 +40,18 @@ class JobLedger:
         path = Path(state_dir) / "bulk_ledger.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
+        initialise(
+            path,
+            [
                 "CREATE TABLE IF NOT EXISTS jobs (export_id TEXT PRIMARY KEY, instance TEXT NOT NULL,"
                 " request_key TEXT NOT NULL, entity TEXT NOT NULL, status TEXT NOT NULL,"
-                " created_at REAL NOT NULL, updated_at REAL NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (instance, request_key, created_at)")
+                " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (instance, request_key, created_at)",
+            ],
+        )
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self._path, timeout=30.0, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+    def _db(self) -> Any:
+        return connect(self._path)
 
     def find_reusable(self, key: str, max_age_s: float) -> LedgerEntry | None:
         """The newest live export for this request, created within `max_age_s`."""

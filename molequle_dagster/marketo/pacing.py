@@ -17,13 +17,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from molequle_dagster.marketo.config import PacingConfig
+from molequle_dagster.marketo.sqlite_state import connect, initialise
 
 _STALE_IN_FLIGHT_S = 3600.0  # a call row never completed (process killed) stops counting after this
 
@@ -74,21 +75,17 @@ class CrossProcessPacer:
         self._db_path = self._dir / "calls.sqlite"
         self._slots = FileSlots(self._dir, self._instance, config.max_in_flight)
         self._download_permits = FileSlots(self._dir, f"{self._instance}-download", config.max_downloads)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
+        initialise(
+            self._db_path,
+            [
                 "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, instance TEXT NOT NULL,"
-                " admitted REAL NOT NULL, finished REAL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS calls_by_instance ON calls (instance, admitted)")
+                " admitted REAL NOT NULL, finished REAL)",
+                "CREATE INDEX IF NOT EXISTS calls_by_instance ON calls (instance, admitted)",
+            ],
+        )
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self._db_path, timeout=30.0, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> Any:
+        return connect(self._db_path)
 
     @contextmanager
     def call(self) -> Iterator[None]:

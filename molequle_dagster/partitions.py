@@ -35,13 +35,3 @@ def partition_window(key: str) -> tuple[datetime, datetime]:
     """[start, end) of a daily partition key, in UTC."""
     start = datetime.strptime(key, PARTITION_FORMAT).replace(tzinfo=UTC)
     return start, start + timedelta(days=1)
-
-
-def keys_between(start: datetime, end: datetime) -> list[str]:
-    """Daily keys overlapping [start, end)."""
-    day = start.date()
-    keys = []
-    while datetime.combine(day, datetime.min.time(), UTC) < end:
-        keys.append(day.strftime(PARTITION_FORMAT))
-        day += timedelta(days=1)
-    return keys

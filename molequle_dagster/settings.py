@@ -93,7 +93,6 @@ _TYPES_BY_NAME = {t.label.casefold(): t for t in KNOWN_ACTIVITY_TYPES} | {
     t.marketo_name.casefold(): t for t in KNOWN_ACTIVITY_TYPES
 }
 _TYPES_BY_ID = {t.id: t for t in KNOWN_ACTIVITY_TYPES}
-CUSTOM_ACTIVITY_TYPE_MIN_ID = 100_000
 DELETE_LEAD_TYPE_ID = 37  # bulk activity export refuses it; deletions come from Get Deleted Leads
 
 DEFAULT_ACTIVITY_TYPE_LABELS = (

@@ -164,10 +164,6 @@ def dedupe_latest(table: pa.Table, key: str, order_by: str = SYNCED_AT) -> pa.Ta
     return ranked.filter(mask).drop_columns(["__row"])
 
 
-def empty_table(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
 def stamp(table: pa.Table, synced_at: datetime) -> pa.Table:
     seconds = np.full(table.num_rows, int(synced_at.timestamp()), dtype="datetime64[s]")
     column = pa.array(seconds, pa.timestamp("s")).cast(pa.timestamp("s", tz="UTC"))

@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 
 from molequle_dagster.assets.common import SYNCED_AT, dedupe_latest, iso, stamp
 from molequle_dagster.lake import Lake
-from molequle_dagster.partitions import keys_between, partition_window
+from molequle_dagster.marketo.timeutil import split_windows
+from molequle_dagster.partitions import partition_window
 
 INCREMENTAL_LOOKBACK = timedelta(hours=1)
 
@@ -100,12 +101,12 @@ def sync_days(
         start = max(first_start, datetime.fromisoformat(watermark) - INCREMENTAL_LOOKBACK)
     else:
         start = first_start
-    end = min(last_end, now)
+    end = min(last_end - timedelta(seconds=1), now)  # filters are inclusive: midnight is the next day's
     outcome = DailyBulkOutcome(mode="incremental" if incremental else "full")
 
-    # Full mode: windows do not overlap (each ends a second before the next starts; Marketo's filter is
-    # inclusive at both ends and second-precise), so no row is exported twice.
-    windows = _windows(start, end, window_days, gap=not incremental) if start < end else []
+    # Windows do not overlap (each ends a second before the next starts; Marketo's filter is inclusive at
+    # both ends and second-precise), so no row is exported twice.
+    windows = split_windows(start, end, window_days) if start < end else []
     requests = []
     for w_start, w_end in windows:
         flt = {spec.time_filter: {"startAt": iso(w_start), "endAt": iso(w_end)}, **spec.extra_filter}
@@ -193,21 +194,3 @@ def _merge(existing: pa.Table | None, new: pa.Table | None, schema: pa.Schema, k
     if not parts:
         return schema.empty_table()
     return dedupe_latest(pa.concat_tables(parts), key, SYNCED_AT)
-
-
-def _windows(start: datetime, end: datetime, days: int, gap: bool = False) -> list[tuple[datetime, datetime]]:
-    """[start, end] in windows of at most `days`; with `gap`, each window but the last ends one second
-    before the next one starts, so inclusive filters never return a row twice."""
-    windows = []
-    cursor = start
-    step = timedelta(days=days)
-    while cursor < end:
-        window_end = min(cursor + step, end)
-        last = window_end >= end
-        windows.append((cursor, window_end if last or not gap else window_end - timedelta(seconds=1)))
-        cursor = window_end
-    return windows
-
-
-def days_covered(start: datetime, end: datetime) -> Iterable[str]:
-    return keys_between(start, end)

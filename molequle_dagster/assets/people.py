@@ -43,6 +43,7 @@ from molequle_dagster.assets.common import (
 )
 from molequle_dagster.assets.daily_bulk import DailyBulkSpec, sync_days
 from molequle_dagster.marketo.errors import UnsupportedFilterError
+from molequle_dagster.marketo.timeutil import split_windows
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
@@ -391,13 +392,12 @@ def rest_lead_updates(client: Any, fields: list[str], schema: pa.Schema):
 
 
 def _created_at_sweeps(fields: list[str], start: Any, now: Any, window_days: int) -> list[dict[str, Any]]:
-    from molequle_dagster.assets.daily_bulk import _windows
     from molequle_dagster.partitions import partition_window
 
     begin = partition_window(start.strftime("%Y-%m-%d"))[0]
     return [
         {"fields": fields, "filter": {"createdAt": {"startAt": iso(a), "endAt": iso(b)}}}
-        for a, b in _windows(begin, now, window_days, gap=True)
+        for a, b in split_windows(begin, now, window_days)
     ]
 
 

@@ -35,16 +35,6 @@ ACTIVITY_COLUMN_TYPES: dict[str, pa.DataType] = {
     "attributes": pa.string(),  # a JSON object per row
     "actionResult": pa.string(),
 }
-DEFAULT_ACTIVITY_FIELDS = [
-    "marketoGUID",
-    "leadId",
-    "activityDate",
-    "activityTypeId",
-    "campaignId",
-    "primaryAttributeValueId",
-    "primaryAttributeValue",
-    "attributes",
-]
 
 # Standard program-member fields (§6), used when describe is not at hand.
 PROGRAM_MEMBER_COLUMN_TYPES: dict[str, pa.DataType] = {

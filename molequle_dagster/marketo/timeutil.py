@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 
 def parse_marketo_datetime(text: str) -> datetime:
@@ -38,7 +38,3 @@ def split_windows(start: datetime, end: datetime, days: int = 31) -> list[tuple[
         windows.append((cursor, window_end))
         cursor = window_end + timedelta(seconds=1)
     return windows
-
-
-def as_date(value: date | datetime) -> date:
-    return value.date() if isinstance(value, datetime) else value

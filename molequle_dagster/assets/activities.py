@@ -159,6 +159,11 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
         retention = retention_notes(settings, now, keys)
         for note in retention["notes"]:
             context.log.info(note)
+        added = types_added_since_history(lake.lake, type_ids, now)
+        for type_id, since in added.items():
+            context.log.warning(
+                f"Activity type {type_id} is synced since {since}: earlier days lack it until backfilled"
+            )
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": outcome.rows if outcome else 0,
@@ -167,6 +172,7 @@ def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartit
                 "windows": dg.MetadataValue.json(outcome.windows if outcome else []),
                 "missing_types": missing,
                 "retention": dg.MetadataValue.json(retention),
+                "types_added_later": dg.MetadataValue.json({str(k): v for k, v in added.items()}),
                 "location": lake.lake.location(ACTIVITIES_TABLE),
                 **spent.metadata(),
             }
@@ -313,6 +319,21 @@ def _days_with_leads(store: Any, keys: list[str] | None, lead_ids: pa.Array) -> 
     )
     hits = dataset.to_table(columns=["date"], filter=pc.is_in(pc.field("leadId"), value_set=lead_ids))
     return sorted(set(pc.unique(pc.cast(hits.column("date"), pa.string())).to_pylist()))
+
+
+def types_added_since_history(store: Any, type_ids: list[int], now: datetime) -> dict[int, str]:
+    """Types exported now that earlier syncs did not export (added to the settings, or new on the
+    instance), with the day they started: older days lack them until a backfill, and we say so."""
+    state = store.read_state("activity_types_synced")
+    first_seen = {int(k): v for k, v in state.get("first_seen", {}).items()}
+    if not first_seen:  # the first sync defines the baseline
+        baseline = dict.fromkeys(type_ids, "")
+        store.write_state("activity_types_synced", {"first_seen": baseline})
+        return {}
+    new = {t: now.date().isoformat() for t in type_ids if t not in first_seen}
+    if new:
+        store.write_state("activity_types_synced", {"first_seen": {**first_seen, **new}})
+    return {t: since for t, since in {**first_seen, **new}.items() if since and t in type_ids}
 
 
 def retention_notes(settings: MolequleSettings, now: datetime, keys: list[str]) -> dict[str, Any]:

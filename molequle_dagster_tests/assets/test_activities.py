@@ -72,3 +72,18 @@ def test_reconciliation_follows_merge_chains_then_drops_deleted_people(tmp_path)
     assert {(r["marketoGUID"], r["leadId"]) for r in rows} == {("1", 30), ("2", 30), ("3", 30), ("5", 99)}
     # nothing new since: the next run rewrites nothing
     assert reconcile_activities(lake, tombstones.slice(0, 0), merges.slice(0, 0)).rewritten == []
+
+
+def test_a_type_added_after_the_first_sync_is_reported_with_its_start_day(tmp_path) -> None:
+    from molequle_dagster.assets.activities import types_added_since_history
+    from molequle_dagster.lake import Lake
+
+    lake = Lake(str(tmp_path))
+    first = datetime(2026, 11, 1, tzinfo=UTC)
+    assert types_added_since_history(lake, [10, 11], first) == {}  # the baseline
+    assert types_added_since_history(lake, [10, 11], first) == {}
+    later = datetime(2026, 11, 20, tzinfo=UTC)
+    assert types_added_since_history(lake, [10, 11, 46], later) == {46: "2026-11-20"}
+    assert types_added_since_history(lake, [10, 11, 46], datetime(2026, 11, 21, tzinfo=UTC)) == {
+        46: "2026-11-20"
+    }

@@ -11,13 +11,17 @@ _REPO = Path(__file__).resolve().parent.parent
 
 def _locate() -> Path:
     configured = os.environ.get("MOLEQULE_MARKETO_FIXTURES")
-    path = Path(configured) if configured else _REPO.parent / "shared" / "marketo-fixtures"
-    if not (path / "INDEX.md").exists():
-        raise FileNotFoundError(
-            f"Marketo fixtures not found at {path}: the contract tests need ../shared/marketo-fixtures "
-            "beside the repository, or MOLEQULE_MARKETO_FIXTURES pointing at a copy"
-        )
-    return path
+    if configured:
+        candidates = [Path(configured)]
+    else:  # ../shared beside the repository, or beside any folder above it
+        candidates = [parent / "shared" / "marketo-fixtures" for parent in _REPO.parents]
+    for path in candidates:
+        if (path / "INDEX.md").exists():
+            return path
+    raise FileNotFoundError(
+        f"Marketo fixtures not found (looked in {', '.join(map(str, candidates))}): the contract tests need "
+        "../shared/marketo-fixtures beside the repository, or MOLEQULE_MARKETO_FIXTURES pointing at a copy"
+    )
 
 
 MARKETO_FIXTURES = _locate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,22 @@ class SyncEnv:
         return self.sandbox.control
 
 
+@contextmanager
+def open_sync_env(root: Path, config: SandboxConfig, settings: dict[str, Any]) -> Iterator[SyncEnv]:
+    """A sandbox on an ephemeral port, definitions built from `settings` and pointed at it, a lake and
+    state under `root`, and a throwaway Dagster instance. Nothing is synced yet."""
+    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, sandbox, config, root)
+        defs = build_definitions(parse_settings(settings))
+        with dg.instance_for_test() as instance:
+            yield SyncEnv(sandbox, defs, instance, Lake(os.environ["MOLEQULE_LAKE_URI"]), root)
+
+
 @pytest.fixture(scope="module")
 def sync_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncEnv]:
     """A 300-person sandbox and definitions pointed at it, with a fresh lake and Dagster instance."""
-    root = tmp_path_factory.mktemp("sync")
     config = SandboxConfig.for_profile("fast")
     config.data.people = 300
     config.data.programs = 12
-    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        point_env_at(mp, sandbox, config, root)
-        defs = build_definitions(parse_settings(fast_settings_dict()))
-        with dg.instance_for_test() as instance:
-            yield SyncEnv(sandbox, defs, instance, Lake(os.environ["MOLEQULE_LAKE_URI"]), root)
+    with open_sync_env(tmp_path_factory.mktemp("sync"), config, fast_settings_dict()) as env:
+        yield env

@@ -7,21 +7,16 @@ client-side) and the updates to the lead-changes feed; both say so in metadata, 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from molequle_dagster.definitions import build_definitions
-from molequle_dagster.lake import Lake
 from molequle_dagster.sandbox import truth
 from molequle_dagster.sandbox.config import SandboxConfig
-from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster.settings import parse_settings
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import fast_settings_dict, point_env_at
+from molequle_dagster_tests.conftest import fast_settings_dict, open_sync_env
 
 FIELDS = ["id", "email", "firstName", "lastName", "company"]
 
@@ -36,11 +31,8 @@ def env(tmp_path_factory):
     config.bulk.unsupported_filters = ["updatedAt", "smartListId", "smartListName"]
     config.data.interesting_moments = False
     sweep_start = (datetime.now(UTC) - timedelta(days=400)).date().isoformat()
-    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        point_env_at(mp, sandbox, config, root)
-        settings = parse_settings(fast_settings_dict(people__sweep_start=sweep_start))
-        with dg.instance_for_test() as instance:
-            yield sandbox, build_definitions(settings), instance, Lake(os.environ["MOLEQULE_LAKE_URI"])
+    with open_sync_env(root, config, fast_settings_dict(people__sweep_start=sweep_start)) as synced:
+        yield synced.sandbox, synced.defs, synced.instance, synced.lake
 
 
 def _assert_people_equal_all_leads(sandbox, lake) -> None:
@@ -62,8 +54,16 @@ def test_fallbacks_keep_people_equal_to_marketo(env) -> None:
     assert activities.asset_materialization.metadata["missing_types"].value == ["Interesting Moment"]
     assert lake.read_partitions("activities").num_rows > 0
 
-    churn = sandbox.control.apply_churn({"new_people": 0.05, "attribute_updates": 0.1, "email_changes": 0.05,
-                                         "merges": 0.02, "deletions": 0.02}, seed=3)
+    churn = sandbox.control.apply_churn(
+        {
+            "new_people": 0.05,
+            "attribute_updates": 0.1,
+            "email_changes": 0.05,
+            "merges": 0.02,
+            "deletions": 0.02,
+        },
+        seed=3,
+    )
     assert churn.email_changed_ids and churn.new_lead_ids
     report = run_sync(defs, instance)
     assert report.success, report.failures

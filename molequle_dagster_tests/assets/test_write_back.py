@@ -5,7 +5,6 @@ skips is recorded and retried.
 The tests run in order on one synced environment (module-scoped fixture, a small sync to stay fast).
 """
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +19,10 @@ from molequle_dagster.assets.write_back import (
     WRITE_BACK_JOB,
     changes,
 )
-from molequle_dagster.definitions import build_definitions
-from molequle_dagster.lake import Lake
 from molequle_dagster.sandbox.config import SandboxConfig
-from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster.settings import WriteBackMapping, parse_settings
+from molequle_dagster.settings import WriteBackMapping
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict, point_env_at
+from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict, open_sync_env
 
 FIELD = "molequlePersonId"
 MAPPING = WriteBackMapping(source_table="unified_people", source_column="unified_id", marketo_field=FIELD)
@@ -46,14 +42,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncEnv]:
         activities__types=[{"name": "Email Open"}],
         marketo__pacing__calls_per_20s=100,
     )
-    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        point_env_at(mp, sandbox, config, root)
-        defs = build_definitions(parse_settings(settings))
-        with dg.instance_for_test() as instance:
-            synced = SyncEnv(sandbox, defs, instance, Lake(os.environ["MOLEQULE_LAKE_URI"]), root)
-            report = run_sync(defs, instance)
-            assert report.success, report.failures
-            yield synced
+    with open_sync_env(root, config, settings) as synced:
+        report = run_sync(synced.defs, synced.instance)
+        assert report.success, report.failures
+        yield synced
 
 
 def _push(env: SyncEnv) -> dg.ExecuteInProcessResult:

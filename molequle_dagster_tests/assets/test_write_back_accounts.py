@@ -5,23 +5,19 @@ without an account get nothing, and a second push sends nothing.
 The tests run in order on one synced environment (module-scoped fixture, a small sync to stay fast).
 """
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from molequle_dagster.assets.write_back import LEDGER_TABLE, WRITE_BACK_JOB
-from molequle_dagster.definitions import build_definitions
-from molequle_dagster.lake import Lake
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster.settings import WriteBackMapping, parse_settings
+from molequle_dagster.settings import WriteBackMapping
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict, point_env_at
+from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict, open_sync_env
 
 FIELD = "molequlePersonId"
 MAPPING = WriteBackMapping(source_table="unified_accounts", source_column="unified_id", marketo_field=FIELD)
@@ -55,15 +51,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SyncEnv, set
         activities__types=[{"name": "Email Open"}],
         write_back__mappings=[MAPPING.model_dump()],
     )
-    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
-        without_account = _drop_company_of(sandbox, WITHOUT_ACCOUNT)
-        point_env_at(mp, sandbox, config, root)
-        defs = build_definitions(parse_settings(settings))
-        with dg.instance_for_test() as instance:
-            synced = SyncEnv(sandbox, defs, instance, Lake(os.environ["MOLEQULE_LAKE_URI"]), root)
-            report = run_sync(defs, instance)
-            assert report.success, report.failures
-            yield synced, without_account
+    with open_sync_env(root, config, settings) as synced:
+        without_account = _drop_company_of(synced.sandbox, WITHOUT_ACCOUNT)
+        report = run_sync(synced.defs, synced.instance)
+        assert report.success, report.failures
+        yield synced, without_account
 
 
 def _push(env: SyncEnv) -> list[dict]:

@@ -15,12 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.lake import Lake
-from molequle_dagster.marketo.errors import (
-    DailyQuotaExceeded,
-    ExportQuotaExceeded,
-    MarketoAuthError,
-    MarketoFatalError,
-)
+from molequle_dagster.marketo.errors import MarketoAuthError, MarketoFatalError, QuotaExhausted
 
 OWNERS = ["team:data-engineering"]
 MARKETO_GROUP = "marketo"  # what Marketo holds, as fetched (raw, partitioned by day where it has time)
@@ -111,7 +106,7 @@ def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]
     try:
         with client.stats.measure() as delta:
             yield result
-    except (DailyQuotaExceeded, ExportQuotaExceeded) as error:
+    except QuotaExhausted as error:
         if lake is not None:
             record_quota_stop(lake, error)
         raise dg.Failure(
@@ -134,7 +129,7 @@ def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]
 QUOTA_STATE = "marketo_quota"
 
 
-def record_quota_stop(lake: Lake, error: DailyQuotaExceeded | ExportQuotaExceeded) -> None:
+def record_quota_stop(lake: Lake, error: QuotaExhausted) -> None:
     lake.write_state(
         QUOTA_STATE,
         {"reason": str(error), "resets_at": error.resets_at.isoformat(), "recorded_at": utcnow().isoformat()},

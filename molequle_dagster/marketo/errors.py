@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # Default for RetryConfig.quota_timezone. [UNCONFIRMED] CST vs Central with DST: we follow the zone.
@@ -112,56 +113,48 @@ class MalformedResponseError(MarketoTransientError):
     """Not Marketo JSON: an HTML page from a proxy, truncated JSON, or success:false without errors."""
 
 
-class DailyQuotaExceeded(MarketoError):
-    """607: the instance's daily call quota is used up. Stop; it resets at midnight in the quota zone
-    (`RetryConfig.quota_timezone`, America/Chicago by default)."""
+class QuotaExhausted(MarketoError):
+    """A daily Marketo quota is used up: stop until `resets_at` (midnight in the quota zone,
+    `RetryConfig.quota_timezone`, America/Chicago by default). Retrying earlier only burns quota."""
 
     retry_class = RetryClass.DAILY
 
     def __init__(
         self,
+        what: str,
         *,
+        code: str,
         endpoint: str = "",
         marketo_message: str | None = None,
         request_id: str | None = None,
         now: datetime | None = None,
         zone: ZoneInfo = QUOTA_TIMEZONE,
+        detail: str = "",
     ) -> None:
         self.resets_at = next_quota_reset(now, zone)
         super().__init__(
-            f"daily quota exhausted, resets at {self.resets_at.isoformat()}",
+            f"{what} exhausted, resets at {self.resets_at.isoformat()}{detail}",
             endpoint=endpoint,
-            code="607",
+            code=code,
             marketo_message=marketo_message,
             request_id=request_id,
         )
 
 
-class ExportQuotaExceeded(MarketoError):
+class DailyQuotaExceeded(QuotaExhausted):
+    """607: the instance's daily call quota is used up."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("daily quota", code="607", **kwargs)
+
+
+class ExportQuotaExceeded(QuotaExhausted):
     """1029 "Export daily quota …MB exceeded": bulk export bytes used up. Resumable after the reset."""
 
-    retry_class = RetryClass.DAILY
-
-    def __init__(
-        self,
-        *,
-        endpoint: str = "",
-        marketo_message: str | None = None,
-        request_id: str | None = None,
-        export_id: str | None = None,
-        now: datetime | None = None,
-        zone: ZoneInfo = QUOTA_TIMEZONE,
-    ) -> None:
-        self.resets_at = next_quota_reset(now, zone)
+    def __init__(self, *, export_id: str | None = None, **kwargs: Any) -> None:
         self.export_id = export_id
         kept = f" (export {export_id} is kept and reused by the next run)" if export_id else ""
-        super().__init__(
-            f"daily bulk export quota exhausted, resets at {self.resets_at.isoformat()}{kept}",
-            endpoint=endpoint,
-            code="1029",
-            marketo_message=marketo_message,
-            request_id=request_id,
-        )
+        super().__init__("daily bulk export quota", code="1029", detail=kept, **kwargs)
 
 
 def next_quota_reset(now: datetime | None = None, zone: ZoneInfo = QUOTA_TIMEZONE) -> datetime:

@@ -82,7 +82,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     config = SandboxConfig.for_profile("fast")
     config.data.people = 250
     config.data.programs = 2
-    data = fast_settings_dict(marketo__pacing__calls_per_20s=100)
+    data = fast_settings_dict()
     data["actions"] = [*data["actions"], *EXTRA_ACTIONS]
     settings_file = root / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(data))

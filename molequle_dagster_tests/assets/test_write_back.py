@@ -40,7 +40,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncEnv]:
         sync__programs=False,
         accounts__named_accounts=False,
         activities__types=[{"name": "Email Open"}],
-        marketo__pacing__calls_per_20s=100,
     )
     with open_sync_env(root, config, settings) as synced:
         report = run_sync(synced.defs, synced.instance)

@@ -1,0 +1,157 @@
+"""Files of the lake on a pyarrow filesystem: paths, atomic writes, reads, listings, temp-file sweeping.
+
+The filesystem is resolved on first use, never at construction, so definitions load with an `s3://`
+lake and no network (pyarrow resolves a bucket's region when the filesystem is created).
+
+Every write is atomic: the bytes go to a dot-named temp file beside the target, which is then moved over
+it (rename(2) on a local disk, a server-side copy on object stores), so a crash leaves the previous good
+file and readers never see half a file. Dot names are ignored by pyarrow's dataset discovery; temp files
+a killed process leaves behind are swept by `sweep_temp_files`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+TEMP_MARKER = ".tmp-"
+COMPRESSION = "zstd"
+
+
+class LakeError(RuntimeError):
+    pass
+
+
+def restore_seconds(table: pa.Table) -> pa.Table:
+    """Parquet has no seconds unit: our second-precision timestamps come back as ms; restore them."""
+    fields = [
+        pa.field(f.name, pa.timestamp("s", tz=f.type.tz), f.nullable, f.metadata)
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ms"
+        else f
+        for f in table.schema
+    ]
+    target = pa.schema(fields, table.schema.metadata)
+    return table if target.equals(table.schema) else table.cast(target)
+
+
+class Storage:
+    """One lake root on one filesystem."""
+
+    def __init__(self, uri: str) -> None:
+        if not uri:
+            raise LakeError("lake URI: expected a local directory or a pyarrow filesystem URI, got ''")
+        self.uri = uri
+
+    @cached_property
+    def _resolved(self) -> tuple[pafs.FileSystem, str, bool]:
+        if "://" in self.uri and not self.uri.startswith("file://"):
+            filesystem, root = pafs.FileSystem.from_uri(self.uri)
+            return filesystem, root.rstrip("/"), False
+        local = self.uri.removeprefix("file://")
+        return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve()), True
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._resolved[0]
+
+    @property
+    def root(self) -> str:
+        return self._resolved[1]
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri or self.uri.startswith("file://")
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def location(self, *parts: str) -> str:
+        """Human-readable location, for metadata and the CLI (never resolves the filesystem)."""
+        if self.is_local:
+            return str(Path(self.uri.removeprefix("file://"), *parts).expanduser().resolve())
+        return "/".join([self.uri.rstrip("/"), *parts])
+
+    # --- atomic writes -----------------------------------------------------------------------------
+    @contextmanager
+    def atomic_target(self, final_path: str) -> Iterator[str]:
+        parent, name = final_path.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        temp_path = f"{parent}/.{name}{TEMP_MARKER}{uuid.uuid4().hex}"
+        try:
+            yield temp_path
+            self.fs.move(temp_path, final_path)
+        except BaseException:
+            if self.fs.get_file_info(temp_path).type != pafs.FileType.NotFound:
+                self.fs.delete_file(temp_path)
+            raise
+
+    def write_parquet(self, final_path: str, table: pa.Table) -> None:
+        with self.atomic_target(final_path) as target:
+            pq.write_table(table, target, filesystem=self.fs, compression=COMPRESSION)
+
+    @contextmanager
+    def parquet_writer(self, final_path: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """Stream record batches into one Parquet file, published only if the block completes."""
+        with self.atomic_target(final_path) as target:
+            writer = pq.ParquetWriter(target, schema, filesystem=self.fs, compression=COMPRESSION)
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    def write_json(self, final_path: str, value: Any) -> None:
+        payload = json.dumps(value, sort_keys=True, default=str).encode("utf-8")
+        with self.atomic_target(final_path) as target, self.fs.open_output_stream(target) as stream:
+            stream.write(payload)
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
+    def read_json(self, path: str) -> Any | None:
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                return json.loads(stream.read().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        if columns is not None:
+            available = set(pq.read_schema(path, filesystem=self.fs).names)
+            columns = [c for c in columns if c in available]
+        return restore_seconds(pq.read_table(path, filesystem=self.fs, columns=columns))
+
+    def list(self, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(directory, recursive=recursive, allow_not_found=True)
+        return self.fs.get_file_info(selector)
+
+    def delete(self, path: str) -> None:
+        if self.exists(path):
+            self.fs.delete_file(path)
+
+    # --- housekeeping --------------------------------------------------------------------------------
+    def sweep_temp_files(self, older_than_s: float = 3600.0, now: float | None = None) -> list[str]:
+        """Delete temp files a killed writer left behind (older than any write still in progress)."""
+        cutoff_ns = int(((now if now is not None else time.time()) - older_than_s) * 1e9)
+        swept = []
+        for info in self.list(self.root, recursive=True):
+            if (
+                info.type == pafs.FileType.File
+                and info.base_name.startswith(".")
+                and TEMP_MARKER in info.base_name
+                and info.mtime_ns is not None
+                and info.mtime_ns < cutoff_ns
+            ):
+                self.fs.delete_file(info.path)
+                swept.append(info.path)
+        return swept

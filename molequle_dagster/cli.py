@@ -154,16 +154,26 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def table_counts(lake) -> dict[str, int]:
+    """Rows per table: a keyed table's current rows (from its manifest), every day of a day table, a log."""
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     counts: dict[str, int] = {}
-    for info in lake.fs.get_file_info(pafs.FileSelector(lake.root, allow_not_found=True)):
+    for info in lake.storage.list(lake.storage.root):
         if info.type != pafs.FileType.Directory or info.base_name.startswith("_"):
             continue
-        selector = pafs.FileSelector(info.path, recursive=True)
-        files = [f.path for f in lake.fs.get_file_info(selector) if f.path.endswith(".parquet")]
-        counts[info.base_name] = sum(pq.ParquetFile(f, filesystem=lake.fs).metadata.num_rows for f in files)
+        name = info.base_name
+        kind = lake.kind(name)
+        if kind == "keyed":
+            manifest = lake.storage.read_json(lake.storage.path(name, "_manifest.json")) or {}
+            counts[name] = int(manifest.get("rows", 0))
+        elif kind == "days":
+            days = lake.days(name)
+            counts[name] = sum(pq.ParquetFile(days.path(d), filesystem=lake.storage.fs).metadata.num_rows
+                               for d in days.days())
+        elif kind == "log":
+            table = lake.log(name).read(columns=[])
+            counts[name] = table.num_rows if table is not None else 0
     return dict(sorted(counts.items()))
 
 
@@ -226,9 +236,9 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
     for name, rows in table_counts(lake).items():
         print(f"  {name:28} {rows:>12,}")
     calls = sum(sandbox_counts.values()) if sandbox_counts else report.api_calls
-    print(f"Marketo API calls: {calls:,}; bulk exports: {report.exports}; bulk bytes: {report.bulk_bytes:,}")
+    print(f"Marketo API calls: {calls:,}; bulk exports: {report.exports}; export bytes: {report.export_bytes:,}")
     print(
-        f'Data lake: {lake.root}  (read a table: python -c "from molequle_dagster.lake import read_pandas; '
+        f'Data lake: {lake.location("")}  (read a table: python -c "from molequle_dagster.lake import read_pandas; '
         f"print(read_pandas('people'))\")"
     )
     print(f"Dagster instance: {home}")

@@ -7,16 +7,18 @@ appear in the run config shown in the UI.
 
 from __future__ import annotations
 
+import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.client import BulkConfig, MarketoClient, PacingConfig
 from molequle_dagster.marketo.config import RetryConfig
-from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.settings import MolequleSettings, parse_settings
 
 
 def default_state_dir() -> str:
@@ -80,11 +82,34 @@ class MarketoResource(dg.ConfigurableResource):
 class LakeResource(dg.ConfigurableResource):
     """The Parquet lake the sync writes and Molequle reads (local directory or pyarrow URI)."""
 
-    uri: str
+    uri: str = Field(description="local directory or pyarrow filesystem URI such as s3://bucket/prefix")
+
+    _lake: Lake | None = PrivateAttr(default=None)
 
     @property
     def lake(self) -> Lake:
-        return Lake(self.uri)
+        if self._lake is None:
+            self._lake = Lake(self.uri)
+        return self._lake
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """The Marketo extension settings, as validated when the definitions loaded (JSON of the YAML)."""
+
+    values: str = Field(description="the validated settings (MOLEQULE_SETTINGS), as JSON")
+
+    @classmethod
+    def of(cls, settings: MolequleSettings) -> SettingsResource:
+        return cls(values=settings.model_dump_json())
+
+    @property
+    def settings(self) -> MolequleSettings:
+        return _parsed_settings(self.values)
+
+
+@lru_cache(maxsize=8)
+def _parsed_settings(values: str) -> MolequleSettings:
+    return parse_settings(json.loads(values), "settings resource")
 
 
 def lake_uri(settings: MolequleSettings) -> str:
@@ -109,4 +134,5 @@ def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableReso
             quota_timezone=connection.quota_timezone,
         ),
         "lake": LakeResource(uri=lake_uri(settings)),
+        "settings": SettingsResource.of(settings),
     }

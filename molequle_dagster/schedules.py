@@ -1,4 +1,9 @@
-"""Schedules: a tick every sync interval (30 minutes by default) and a daily job that closes yesterday."""
+"""Schedules: the tick every `sync.interval_minutes`, the daily close, and write-back between ticks.
+
+The tick never overlaps itself: while one runs, the next is skipped with the reason shown in the UI, and
+the one after covers the gap (each table reads from its own cursor). Ticks wait for the first sync, and
+everything waits out a used-up Marketo quota.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +11,82 @@ from datetime import timedelta
 
 import dagster as dg
 
-from molequle_dagster.assets.common import quota_paused_until
-from molequle_dagster.assets.write_back import WRITE_BACK_JOB, write_back_enabled
-from molequle_dagster.jobs import marketo_daily_job, marketo_sync_job
+from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB, WRITE_BACK_JOB, write_back_enabled
 from molequle_dagster.lake import Lake
-from molequle_dagster.resources import lake_uri
+from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START, first_sync_done, tick_range
+from molequle_dagster.sync.run_kind import KIND_TAG, TICK
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def running(instance: dg.DagsterInstance, kind: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: kind}, statuses=IN_PROGRESS), limit=5))
+
+
+def automation_status(settings: MolequleSettings) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if settings.sync.automation else dg.DefaultScheduleStatus.STOPPED
 
 
 def build_schedules(
-    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition
+    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, lake_of: callable
 ) -> list[dg.ScheduleDefinition]:
-    # A sync step that hit Marketo's daily quota records it in the lake; ticks pause until the reset
-    # rather than fail every 30 minutes and spend more of the customer's quota.
-    lake = Lake(lake_uri(settings))
+    """`lake_of()` opens the lake when a schedule is evaluated (never at import: no I/O at load)."""
 
     @dg.schedule(
         name="marketo_sync_schedule",
         cron_schedule=settings.sync.cron_schedule,
-        job=marketo_sync_job,
+        job_name=SYNC_JOB,
         execution_timezone="UTC",
-        description=f"Every {settings.sync.interval_minutes} min: people, accounts and today's activities.",
+        default_status=automation_status(settings),
+        description=f"Every {settings.sync.interval_minutes} min: what changed in Marketo, into every table.",
     )
     def marketo_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        lake: Lake = lake_of()
         when = context.scheduled_execution_time
         if paused := quota_paused_until(lake, when):
             return dg.SkipReason(f"Marketo quota used up until {paused[0].isoformat()}: {paused[1]}")
-        key = partitions.get_partition_key_for_timestamp(when.timestamp())
-        return dg.RunRequest(run_key=f"tick-{when:%Y-%m-%dT%H%M}", partition_key=key)
+        if not first_sync_done(lake):
+            return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
+        if busy := running(context.instance, TICK):
+            return dg.SkipReason(
+                f"the previous tick (run {busy[0].run_id}) is still running; the next tick covers the gap"
+            )
+        with dg.partition_loading_context(effective_dt=when):
+            keys = partitions.get_partition_keys()
+        start, end = tick_range(lake, keys)
+        return dg.RunRequest(run_key=f"tick-{when:%Y-%m-%dT%H%M}", tags={RANGE_START: start, RANGE_END: end})
 
     @dg.schedule(
         name="marketo_daily_schedule",
-        # 01:15, not right after midnight: the hour-long lookback of the close also catches yesterday's
-        # records that Marketo made visible after midnight.
+        # 01:15, not right after midnight: Marketo makes some records visible minutes late.
         cron_schedule="15 1 * * *",
-        job=marketo_daily_job,
+        job_name=DAILY_JOB,
         execution_timezone="UTC",
-        description="01:15 UTC: close yesterday and refresh the smart-list population.",
+        default_status=automation_status(settings),
+        description="01:15 UTC: close yesterday in bulk, refresh the smart list, reconciliation slices.",
     )
     def marketo_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        lake: Lake = lake_of()
         if paused := quota_paused_until(lake, context.scheduled_execution_time):
             return dg.SkipReason(f"Marketo quota used up until {paused[0].isoformat()}: {paused[1]}")
+        if not first_sync_done(lake):
+            return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         yesterday = context.scheduled_execution_time - timedelta(days=1)
         key = partitions.get_partition_key_for_timestamp(yesterday.timestamp())
         return dg.RunRequest(run_key=f"close-{key}", partition_key=key)
 
     schedules = [marketo_sync_schedule, marketo_daily_schedule]
     if write_back_enabled(settings):
-        # Between ticks, so the values pushed are those of the freshly unified tables.
         schedules.append(
             dg.ScheduleDefinition(
                 name="marketo_write_back_schedule",
-                cron_schedule="20,50 * * * *",
+                cron_schedule="5,15,25,35,45,55 * * * *",  # between the 10-minute ticks
                 job_name=WRITE_BACK_JOB,
                 execution_timezone="UTC",
+                default_status=automation_status(settings),
                 description="Push changed Molequle attributes to Marketo (Sync Leads, updateOnly by id).",
             )
         )

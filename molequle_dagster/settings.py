@@ -220,11 +220,23 @@ class PeopleSettings(_Strict):
         description="lead fields to sync besides id, email, createdAt, updatedAt",
     )
 
-    @field_validator("attributes")
+    watched_fields: list[FieldName] = Field(
+        default_factory=list,
+        description="lead fields the smart list's rules use (e.g. unsubscribed): a tick watches their "
+        "changes too, so a person who joins the list shows within a tick, not at the daily refresh",
+    )
+
+    @field_validator("attributes", "watched_fields")
     @classmethod
     def _unique_attributes(cls, value: list[str]) -> list[str]:
         _unique(value, "attribute")
         return value
+
+    @property
+    def change_fields(self) -> list[str]:
+        """Fields whose changes a tick reads (Get Lead Changes reports only the fields it is asked for)."""
+        fields = [f for f in self.export_fields if f not in ("id", "createdAt", "updatedAt")]
+        return list(dict.fromkeys([*fields, *self.watched_fields])) or ["email"]
 
     # Write-back target fields, set by MolequleSettings: the sync must read back what we push.
     _write_back_fields: tuple[str, ...] = PrivateAttr(default=())
@@ -327,8 +339,32 @@ _ALLOWED_INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720, 1440)
 
 class SyncSettings(_Strict):
     history_days: int = Field(730, ge=1, le=1130, description="days of history; Marketo keeps ≤ 37 months")
-    interval_minutes: int = Field(30, description="minutes between incremental syncs (the schedule)")
+    interval_minutes: int = Field(
+        10,
+        description="minutes between ticks (the schedule); 10 keeps data within 15 minutes 95% of the time "
+        "and never older than 30 (docs/benchmarks.md, freshness)",
+    )
     programs: bool = Field(True, description="sync programs, channels and memberships")
+    automation: bool = Field(
+        False,
+        description="start the schedules and the onboarding sensor running by default (production: the "
+        "daemon alone then runs the first sync, the history and every tick); off for local development",
+    )
+    late_minutes: int = Field(
+        5,
+        ge=0,
+        le=120,
+        description="each tick re-reads this much before the previous one: Marketo can make records "
+        "visible a little after their timestamp [UNCONFIRMED how late]; the daily close re-exports the "
+        "whole previous day anyway",
+    )
+    rest_pages: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="REST pages (300 records each) a tick may read per feed before it switches to a bulk "
+        "export for the rest of the window (big deltas are cheaper in calls through bulk)",
+    )
 
     @field_validator("interval_minutes")
     @classmethod
@@ -343,6 +379,44 @@ class SyncSettings(_Strict):
     @property
     def cron_schedule(self) -> str:
         return f"*/{self.interval_minutes} * * * *"
+
+
+class BudgetSettings(_Strict):
+    """Our share of Marketo's daily quotas, shared with the customer's other integrations."""
+
+    daily_calls: int = Field(50_000, ge=1_000, le=10_000_000, description="the subscription's daily call quota")
+    call_share: float = Field(
+        0.5, gt=0, le=1, description="share of the daily call quota the sync may use (the rest is left "
+        "for the customer's other integrations)"
+    )
+    daily_export_mb: int = Field(500, ge=10, le=1_000_000, description="the subscription's daily bulk export MB")
+    export_share: float = Field(0.5, gt=0, le=1, description="share of the daily export bytes the sync may use")
+    tick_reserve: float = Field(
+        0.3,
+        ge=0,
+        lt=1,
+        description="share of our budget kept for ticks: history and reconciliation are deferred before "
+        "they would eat into it",
+    )
+
+    @property
+    def calls_limit(self) -> int:
+        return int(self.daily_calls * self.call_share)
+
+    @property
+    def export_bytes_limit(self) -> int:
+        return int(self.daily_export_mb * 1024 * 1024 * self.export_share)
+
+
+class ReconciliationSettings(_Strict):
+    """Periodic full re-reads that catch what change feeds cannot show; spread over days, budgeted."""
+
+    memberships_days: int = Field(
+        7, ge=1, le=90, description="every program's members are re-exported once per this many days"
+    )
+    accounts_days: int = Field(
+        1, ge=1, le=90, description="every company and named account is re-read once per this many days"
+    )
 
 
 # --- unification -------------------------------------------------------------------------------------
@@ -476,6 +550,8 @@ class MolequleSettings(_Strict):
     accounts: AccountSettings = AccountSettings()
     activities: ActivitySettings = ActivitySettings()
     sync: SyncSettings = SyncSettings()
+    budget: BudgetSettings = BudgetSettings()
+    reconciliation: ReconciliationSettings = ReconciliationSettings()
     unification: UnificationSettings = UnificationSettings()
     actions: list[ActionSettings] = Field(default_factory=list)
     write_back: WriteBackSettings = WriteBackSettings()

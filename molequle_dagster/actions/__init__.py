@@ -42,7 +42,7 @@ from molequle_dagster.actions.log import (
     outcome_of,
     progress,
 )
-from molequle_dagster.actions.op import build_action_job
+from molequle_dagster.actions.op import run_marketo_action
 from molequle_dagster.actions.people import UNIFIED_LINEAGE_TABLE, UNIFIED_LINKS_TABLE, resolve_lead_ids
 from molequle_dagster.actions.sending import MAX_CONSECUTIVE_FAILURES, BatchResult, BatchSender
 from molequle_dagster.actions.validation import (
@@ -79,7 +79,7 @@ __all__ = [
     "MarketoActionConfig",
     "Progress",
     "batches",
-    "build_action_job",
+    "run_marketo_action",
     "check_campaign",
     "check_targets",
     "default_action_config",

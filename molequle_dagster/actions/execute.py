@@ -16,12 +16,14 @@ from molequle_dagster.actions.validation import (
     parse_run_at,
     validate_tokens,
 )
+from molequle_dagster.conventions import fail_on_purpose
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import ActionSettings, MolequleSettings, SettingsError
 
 
-def _fail(description: str, metadata: dict[str, Any] | None = None) -> dg.Failure:
-    return dg.Failure(description=description, metadata=metadata or {}, allow_retries=False)
+def _fail(context: dg.OpExecutionContext, description: str, metadata: dict[str, Any] | None = None) -> dg.Failure:
+    # Bad action input fails the same way however often it runs: never retried, by the step or the run.
+    return fail_on_purpose(context, description, metadata)
 
 
 def execute_action(
@@ -34,7 +36,7 @@ def execute_action(
     try:
         action = settings.action(config.action)
     except SettingsError as error:
-        raise _fail(f"action: {error}") from None
+        raise _fail(context, f"action: {error}") from None
     now = datetime.now(UTC)
     try:
         check_targets(action, config)
@@ -50,7 +52,7 @@ def execute_action(
         )
         campaign_id = check_campaign(action, found)
     except ActionInputError as error:
-        raise _fail(f"action {action.name!r} was not run: {error}", {"errors": error.errors}) from None
+        raise _fail(context, f"action {action.name!r} was not run: {error}", {"errors": error.errors}) from None
 
     key = config.idempotency_key or context.run.root_run_id or context.run_id
     request_fingerprint = fingerprint(action, campaign_id, tokens, run_at)
@@ -58,6 +60,7 @@ def execute_action(
     before = progress(log.entries(key, action.name))
     if before.fingerprints and request_fingerprint not in before.fingerprints:
         raise _fail(
+            context,
             f"idempotency_key {key!r} was already used for action {action.name!r} with different tokens "
             "or run_at; use a new key for a different request"
         )
@@ -102,6 +105,7 @@ def _report(
             for r in bad
         ]
         raise _fail(
+            context,
             f"action {action.name!r}: {len(bad)} of {len(results)} batch(es) did not succeed; "
             f"re-execute the run (or relaunch with idempotency_key {key!r}) to send only those: "
             + "; ".join(lines),
@@ -109,6 +113,7 @@ def _report(
         )
     if skipped["held_uncertain"]:
         raise _fail(
+            context,
             f"action {action.name!r}: {skipped['held_uncertain']} people were held back because an "
             "earlier attempt may have reached Marketo; check in Marketo, then relaunch with "
             "resend_uncertain: true to send them",

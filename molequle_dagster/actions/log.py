@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from molequle_dagster.assets.common import or_empty
+from molequle_dagster.arrow_ops import or_empty
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.errors import (
     MalformedResponseError,
@@ -62,8 +62,8 @@ class ActionLog:
         self.lake = lake
 
     def read(self) -> pa.Table:
-        self.lake.compact_appended(ACTION_LOG_TABLE)
-        return or_empty(self.lake.read_appended(ACTION_LOG_TABLE), ACTION_LOG_SCHEMA)
+        self.lake.log(ACTION_LOG_TABLE).compact()
+        return or_empty(self.lake.log(ACTION_LOG_TABLE).read(), ACTION_LOG_SCHEMA)
 
     def entries(self, key: str, action: str) -> list[LogEntry]:
         table = self.read()
@@ -76,7 +76,7 @@ class ActionLog:
         ]
 
     def append(self, row: dict[str, Any]) -> None:
-        self.lake.append(ACTION_LOG_TABLE, pa.Table.from_pylist([row], schema=ACTION_LOG_SCHEMA))
+        self.lake.log(ACTION_LOG_TABLE).append(pa.Table.from_pylist([row], schema=ACTION_LOG_SCHEMA))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import dagster as dg
 from molequle_dagster.actions.batching import batches
 from molequle_dagster.actions.config import MarketoActionConfig
 from molequle_dagster.actions.log import SENDING, SUCCEEDED, ActionLog, Progress, outcome_of
-from molequle_dagster.assets.common import utcnow
+from molequle_dagster.clock import now as utcnow
 from molequle_dagster.marketo.errors import MarketoError
 from molequle_dagster.settings import ActionSettings
 

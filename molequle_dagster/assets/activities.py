@@ -1,338 +1,156 @@
-"""Activities: the configured types through bulk activity exports, one Parquet file per day.
+"""Activities: Marketo's activity types, the activities themselves by day, and Molequle's reconciled view.
 
-All configured types go into ONE export per ≤ 31-day window (never one export per type, the mistake of the
-best-known connectors). Rows are deduplicated by `marketoGUID` and carry the type's group from the
-settings. Types the instance lacks (Interesting Moment on some instances) are skipped with a warning;
-types whose Marketo retention is shorter than the requested history are reported in metadata
-("Email Sent available since …"), never left as a silent gap.
+* `marketo_activity_types` — the instance's types (types.json), re-read at most once a day (Marketo's
+  advice); configured types the instance lacks (Interesting Moment on some) are reported, not fatal.
+* `marketo_activities` — one file per day of the configured types plus the two the sync needs for
+  people and memberships (Merge Leads 32, Change Status in Progression 104). A tick reads what is new
+  since the day's cursor through the REST feed; the daily close, backfills and the first sync export
+  whole days in bulk (all types in one job per ≤ 31-day window, never one job per type).
+* `activities` — what Molequle reads: the configured types, with Marketo's deletions and merges applied
+  the way Marketo applies them to its own history (deleted leads' activities vanish, merged-away leads'
+  move to the winner). Applied on read (`views.read_activities`), so a deletion costs no rewrite; the
+  days holding many affected rows are compacted physically by the daily job.
 """
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+
+import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from molequle_dagster.assets.common import (
+from molequle_dagster import clock
+from molequle_dagster.arrow_ops import SYNCED_AT, TS, stamp
+from molequle_dagster.conventions import (
     BULK_POOL,
-    MARKETO_POOL,
-    MOLEQULE_GROUP,
-    OWNERS,
-    SYNCED_AT,
     accounting,
-    fetched_from_marketo,
-    or_empty,
+    computed_step,
+    data_age_metadata,
+    data_fresh_check,
+    data_fresh_spec,
+    marketo_step,
+    parse_iso,
+    record_step_totals,
     run_scope,
     schema_metadata,
-    utcnow,
 )
-from molequle_dagster.assets.daily_bulk import DailyBulkSpec, mark_covered, sync_days
-from molequle_dagster.assets.people import (
-    MERGES_TABLE,
-    TOMBSTONES_TABLE,
-    lifecycle_since,
-    save_lifecycle_mark,
+from molequle_dagster.lake import Lake
+from molequle_dagster.quota import quota_recorder
+from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
+from molequle_dagster.settings import KNOWN_ACTIVITY_TYPES, MolequleSettings
+from molequle_dagster.sync import overlay
+from molequle_dagster.sync.activity_rows import ACTIVITY_COLUMNS, ACTIVITY_CSV_SCHEMA, ACTIVITY_SCHEMA, with_groups
+from molequle_dagster.sync.day_files import (
+    DayOutcome,
+    covered_cursors,
+    day_end,
+    day_of_column,
+    day_start,
+    merge_into_days,
+    replace_days,
 )
-from molequle_dagster.partitions import partition_window
-from molequle_dagster.resources import LakeResource, MarketoResource
-from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.sync.run_kind import reads_rest
+from molequle_dagster.sync.windows import ReadReport, activity_requests, bulk_results, day_windows, read_activities
 
-ACTIVITIES_TABLE = "activities"
-ACTIVITY_TYPES_TABLE = "activity_types"
+ACTIVITY_TYPES_TABLE = "marketo_activity_types"
+MARKETO_ACTIVITIES = "marketo_activities"
+ACTIVITIES = "activities"
+MERGE_LEADS, CHANGE_STATUS = 32, 104
+# Read with the configured types: merges feed `person_merges`, program status changes feed `memberships`.
+LIFECYCLE_TYPES = (MERGE_LEADS, CHANGE_STATUS)
 TYPES_CACHE_TTL = timedelta(days=1)
-# Activities come from every lead, people only from the smart list: activities of people outside the list
-# are expected (unsubscribed people's bounces, say). Above this share the people sync is probably behind.
-UNKNOWN_PERSON_THRESHOLD = 0.10  # Marketo's advice: cache activity types for at least a day
+by_activity_day = day_of_column("activityDate")  # Marketo's advice: cache activity types for at least a day
 
-TS = pa.timestamp("s", tz="UTC")
-ACTIVITY_CSV_SCHEMA = pa.schema(
-    [
-        ("marketoGUID", pa.string()),
-        ("leadId", pa.int64()),
-        ("activityDate", TS),
-        ("activityTypeId", pa.int32()),
-        ("campaignId", pa.int64()),
-        ("primaryAttributeValueId", pa.string()),  # text in exports; not every type's PAV id is numeric
-        ("primaryAttributeValue", pa.string()),
-        ("attributes", pa.string()),  # the JSON object, as Marketo wrote it
-    ]
-)
-ACTIVITY_SCHEMA = ACTIVITY_CSV_SCHEMA.append(pa.field(SYNCED_AT, TS)).append(
-    pa.field("activity_group", pa.string())
-)
 ACTIVITY_TYPES_SCHEMA = pa.schema(
     [("id", pa.int32()), ("name", pa.string()), ("description", pa.string()), (SYNCED_AT, TS)]
 )
+_KNOWN_GROUPS = {t.id: t.group for t in KNOWN_ACTIVITY_TYPES}
 
 
-def build_activity_assets(settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition) -> list[Any]:
-    groups = settings.activities.group_of()
-    window_days = settings.marketo.bulk.window_days
-
-    @dg.asset(
-        name="marketo_activity_types",
-        **fetched_from_marketo(MARKETO_POOL),
-        metadata=schema_metadata(ACTIVITY_TYPES_SCHEMA),
-    )
-    def marketo_activity_types(
-        context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        """The instance's activity types (types.json), and which configured types it lacks."""
-        with accounting(marketo.client, lake.lake) as spent:
-            table = _fetch_types(marketo.client, lake.lake)
-        missing = _missing_types(settings, table)
-        for name in missing:
-            context.log.warning(f"Activity type {name!r} is configured but this Marketo instance lacks it")
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": table.num_rows, "missing_types": missing, **spent.metadata()}
-        )
-
-    def add_group(table: pa.Table) -> pa.Table:
-        type_ids = table.column("activityTypeId")
-        keys = pa.array(list(groups), pa.int32())
-        values = pa.array(list(groups.values()), pa.string())
-        index = pc.index_in(type_ids, value_set=keys)
-        group = pc.take(values, index)
-        return table.select([*ACTIVITY_CSV_SCHEMA.names, SYNCED_AT]).append_column("activity_group", group)
-
-    @dg.asset(
-        name=ACTIVITIES_TABLE,
-        key_prefix=None,
-        partitions_def=partitions,
-        **fetched_from_marketo(BULK_POOL),
-        deps=[marketo_activity_types],
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=window_days),
-        metadata=schema_metadata(ACTIVITY_SCHEMA),
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
-        check_specs=[
-            dg.AssetCheckSpec(
-                "row_count_matches_marketo",
-                asset=ACTIVITIES_TABLE,
-                blocking=True,
-                description="Rows read from the export files equal Marketo's numberOfRecords.",
-            ),
-            dg.AssetCheckSpec(
-                "known_people",
-                asset=ACTIVITIES_TABLE,
-                blocking=False,
-                description=f"At most {UNKNOWN_PERSON_THRESHOLD:.0%} of this run's activities "
-                "belong to people missing from the people table.",
-            ),
-        ],
-    )
-    def activities(context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource):
-        """Marketo activities of the configured types, per day (bulk activity export, createdAt windows).
-
-        One export per ≤ 31-day window covers all types; a tick on today exports only what is new since the
-        previous tick; rows are deduplicated by marketoGUID and carry `activity_group` from the settings.
-        """
-        client = marketo.client
-        now = utcnow()
-        with accounting(client, lake.lake) as spent:
-            types = _cached_types(client, lake.lake, now)
-            available = set(types.column("id").to_pylist())
-            missing = _missing_types(settings, types)
-            for name in missing:
-                context.log.warning(f"Skipping activity type {name!r}: this Marketo instance lacks it")
-            type_ids = [t for t in settings.activities.type_ids if t in available]
-            spec = DailyBulkSpec(
-                table=ACTIVITIES_TABLE,
-                entity="activities",
-                time_filter="createdAt",
-                fields=None,  # the 8 default columns
-                extra_filter={"activityTypeIds": type_ids},
-                schema=ACTIVITY_CSV_SCHEMA,
-                key="marketoGUID",
-                day_column="activityDate",
-                transform=add_group,
-                reuse_scope=run_scope(context),
-                exact_days=True,
-            )
-            keys = list(context.partition_keys)
-            outcome = sync_days(client, lake.lake, spec, keys, now, window_days) if type_ids else None
-            if outcome is None:  # nothing to export: the days are still covered (no re-close loops)
-                for key in keys:
-                    mark_covered(lake.lake, spec, key, min(partition_window(key)[1], now))
-        retention = retention_notes(settings, now, keys)
-        for note in retention["notes"]:
-            context.log.info(note)
-        added = types_added_since_history(lake.lake, type_ids, now)
-        for type_id, since in added.items():
-            context.log.warning(
-                f"Activity type {type_id} is synced since {since}: earlier days lack it until backfilled"
-            )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": outcome.rows if outcome else 0,
-                "new_rows": outcome.new_rows if outcome else 0,
-                "mode": outcome.mode if outcome else "skipped",
-                "windows": dg.MetadataValue.json(outcome.windows if outcome else []),
-                "missing_types": missing,
-                "retention": dg.MetadataValue.json(retention),
-                "types_added_later": dg.MetadataValue.json({str(k): v for k, v in added.items()}),
-                "location": lake.lake.location(ACTIVITIES_TABLE),
-                **spent.metadata(),
+# --- activity types ------------------------------------------------------------------------------------
+def fetch_activity_types(client: Any, lake: Lake) -> pa.Table:
+    rows = client.activity_types()
+    table = stamp(
+        pa.table(
+            {
+                "id": pa.array([int(r["id"]) for r in rows], pa.int32()),
+                "name": [r.get("name") for r in rows],
+                "description": [r.get("description") for r in rows],
             }
-        )
-        yield dg.AssetCheckResult(
-            check_name="row_count_matches_marketo",
-            passed=outcome is None or outcome.parsed_rows == outcome.exported_records,
-            metadata={
-                "parsed_rows": outcome.parsed_rows if outcome else 0,
-                "number_of_records": outcome.exported_records if outcome else 0,
-            },
-        )
-        unknown, total = unknown_people(lake.lake, keys)
-        yield dg.AssetCheckResult(
-            check_name="known_people",
-            passed=total == 0 or unknown / total <= UNKNOWN_PERSON_THRESHOLD,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"activities": total, "unknown_person": unknown},
-        )
-
-    @dg.asset(
-        name="activities_reconciled",
-        group_name=MOLEQULE_GROUP,
-        kinds={"parquet", "pyarrow"},
-        owners=OWNERS,
-        deps=[activities, TOMBSTONES_TABLE, MERGES_TABLE],
+        ),
+        clock.now(),
     )
-    def activities_reconciled(lake: LakeResource) -> dg.MaterializeResult:
-        """Apply Marketo deletions and merges to the stored activities, as Marketo does to its own: the
-        activities of deleted leads disappear, those of merged-away leads move to the (final) winner.
+    lake.keyed(ACTIVITY_TYPES_TABLE, "id").rebuild(table, meta={"fetched_at": clock.now().isoformat()})
+    return table
 
-        Two cheap passes: deletions and merges learned since the last run are looked up in every day
-        (one scan of the `leadId` column, only when there are any); days written since the last run (a
-        tick, or a backfill whose export predates a deletion) are checked against all of them. Only the
-        affected files are rewritten.
-        """
-        store = lake.lake
-        new_tombstones, new_merges, mark = lifecycle_since(store, "activities")
-        result = reconcile_activities(store, new_tombstones, new_merges)
-        if not result.skipped:  # a day rewritten concurrently is retried by the next run
-            save_lifecycle_mark(store, "activities", mark)
-        return dg.MaterializeResult(
-            metadata={
-                "new_deleted_leads": new_tombstones.num_rows,
-                "new_merged_leads": new_merges.num_rows,
-                "days_checked": len(result.checked),
-                "rewritten_partitions": dg.MetadataValue.json(result.rewritten),
-                "skipped_partitions": dg.MetadataValue.json(result.skipped),
-            }
+
+def activity_types(client: Any, lake: Lake, context: Any = None) -> pa.Table:
+    """The cached types, re-read when older than a day; a step that re-reads them reports the
+    materialization of `marketo_activity_types`, so the UI never shows that table as unmaterialized."""
+    keyed = lake.keyed(ACTIVITY_TYPES_TABLE, "id")
+    fetched_at = keyed.meta.get("fetched_at")
+    if fetched_at and clock.now() - parse_iso(fetched_at) < TYPES_CACHE_TTL:
+        return keyed.read()
+    table = fetch_activity_types(client, lake)
+    if context is not None:
+        context.log_event(
+            dg.AssetMaterialization(ACTIVITY_TYPES_TABLE, metadata={"dagster/row_count": table.num_rows})
         )
-
-    return [marketo_activity_types, activities, activities_reconciled]
-
-
-def unknown_people(store: Any, keys: list[str]) -> tuple[int, int]:
-    """(activities whose leadId is not a known person, activities) over the given days."""
-    table = store.read_partitions(ACTIVITIES_TABLE, keys, columns=["leadId"])
-    people = store.read_current("people", columns=["id"])
-    if table is None or people is None:
-        return 0, 0 if table is None else table.num_rows
-    known = pc.is_in(table.column("leadId"), value_set=people.column("id").combine_chunks())
-    return int(table.num_rows - pc.sum(known).as_py()), table.num_rows
+    return table
 
 
-@dataclass
-class Reconciled:
-    checked: list[str] = field(default_factory=list)
-    rewritten: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+def missing_types(settings: MolequleSettings, types: pa.Table) -> list[str]:
+    available = set(types["id"].to_pylist())
+    return [t.name for t in settings.activities.types if t.type_id not in available]
 
 
-def reconcile_activities(store: Any, new_tombstones: pa.Table, new_merges: pa.Table) -> Reconciled:
-    result = Reconciled()
-    keys = store.partition_keys(ACTIVITIES_TABLE)
-    if not keys:
-        return result
-    tombstones = or_empty(store.read_current(TOMBSTONES_TABLE), new_tombstones.schema)
-    merges = or_empty(store.read_current(MERGES_TABLE), new_merges.schema)
-    deleted = tombstones.column("id").combine_chunks().cast(pa.int64())
-    losers, winners = _final_winners(merges)
-    everyone = pa.concat_arrays([deleted, losers])
-    newly = pa.concat_arrays(
-        [
-            new_tombstones.column("id").combine_chunks().cast(pa.int64()),
-            new_merges.column("loser_id").combine_chunks().cast(pa.int64()),
-        ]
+def synced_type_groups(settings: MolequleSettings, types: pa.Table) -> dict[int, str]:
+    """Type id → group for every type `marketo_activities` holds (configured ones, and the lifecycle
+    types the sync needs), limited to the types the instance has."""
+    available = set(types["id"].to_pylist())
+    groups = {t: _KNOWN_GROUPS[t] for t in LIFECYCLE_TYPES}
+    groups |= settings.activities.group_of()
+    return {t: g for t, g in groups.items() if t in available}
+
+
+@dg.asset(
+    name=ACTIVITY_TYPES_TABLE,
+    **marketo_step(),
+    metadata=schema_metadata(
+        ACTIVITY_TYPES_SCHEMA, {"id": "Marketo activity type id", "name": "Marketo's name of the type"}
+    ),
+)
+def marketo_activity_types(
+    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+) -> dg.MaterializeResult:
+    """The instance's activity types (types.json), and which configured types it lacks."""
+    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+        table = fetch_activity_types(marketo.client, lake.lake)
+    missing = missing_types(settings.settings, table)
+    for name in missing:
+        context.log.warning(f"Activity type {name!r} is configured but this Marketo instance lacks it")
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": table.num_rows, "missing_types": missing, **spent.metadata()}
     )
-    state = store.read_state("activities_reconciled")
-    written = store.partition_mtimes(ACTIVITIES_TABLE)
-    fresh = [k for k in keys if state.get("checked", {}).get(k) != written.get(k)]
-    result.checked = fresh
-    touched = set(_days_with_leads(store, None, newly)) if len(newly) else set()
-    if fresh and len(everyone):
-        touched |= set(_days_with_leads(store, fresh, everyone))
-    for key in sorted(touched):
-        path = store.partition_path(ACTIVITIES_TABLE, key)
-        seen = store.fs.get_file_info(path).mtime
-        table = store.read_partition(ACTIVITIES_TABLE, key)
-        # Remap first, then drop: a loser whose winner was deleted later is gone too.
-        index = pc.index_in(table.column("leadId"), value_set=losers)
-        remapped = pc.if_else(pc.is_valid(index), pc.take(winners, index), table.column("leadId"))
-        table = table.set_column(table.column_names.index("leadId"), "leadId", remapped)
-        table = table.filter(pc.invert(pc.is_in(table.column("leadId"), value_set=deleted)))
-        if store.fs.get_file_info(path).mtime != seen:  # rewritten meanwhile by another run
-            result.skipped.append(key)
-            continue
-        store.write_partition(ACTIVITIES_TABLE, key, table)
-        result.rewritten.append(key)
-    after = store.partition_mtimes(ACTIVITIES_TABLE)  # our own rewrites are checked already
-    checked = {k: after.get(k, "") for k in keys if k not in result.skipped}
-    store.write_state("activities_reconciled", {"checked": checked})
-    return result
 
 
-def _final_winners(merges: pa.Table) -> tuple[pa.Array, pa.Array]:
-    """Each losing id and the winner it ends with, following chains (A→B then B→C gives A→C)."""
-    pairs = dict(
-        zip(merges.column("loser_id").to_pylist(), merges.column("winner_id").to_pylist(), strict=True)
-    )
-    final = {}
-    for loser in pairs:
-        winner, hops = pairs[loser], 0
-        while winner in pairs and hops < len(pairs):  # hops bound: a cycle cannot loop forever
-            winner, hops = pairs[winner], hops + 1
-        final[loser] = winner
-    return pa.array(list(final), pa.int64()), pa.array(list(final.values()), pa.int64())
+# --- what the history is missing, said out loud ---------------------------------------------------------------
+SYNCED_TYPES = "_synced_activity_types"
 
 
-def _days_with_leads(store: Any, keys: list[str] | None, lead_ids: pa.Array) -> list[str]:
-    """Days (all, or just `keys`) whose activities mention any of `lead_ids`, reading only `leadId`."""
-    if keys is not None:
-        days = []
-        for key in keys:
-            ids = store.read_partition(ACTIVITIES_TABLE, key, columns=["leadId"])
-            if ids is not None and pc.any(pc.is_in(ids.column("leadId"), value_set=lead_ids)).as_py():
-                days.append(key)
-        return days
-    dataset = ds.dataset(
-        store.path(ACTIVITIES_TABLE),
-        filesystem=store.fs,
-        format="parquet",
-        partitioning="hive",
-        exclude_invalid_files=True,
-    )
-    hits = dataset.to_table(columns=["date"], filter=pc.is_in(pc.field("leadId"), value_set=lead_ids))
-    return sorted(set(pc.unique(pc.cast(hits.column("date"), pa.string())).to_pylist()))
-
-
-def types_added_since_history(store: Any, type_ids: list[int], now: datetime) -> dict[int, str]:
+def types_added_since_history(lake: Lake, type_ids: list[int], now: datetime) -> dict[int, str]:
     """Types exported now that earlier syncs did not export (added to the settings, or new on the
     instance), with the day they started: older days lack them until a backfill, and we say so."""
-    state = store.read_state("activity_types_synced")
-    first_seen = {int(k): v for k, v in state.get("first_seen", {}).items()}
+    table = lake.keyed(SYNCED_TYPES, "type_id")
+    first_seen = {int(k): v for k, v in table.meta.get("first_seen", {}).items()}
     if not first_seen:  # the first sync defines the baseline
-        baseline = dict.fromkeys(type_ids, "")
-        store.write_state("activity_types_synced", {"first_seen": baseline})
+        table.commit(meta={"first_seen": {str(t): "" for t in type_ids}})
         return {}
     new = {t: now.date().isoformat() for t in type_ids if t not in first_seen}
     if new:
-        store.write_state("activity_types_synced", {"first_seen": {**first_seen, **new}})
+        table.commit(meta={"first_seen": {str(k): v for k, v in {**first_seen, **new}.items()}})
     return {t: since for t, since in {**first_seen, **new}.items() if since and t in type_ids}
 
 
@@ -343,39 +161,259 @@ def retention_notes(settings: MolequleSettings, now: datetime, keys: list[str]) 
         if activity_type.retention >= settings.sync.history_days:
             continue
         since = (now - timedelta(days=activity_type.retention)).date().isoformat()
-        notes.append(
-            f"{activity_type.name} available since {since} (Marketo keeps {activity_type.retention} days)"
-        )
+        notes.append(f"{activity_type.name} available since {since} (Marketo keeps {activity_type.retention} days)")
         if keys and keys[0] < since:
             truncated[activity_type.name] = since
     return {"notes": notes, "types_truncated_in_this_run": truncated}
 
 
-def _fetch_types(client: Any, lake: Any) -> pa.Table:
-    rows = client.activity_types()
-    now = utcnow()
-    table = pa.table(
-        {
-            "id": [int(r["id"]) for r in rows],
-            "name": [r.get("name") for r in rows],
-            "description": [r.get("description") for r in rows],
-            SYNCED_AT: [now] * len(rows),
-        },
-        ACTIVITY_TYPES_SCHEMA,
+# --- activities by day -----------------------------------------------------------------------------------
+def _filter_id(type_ids: list[int]) -> str:
+    return json.dumps({"activityTypeIds": sorted(type_ids)})
+
+
+def sync_activity_days(
+    context: Any, client: Any, lake: Lake, settings: MolequleSettings, keys: list[str]
+) -> tuple[DayOutcome, ReadReport, dict[str, Any]]:
+    """Bring the days `keys` up to date: REST since the cursors on a tick, whole days in bulk otherwise."""
+    now = clock.now()
+    types = activity_types(client, lake, context)
+    groups = synced_type_groups(settings, types)
+    type_ids = sorted(groups)
+    filter_id = _filter_id(type_ids)
+    days = lake.days(MARKETO_ACTIVITIES)
+    report, outcome = ReadReport(), DayOutcome()
+    info: dict[str, Any] = {"missing_types": missing_types(settings, types), "type_ids": type_ids}
+    open_days = [k for k in keys if day_start(k) <= now]
+    if not open_days:
+        return outcome, report, info
+    if reads_rest(context, keys, now):
+        windows = day_windows(open_days, covered_cursors(days, open_days, filter_id), now,
+                              timedelta(minutes=settings.sync.late_minutes))
+        if windows:
+            start, end = min(w[1] for w in windows), max(w[2] for w in windows)
+            tables = read_activities(client, type_ids, start, end, rest_pages=settings.sync.rest_pages,
+                                     now=now, window_days=settings.marketo.bulk.window_days,
+                                     reuse_scope=run_scope(context), report=report)
+            delta = _stamped(tables, groups)
+            merge_into_days(days, delta, by_activity_day, "marketoGUID", ACTIVITY_SCHEMA,
+                            {d: min(day_end(d), end) for d, _, end in windows}, filter_id, outcome)
+        return outcome, report, info
+    # Whole days in bulk, newest window first; each window's days are published as its export completes.
+    first, last = open_days[0], open_days[-1]
+    requests = activity_requests(day_start(first), min(day_end(last) - timedelta(seconds=1), now), type_ids,
+                                 settings.marketo.bulk.window_days)
+    requests.reverse()
+    report.windows.extend((r["filter"]["createdAt"]["startAt"], r["filter"]["createdAt"]["endAt"]) for r in requests)
+    scope = run_scope(context)
+    for index, stream in bulk_results(client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope):
+        window = requests[index]["filter"]["createdAt"]
+        covered = {
+            d: min(day_end(d), now)
+            for d in open_days
+            if window["startAt"][:10] <= d <= window["endAt"][:10]
+        }
+        replace_days(days, (_stamped([s], groups) for s in stream), by_activity_day, ACTIVITY_SCHEMA, covered,
+                     filter_id, outcome)
+    return outcome, report, info
+
+
+def _stamped(tables: Any, groups: dict[int, str]) -> pa.Table:
+    parts = [with_groups(stamp(t.table, t.as_of), groups).select(ACTIVITY_SCHEMA.names) for t in tables]
+    return pa.concat_tables(parts).cast(ACTIVITY_SCHEMA) if parts else ACTIVITY_SCHEMA.empty_table()
+
+
+def build_marketo_activities(partitions: dg.PartitionsDefinition, max_days_per_run: int = 93) -> dg.AssetsDefinition:
+    """The day-partitioned activities (a factory: the partitions follow `sync.history_days`)."""
+
+    @dg.asset(
+        name=MARKETO_ACTIVITIES,
+        partitions_def=partitions,
+        **marketo_step(BULK_POOL),
+        deps=[ACTIVITY_TYPES_TABLE],
+        # Several windows per run keep Marketo's two export slots busy with fewer Dagster runs.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=max_days_per_run),
+        metadata=schema_metadata(ACTIVITY_SCHEMA, ACTIVITY_COLUMNS),
     )
-    lake.write_current(ACTIVITY_TYPES_TABLE, table)
-    return table
+    def marketo_activities(
+        context: dg.AssetExecutionContext,
+        marketo: MarketoResource,
+        lake: LakeResource,
+        settings: SettingsResource,
+    ) -> dg.MaterializeResult:
+        """Marketo activities by day: the configured types plus Merge Leads (32) and Change Status in
+        Progression (104). A tick reads the delta since each day's cursor through the REST feed (a bulk
+        export past `sync.rest_pages` pages); the daily close, backfills and the first sync export whole
+        days in bulk, newest window first, all types in one job per ≤ 31-day window."""
+        keys = list(context.partition_keys)
+        with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+            outcome, report, info = sync_activity_days(context, marketo.client, lake.lake, settings.settings, keys)
+        spent.export_bytes = report.export_bytes
+        for name in info["missing_types"]:
+            context.log.warning(f"Skipping activity type {name!r}: this Marketo instance lacks it")
+        now = clock.now()
+        retention = retention_notes(settings.settings, now, keys)
+        for note in retention["notes"]:
+            context.log.info(note)
+        added = types_added_since_history(lake.lake, info["type_ids"], now) if info["type_ids"] else {}
+        for type_id, since in added.items():
+            context.log.warning(f"Activity type {type_id} is synced since {since}: earlier days lack it until backfilled")
+        for key in keys:
+            covered = outcome.covered_until.get(key)
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": outcome.rows_by_day.get(key, 0),
+                    "new_rows": outcome.new_rows_by_day.get(key, 0),
+                    **data_age_metadata(parse_iso(covered) if covered else None, now),
+                },
+                partition_key=key,
+            )
+        record_step_totals(context, {
+            "read": report.method or "nothing to read",
+            "windows": report.windows,
+            "run_rows": outcome.rows,
+            "run_new_rows": outcome.new_rows,
+            "missing_types": info["missing_types"],
+            "retention": retention,
+            "types_added_later": {str(k): v for k, v in added.items()},
+            **spent.metadata(),
+        })
+        return dg.MaterializeResult()
+
+    return marketo_activities
 
 
-def _cached_types(client: Any, lake: Any, now: datetime) -> pa.Table:
-    cached = lake.read_current(ACTIVITY_TYPES_TABLE)
-    if cached is not None and cached.num_rows:
-        fetched = pc.max(cached.column(SYNCED_AT)).as_py()
-        if fetched is not None and now - fetched.astimezone(UTC) < TYPES_CACHE_TTL:
-            return cached
-    return _fetch_types(client, lake)
+# --- the reconciled view ------------------------------------------------------------------------------------
+COMPACT_STALE_SHARE = 0.05  # a day is rewritten once this share of its rows is of deleted/merged-away leads
+UNKNOWN_PERSON_THRESHOLD = 0.10  # activities come from every lead, people only from the smart list
 
 
-def _missing_types(settings: MolequleSettings, types: pa.Table) -> list[str]:
-    available = set(types.column("id").to_pylist())
-    return [t.name for t in settings.activities.types if t.type_id not in available]
+def activities_complete_through(lake: Lake) -> Any:
+    """The newest day cursor of `marketo_activities`: the Marketo time up to which activities are in."""
+    days = lake.days(MARKETO_ACTIVITIES)
+    for day in reversed(days.days()):
+        covered = days.cursor(day).get("covered_until")
+        if covered:
+            return parse_iso(covered)
+    return None
+
+
+def compact_stale_days(lake: Lake, new_affected: pa.Array, meta: dict[str, Any]) -> dict[str, Any]:
+    """Count, per day, the rows that belong to newly deleted or merged-away leads (one scan of the days'
+    `leadId` column), and rewrite the days whose stale share passed `COMPACT_STALE_SHARE` with the
+    deletions and merges applied. Only days holding affected ids are ever rewritten."""
+    days = lake.days(MARKETO_ACTIVITIES)
+    stale: dict[str, int] = dict(meta.get("stale_rows", {}))
+    if len(new_affected):
+        for day in days.days():
+            ids = days.read(day, ["leadId"])
+            hits, _ = overlay.stale_share(ids["leadId"] if ids is not None else pa.array([], pa.int64()), new_affected)
+            if hits:
+                stale[day] = stale.get(day, 0) + hits
+    deleted, losers, winners = overlay_maps(lake)
+    rewritten = []
+    for day, count in sorted(stale.items()):
+        rows = days.cursor(day).get("rows") or 0
+        if rows and count / rows >= COMPACT_STALE_SHARE:
+            table = days.read(day)
+            if table is not None:
+                days.write(day, overlay.apply(table, deleted, losers, winners), {**days.cursor(day)})
+            rewritten.append(day)
+    for day in rewritten:
+        stale.pop(day, None)
+    return {"stale_rows": stale, "rewritten": rewritten}
+
+
+def newly_affected_leads(lake: Lake, meta: dict[str, Any]) -> tuple[pa.Array, dict[str, int]]:
+    """Leads deleted or merged away since the versions in `meta` (all of them on a first run)."""
+    found, cursors = [], {}
+    for table, key, column in (("person_tombstones", "id", "id"), ("person_merges", "loser_id", "loser_id")):
+        keyed = lake.keyed(table, key)
+        seen = int(meta.get(f"{table}_version", 0))
+        changes = keyed.changes_since(seen) if seen else None
+        rows = changes.upserts if changes is not None else keyed.read_or_none([column])
+        if rows is not None and rows.num_rows:
+            found.append(rows[column].combine_chunks().cast(pa.int64()))
+        cursors[f"{table}_version"] = keyed.version
+    return (pa.concat_arrays(found) if found else pa.array([], pa.int64())), cursors
+
+
+def overlay_maps(lake: Lake) -> tuple[pa.Array, pa.Array, pa.Array]:
+    from molequle_dagster.views import lifecycle_maps
+
+    return lifecycle_maps(lake)
+
+
+@dg.asset(
+    name=ACTIVITIES,
+    **computed_step(),
+    deps=[MARKETO_ACTIVITIES, "person_tombstones", "person_merges"],
+    metadata=schema_metadata(ACTIVITY_SCHEMA, ACTIVITY_COLUMNS),
+    check_specs=[
+        data_fresh_spec(ACTIVITIES),
+        dg.AssetCheckSpec(
+            "known_people",
+            asset=ACTIVITIES,
+            description=f"At most {UNKNOWN_PERSON_THRESHOLD:.0%} of the newest day's activities belong to "
+            "people missing from the people table (activities come from every lead, people from the smart "
+            "list; above this share the people sync is probably behind).",
+        ),
+    ],
+)
+def activities(context: dg.AssetExecutionContext, lake: LakeResource, settings: SettingsResource):
+    """What Molequle reads as activities: the configured types of `marketo_activities` with Marketo's
+    deletions and merges applied on read (read it with `molequle_dagster.lake.read_pandas("activities")`
+    or `molequle_dagster.views.read_activities`). Outside ticks, days where deleted or merged-away leads'
+    rows passed 5% are rewritten with them applied, so the stored files converge to Marketo's history."""
+    from molequle_dagster.sync.run_kind import TICK, run_kind
+
+    store = lake.lake
+    view_meta = store.keyed("_activities_view", "day")
+    meta = dict(view_meta.meta)
+    result: dict[str, Any] = {"rewritten": []}
+    if run_kind(context) != TICK:
+        new_affected, cursors = newly_affected_leads(store, meta)
+        result = compact_stale_days(store, new_affected, meta)
+        view_meta.commit(meta={**cursors, "stale_rows": result["stale_rows"]})
+    complete = activities_complete_through(store)
+    days = store.days(MARKETO_ACTIVITIES).days()
+    newest = days[-1:] if days else []
+    table = read_activities_view(store, settings.settings, newest, ["leadId"])
+    people = store.read_current("people", ["id"])
+    yield dg.MaterializeResult(
+        metadata={
+            "days": len(days),
+            "compacted_days": dg.MetadataValue.json(result["rewritten"]),
+            **data_age_metadata(complete),
+        }
+    )
+    yield data_fresh_check(complete, asset_key=ACTIVITIES)
+    yield known_people_check(table, people)
+
+
+def read_activities_view(lake: Lake, settings: MolequleSettings, days: list[str], columns: list[str]) -> Any:
+    from molequle_dagster.views import read_activities
+
+    return read_activities(lake, settings, days, columns)
+
+
+def known_people_check(table: pa.Table | None, people: pa.Table | None) -> dg.AssetCheckResult:
+    if table is None or table.num_rows == 0:
+        return dg.AssetCheckResult(
+            check_name="known_people", passed=False, severity=dg.AssetCheckSeverity.WARN,
+            description="cannot evaluate: no activities synced yet",
+        )
+    if people is None:
+        return dg.AssetCheckResult(
+            check_name="known_people", passed=False, severity=dg.AssetCheckSeverity.WARN,
+            description="cannot evaluate: the people table is not synced yet",
+            metadata={"activities": table.num_rows},
+        )
+    known = pc.is_in(table["leadId"], value_set=people["id"].combine_chunks())
+    unknown = int(table.num_rows - (pc.sum(known).as_py() or 0))
+    return dg.AssetCheckResult(
+        check_name="known_people",
+        passed=unknown / table.num_rows <= UNKNOWN_PERSON_THRESHOLD,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"activities": table.num_rows, "unknown_person": unknown},
+    )

@@ -1,53 +1,42 @@
-"""Programs, program types (channels) with their statuses, and memberships that heal after status renames.
+"""Programs and program types (channels) with their progression statuses, and the history of status changes.
 
-Memberships are keyed by (program id, lead id) and carry the status by **name** (as Marketo's program
-member export does), joined with the program's channel statuses (step, success). After a status is renamed
-in Marketo, a membership's name may for a while not be among its channel's statuses — our channel snapshot
-or our membership rows are older than the rename. Such memberships are never dropped and never fail the
-sync: they are held in `membership_retry` with the reason, their programs are re-exported on the next tick
-(after channels refreshed), and they are released as soon as the name resolves. An asset check warns while
-any are held, naming the programs and statuses.
-
-Per tick only the programs whose memberships changed are exported: those with Change Status in Progression
-activities (type 104) since the last tick, new programs, and programs with held memberships — up to 10
-programs per bulk job (Marketo's limit), never every program on every tick.
+* `marketo_channels` — one row per channel status (name, step, success), re-read each tick (one call;
+  written only when something changed), and `channel_status_history`: every status added, removed,
+  changed or renamed (a status whose step stayed but whose name changed is a rename). Renames feed the
+  membership healing (`sync/healing.py`).
+* `marketo_programs` — programs through the Asset API, incrementally by `earliestUpdatedAt`.
 """
 
-from datetime import datetime, timedelta
+
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from molequle_dagster.assets.common import (
-    BULK_POOL,
+from molequle_dagster import clock
+from molequle_dagster.arrow_ops import SYNCED_AT, TS, stamp
+from molequle_dagster.conventions import (
+    MARKETO_GROUP,
     MARKETO_POOL,
     MARKETO_RETRY,
-    MOLEQULE_GROUP,
     OWNERS,
-    SYNCED_AT,
     accounting,
-    fetched_from_marketo,
-    iso,
-    or_empty,
-    run_scope,
+    data_age_metadata,
+    data_fresh_check,
+    data_fresh_spec,
+    marketo_step,
+    parse_iso,
     schema_metadata,
-    stamp,
-    utcnow,
 )
-from molequle_dagster.assets.people import lifecycle_since, save_lifecycle_mark
-from molequle_dagster.resources import LakeResource, MarketoResource
-from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.lake.keyed import changed_rows
+from molequle_dagster.quota import quota_recorder
+from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 
-CHANNELS_TABLE = "channels"
-CHANNEL_HISTORY_TABLE = "channel_status_history"
-PROGRAMS_TABLE = "programs"
-MEMBERSHIPS_TABLE = "memberships"
-RETRY_TABLE = "membership_retry"
-PROGRAM_STATUS_CHANGE = 104
-PROGRAMS_PER_EXPORT = 10  # Marketo: filter.programIds takes at most 10
-TS = pa.timestamp("s", tz="UTC")
+CHANNELS = "marketo_channels"
+HISTORY = "channel_status_history"
+PROGRAMS = "marketo_programs"
 
 CHANNEL_SCHEMA = pa.schema(
     [
@@ -61,6 +50,13 @@ CHANNEL_SCHEMA = pa.schema(
         (SYNCED_AT, TS),
     ]
 )
+CHANNEL_COLUMNS = {
+    "channel_id": "Marketo channel (program type) id",
+    "channel": "channel name, as programs name it",
+    "status_name": "a progression status of the channel",
+    "step": "the status's position in the progression (0 = Not in Program)",
+    "success": "whether reaching the status counts as the program's success",
+}
 HISTORY_SCHEMA = pa.schema(
     [
         ("channel_id", pa.int64()),
@@ -87,221 +83,16 @@ PROGRAM_SCHEMA = pa.schema(
         (SYNCED_AT, TS),
     ]
 )
-PM_FIELDS = ["leadId", "statusName", "membershipDate", "reachedSuccess", "acquiredBy", "updatedAt"]
-PM_CSV_SCHEMA = pa.schema(
-    [
-        ("programId", pa.int64()),
-        ("leadId", pa.int64()),
-        ("statusName", pa.string()),
-        ("membershipDate", TS),
-        ("reachedSuccess", pa.string()),  # true/false or 0/1 depending on the instance [UNCONFIRMED]
-        ("acquiredBy", pa.string()),
-        ("updatedAt", TS),
-    ]
-)
-MEMBERSHIP_SCHEMA = pa.schema(
-    [
-        ("program_id", pa.int64()),
-        ("lead_id", pa.int64()),
-        ("status_name", pa.string()),
-        ("membership_date", TS),
-        ("reached_success", pa.bool_()),
-        ("acquired_by", pa.bool_()),
-        ("updated_at", TS),
-        ("channel", pa.string()),
-        ("step", pa.int64()),
-        ("success", pa.bool_()),
-        (SYNCED_AT, TS),
-    ]
-)
-RETRY_SCHEMA = MEMBERSHIP_SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("held_since", TS))
+PROGRAM_COLUMNS = {
+    "id": "Marketo program id",
+    "type": "Default, Event, Event with Webinar, Engagement or Email",
+    "channel": "the program's channel (program type), which defines its statuses",
+    "createdAt": "as Marketo writes it (Asset API format)",
+    "updatedAt": "as Marketo writes it (Asset API format)",
+}
 
 
-def build_program_assets(settings: MolequleSettings) -> list[Any]:
-    @dg.asset(
-        name="marketo_channels",
-        **fetched_from_marketo(MARKETO_POOL),
-        metadata=schema_metadata(CHANNEL_SCHEMA),
-    )
-    def marketo_channels(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
-        """Program types (channels) with their progression statuses, plus a history of status changes
-        and renames (a status whose step stayed but whose name changed is a rename)."""
-        store = lake.lake
-        now = utcnow()
-        with accounting(marketo.client, lake.lake) as spent:
-            channels = list(marketo.client.channels())
-        table = stamp(_channel_rows(channels), now)
-        previous = store.read_current(CHANNELS_TABLE)
-        changes = _status_changes(previous, table, now)
-        history = store.read_current(CHANNEL_HISTORY_TABLE)
-        if changes.num_rows:
-            history = pa.concat_tables([history, changes]) if history is not None else changes
-            store.write_current(CHANNEL_HISTORY_TABLE, history)
-        elif history is None:
-            store.write_current(CHANNEL_HISTORY_TABLE, HISTORY_SCHEMA.empty_table())
-        store.write_current(CHANNELS_TABLE, table)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": table.num_rows,
-                "channels": len(channels),
-                "status_changes": changes.num_rows,
-                "renames": dg.MetadataValue.json(
-                    [
-                        f"{r['channel']}: {r['old_name']} → {r['new_name']}"
-                        for r in changes.to_pylist()
-                        if r["change"] == "renamed"
-                    ]
-                ),
-                **spent.metadata(),
-            }
-        )
-
-    @dg.asset(
-        name="marketo_programs",
-        **fetched_from_marketo(MARKETO_POOL),
-        deps=[marketo_channels],
-        metadata=schema_metadata(PROGRAM_SCHEMA),
-    )
-    def marketo_programs(marketo: MarketoResource, lake: LakeResource) -> dg.MaterializeResult:
-        """Programs (Asset API browse), incrementally by `earliestUpdatedAt` since the last run."""
-        store = lake.lake
-        now = utcnow()
-        state = store.read_state("programs")
-        since = state.get("since")
-        with accounting(marketo.client, lake.lake) as spent:
-            if since:
-                rows = list(marketo.client.programs(earliest_updated_at=_parse(since), latest_updated_at=now))
-            else:
-                rows = list(marketo.client.programs())
-        fetched = stamp(_program_rows(rows), now)
-        existing = store.read_current(PROGRAMS_TABLE)
-        if existing is not None:
-            keep = existing.filter(pc.invert(pc.is_in(existing.column("id"), value_set=fetched.column("id"))))
-            table = pa.concat_tables([keep, fetched.cast(keep.schema)])
-        else:
-            table = fetched
-        table = table.sort_by("id")
-        store.write_current(PROGRAMS_TABLE, table)
-        new_ids = sorted(set(fetched.column("id").to_pylist()))
-        store.write_state("programs", {"since": iso(now), "changed": new_ids})
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": table.num_rows,
-                "fetched": len(rows),
-                "since": since or "",
-                **spent.metadata(),
-            }
-        )
-
-    @dg.multi_asset(
-        name="marketo_memberships",
-        group_name=MOLEQULE_GROUP,
-        pool=BULK_POOL,
-        retry_policy=MARKETO_RETRY,
-        specs=[
-            dg.AssetSpec(
-                MEMBERSHIPS_TABLE,
-                description="Program memberships keyed by (program_id, lead_id), status by name, joined with "
-                "the channel's statuses (step, success).",
-                deps=[marketo_programs, marketo_channels, "people"],
-                kinds={"marketo", "parquet"},
-                owners=OWNERS,
-                metadata=schema_metadata(MEMBERSHIP_SCHEMA),
-                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30)),
-            ),
-            dg.AssetSpec(
-                RETRY_TABLE,
-                description="Memberships held because their status name is not (yet) among the channel's "
-                "statuses (e.g. just renamed); retried every tick, released when they resolve.",
-                deps=[marketo_programs, marketo_channels],
-                kinds={"parquet"},
-                owners=OWNERS,
-                metadata=schema_metadata(RETRY_SCHEMA),
-            ),
-        ],
-        check_specs=[
-            dg.AssetCheckSpec(
-                "no_held_memberships",
-                asset=MEMBERSHIPS_TABLE,
-                blocking=False,
-                description="Warns while memberships wait for a status name to resolve.",
-            ),
-        ],
-    )
-    def marketo_memberships(context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource):
-        """Memberships of programs whose members changed since the last tick, via bulk program-member
-        exports (≤ 10 programs per job); rows whose status name does not resolve are held, not dropped."""
-        store = lake.lake
-        client = marketo.client
-        now = utcnow()
-        state = store.read_state("memberships")
-        channels = or_empty(store.read_current(CHANNELS_TABLE), CHANNEL_SCHEMA)
-        programs = or_empty(store.read_current(PROGRAMS_TABLE), PROGRAM_SCHEMA)
-        current = store.read_current(MEMBERSHIPS_TABLE)
-        held = store.read_current(RETRY_TABLE)
-        since = state.get("since")
-        tombstones, merges, mark = lifecycle_since(store, "memberships")
-        with accounting(client, lake.lake) as spent:
-            to_export = _programs_to_export(client, programs, current, held, channels, since, store)
-            # Marketo removes deleted leads' memberships and folds merged ones into the winner.
-            to_export = sorted(
-                set(to_export)
-                | _programs_of_leads(
-                    current,
-                    pa.concat_arrays(
-                        [tombstones.column("id").combine_chunks(), merges.column("loser_id").combine_chunks()]
-                    ),
-                )
-            )
-            requests = [
-                {"fields": PM_FIELDS, "filter": {"programIds": to_export[i : i + PROGRAMS_PER_EXPORT]}}
-                for i in range(0, len(to_export), PROGRAMS_PER_EXPORT)
-            ]
-            exported = [
-                pa.Table.from_batches([b]) if b.num_rows else None
-                for _i, result in client.bulk_export_many(
-                    "program/members", requests, schema=PM_CSV_SCHEMA, reuse_scope=run_scope(context)
-                )
-                for b in result.batches()
-            ]
-        fresh = _membership_rows([t for t in exported if t is not None], now)
-        # Replace the re-exported programs wholesale: that also removes members who left.
-        pending = _combine(
-            _without_programs(current, to_export),
-            _without_programs(_strip_retry(held), to_export),
-            fresh,
-        )
-        resolved, unresolved = _resolve(pending, channels, programs, held, now)
-        store.write_current(MEMBERSHIPS_TABLE, resolved)
-        store.write_current(RETRY_TABLE, unresolved)
-        store.write_state("memberships", {"since": iso(now)})
-        save_lifecycle_mark(store, "memberships", mark)
-        common = {"exported_programs": len(to_export), "exports": len(requests), **spent.metadata()}
-        yield dg.MaterializeResult(
-            asset_key=MEMBERSHIPS_TABLE,
-            metadata={"dagster/row_count": resolved.num_rows, "held": unresolved.num_rows, **common},
-        )
-        yield dg.MaterializeResult(asset_key=RETRY_TABLE, metadata={"dagster/row_count": unresolved.num_rows})
-        yield dg.AssetCheckResult(
-            check_name="no_held_memberships",
-            asset_key=MEMBERSHIPS_TABLE,
-            passed=unresolved.num_rows == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "held": unresolved.num_rows,
-                "by_program_and_status": dg.MetadataValue.json(_held_summary(unresolved)),
-            },
-        )
-
-    return [marketo_channels, marketo_programs, marketo_memberships]
-
-
-# --- helpers -----------------------------------------------------------------------------------------
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _channel_rows(channels: list[dict[str, Any]]) -> pa.Table:
+def channel_rows(channels: list[dict[str, Any]]) -> pa.Table:
     rows = [
         {
             "channel_id": int(c["id"]),
@@ -315,11 +106,11 @@ def _channel_rows(channels: list[dict[str, Any]]) -> pa.Table:
         for c in channels
         for s in c.get("progressionStatuses") or []
     ]
-    schema = CHANNEL_SCHEMA.remove(CHANNEL_SCHEMA.get_field_index(SYNCED_AT))
-    return pa.Table.from_pylist(rows, schema)
+    return pa.Table.from_pylist(rows, CHANNEL_SCHEMA.remove(CHANNEL_SCHEMA.get_field_index(SYNCED_AT)))
 
 
-def _status_changes(previous: pa.Table | None, current: pa.Table, now: Any) -> pa.Table:
+def status_changes(previous: pa.Table | None, current: pa.Table, now: Any) -> pa.Table:
+    """Statuses added, removed, renamed (same step, new name) or changed (success/hidden) since `previous`."""
     if previous is None:
         return HISTORY_SCHEMA.empty_table()
     before = {(r["channel_id"], r["step"]): r for r in previous.to_pylist()}
@@ -352,7 +143,58 @@ def _status_changes(previous: pa.Table | None, current: pa.Table, now: Any) -> p
     return pa.Table.from_pylist(changes, HISTORY_SCHEMA)
 
 
-def _program_rows(rows: list[dict[str, Any]]) -> pa.Table:
+@dg.multi_asset(
+    name="sync_channels",
+    group_name=MARKETO_GROUP,
+    pool=MARKETO_POOL,
+    retry_policy=MARKETO_RETRY,
+    specs=[
+        dg.AssetSpec(
+            CHANNELS,
+            description="Program types (channels) with their progression statuses: one row per status.",
+            kinds={"marketo", "parquet"},
+            owners=OWNERS,
+            metadata=schema_metadata(CHANNEL_SCHEMA, CHANNEL_COLUMNS),
+        ),
+        dg.AssetSpec(
+            HISTORY,
+            description="Every channel status added, removed, changed or renamed (same step, new name).",
+            kinds={"parquet"},
+            owners=OWNERS,
+            metadata=schema_metadata(HISTORY_SCHEMA),
+        ),
+    ],
+)
+def sync_channels(context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource):
+    """Re-read the channels (one call) and record what changed."""
+    store = lake.lake
+    now = clock.now()
+    with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
+        fetched = list(marketo.client.channels())
+    rows = channel_rows(fetched)
+    channels = store.keyed(CHANNELS, ["channel_id", "step"])
+    previous = channels.read_or_none()
+    changes = status_changes(previous, rows, now)
+    changed = changed_rows(previous, rows, ["channel_id", "step"], ignore=[SYNCED_AT])
+    gone = None
+    if previous is not None and previous.num_rows:
+        gone = previous.select(["channel_id", "step"]).join(rows.select(["channel_id", "step"]),
+                                                            ["channel_id", "step"], join_type="left anti")
+    meta = {"complete_through": now.isoformat()}
+    manifest = channels.commit(stamp(changed, now),
+                               gone if gone is not None and gone.num_rows else None, meta=meta)
+    history = store.keyed(HISTORY, ["channel_id", "step", "detected_at"])
+    history_manifest = history.commit(changes, meta=meta)
+    renames = [f"{r['channel']}: {r['old_name']} → {r['new_name']}" for r in changes.to_pylist() if r["change"] == "renamed"]
+    yield dg.MaterializeResult(
+        asset_key=CHANNELS,
+        metadata={"dagster/row_count": manifest.rows, "channels": len(fetched), "status_changes": changes.num_rows,
+                  "renames": dg.MetadataValue.json(renames), **data_age_metadata(now, now), **spent.metadata()},
+    )
+    yield dg.MaterializeResult(asset_key=HISTORY, metadata={"dagster/row_count": history_manifest.rows})
+
+
+def program_rows(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
@@ -373,138 +215,42 @@ def _program_rows(rows: list[dict[str, Any]]) -> pa.Table:
     )
 
 
-def _programs_to_export(client, programs, current, held, channels, since, store) -> list[int]:
-    """Programs whose memberships must be (re-)exported this tick."""
-    all_ids = set(programs.column("id").to_pylist())
-    if current is None:  # first sync: every program
-        return sorted(all_ids)
-    wanted: set[int] = set()
-    known = set(pc.unique(current.column("program_id")).to_pylist())
-    wanted |= set(store.read_state("programs").get("changed", [])) - known  # new programs
-    if since:
-        for activity in client.activities_since(_parse(since), [PROGRAM_STATUS_CHANGE]):
-            pav = activity.get("primaryAttributeValueId")
-            if pav is not None:
-                wanted.add(int(pav))
-    if held is not None and held.num_rows:
-        wanted |= set(held.column("program_id").to_pylist())
-    # Memberships whose status no longer resolves (the channel was renamed since): re-export their programs.
-    stale = _unresolvable(current, channels, programs)
-    wanted |= set(stale.column("program_id").to_pylist())
-    return sorted(wanted & all_ids)
-
-
-def _programs_of_leads(current: pa.Table | None, lead_ids: pa.Array) -> set[int]:
-    if current is None or len(lead_ids) == 0:
-        return set()
-    rows = current.filter(pc.is_in(current.column("lead_id"), value_set=lead_ids))
-    return set(pc.unique(rows.column("program_id")).to_pylist())
-
-
-def _membership_rows(parts: list[pa.Table], now: Any) -> pa.Table:
-    schema = MEMBERSHIP_SCHEMA
-    if not parts:
-        return schema.empty_table()
-    raw = pa.concat_tables(parts)
-    truthy = pa.array(["true", "1"])
-    table = pa.table(
-        {
-            "program_id": raw.column("programId"),
-            "lead_id": raw.column("leadId"),
-            "status_name": raw.column("statusName"),
-            "membership_date": raw.column("membershipDate"),
-            "reached_success": pc.is_in(pc.utf8_lower(raw.column("reachedSuccess")), value_set=truthy),
-            "acquired_by": pc.is_in(pc.utf8_lower(raw.column("acquiredBy")), value_set=truthy),
-            "updated_at": raw.column("updatedAt"),
-            "channel": pa.nulls(raw.num_rows, pa.string()),
-            "step": pa.nulls(raw.num_rows, pa.int64()),
-            "success": pa.nulls(raw.num_rows, pa.bool_()),
-        }
+@dg.asset(
+    name=PROGRAMS,
+    **marketo_step(),
+    deps=[CHANNELS],
+    metadata=schema_metadata(PROGRAM_SCHEMA, PROGRAM_COLUMNS),
+    check_specs=[data_fresh_spec(PROGRAMS)],
+)
+def marketo_programs(
+    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+):
+    """Programs (Asset API browse), incrementally: those created or updated since the last run."""
+    store = lake.lake
+    table = store.keyed(PROGRAMS, "id")
+    now = clock.now()
+    since = table.meta.get("read_through")
+    late = timedelta(minutes=settings.settings.sync.late_minutes)
+    with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
+        if since:
+            fetched = list(marketo.client.programs(earliest_updated_at=parse_iso(since) - late, latest_updated_at=now))
+        else:
+            fetched = list(marketo.client.programs())
+    rows = program_rows(fetched)
+    changed = changed_rows(table.read_or_none(), rows, ["id"], ignore=[SYNCED_AT])
+    manifest = table.commit(stamp(changed, now),
+                            meta={"read_through": now.isoformat(), "complete_through": now.isoformat()})
+    yield dg.MaterializeResult(
+        metadata={"dagster/row_count": manifest.rows, "fetched": len(fetched), "changed": changed.num_rows,
+                  "since": since or "", **data_age_metadata(now, now), **spent.metadata()}
     )
-    return stamp(table, now).cast(schema)
+    yield data_fresh_check(now, now)
 
 
-def _without_programs(table: pa.Table | None, program_ids: list[int]) -> pa.Table | None:
-    if table is None or not program_ids:
-        return table
-    return table.filter(
-        pc.invert(pc.is_in(table.column("program_id"), value_set=pa.array(program_ids, pa.int64())))
-    )
+def programs_added_since(store: Any, version: int) -> pa.Array:
+    """Program ids created since `version` of marketo_programs (all programs when the history is gone)."""
+    table = store.keyed(PROGRAMS, "id")
+    changes = table.changes_since(version) if version else None
+    rows = changes.upserts if changes is not None else table.read_or_none(["id"])
+    return rows["id"].combine_chunks() if rows is not None and rows.num_rows else pa.array([], pa.int64())
 
-
-def _strip_retry(held: pa.Table | None) -> pa.Table | None:
-    return held.select(MEMBERSHIP_SCHEMA.names) if held is not None else None
-
-
-def _combine(*tables: pa.Table | None) -> pa.Table:
-    parts = [t.select(MEMBERSHIP_SCHEMA.names).cast(MEMBERSHIP_SCHEMA) for t in tables if t is not None]
-    return pa.concat_tables(parts) if parts else MEMBERSHIP_SCHEMA.empty_table()
-
-
-def _lookup(channels: pa.Table, programs: pa.Table) -> pa.Table:
-    """(program_id, status_name) → channel, step, success."""
-    program_channel = programs.select(["id", "channel"]).rename_columns(["program_id", "channel"])
-    statuses = channels.select(["channel", "status_name", "step", "success"])
-    return program_channel.join(statuses, "channel", join_type="inner")
-
-
-def _unresolvable(memberships: pa.Table, channels: pa.Table, programs: pa.Table) -> pa.Table:
-    keys = memberships.select(["program_id", "status_name"])
-    matched = keys.join(_lookup(channels, programs), ["program_id", "status_name"], join_type="left anti")
-    return matched
-
-
-def _resolve(pending: pa.Table, channels: pa.Table, programs: pa.Table, held: pa.Table | None, now: Any):
-    base = pending.drop_columns(["channel", "step", "success"])
-    joined = base.join(_lookup(channels, programs), ["program_id", "status_name"], join_type="left outer")
-    joined = joined.select(MEMBERSHIP_SCHEMA.names).cast(MEMBERSHIP_SCHEMA)
-    ok = pc.is_valid(joined.column("step"))
-    resolved = joined.filter(ok).sort_by([("program_id", "ascending"), ("lead_id", "ascending")])
-    unresolved = joined.filter(pc.invert(ok))
-    program_channel = dict(
-        zip(programs.column("id").to_pylist(), programs.column("channel").to_pylist(), strict=True)
-    )
-    reasons = [
-        f"status {s!r} is not among the statuses of channel {program_channel.get(p)!r}"
-        if p in program_channel
-        else f"program {p} is unknown (not synced yet)"
-        for p, s in zip(
-            unresolved.column("program_id").to_pylist(),
-            unresolved.column("status_name").to_pylist(),
-            strict=True,
-        )
-    ]
-    since = _held_since(unresolved, held, now)
-    unresolved = unresolved.append_column("reason", pa.array(reasons, pa.string())).append_column(
-        "held_since", since
-    )
-    return resolved, unresolved.sort_by([("program_id", "ascending"), ("lead_id", "ascending")])
-
-
-def _held_since(unresolved: pa.Table, held: pa.Table | None, now: Any) -> pa.Array:
-    first_seen: dict[tuple[int, int], Any] = {}
-    if held is not None:
-        for p, lead, t in zip(
-            held.column("program_id").to_pylist(),
-            held.column("lead_id").to_pylist(),
-            held.column("held_since").to_pylist(),
-            strict=True,
-        ):
-            first_seen[(p, lead)] = t
-    values = [
-        first_seen.get((p, lead), now)
-        for p, lead in zip(
-            unresolved.column("program_id").to_pylist(), unresolved.column("lead_id").to_pylist(), strict=True
-        )
-    ]
-    return pa.array(values, TS)
-
-
-def _held_summary(unresolved: pa.Table) -> list[dict[str, Any]]:
-    if unresolved.num_rows == 0:
-        return []
-    grouped = unresolved.group_by(["program_id", "status_name"]).aggregate([("lead_id", "count")])
-    return [
-        {"program_id": r["program_id"], "status": r["status_name"], "memberships": r["lead_id_count"]}
-        for r in grouped.to_pylist()
-    ]

@@ -1,124 +1,87 @@
-"""Unified people and accounts: the customer's match rules applied to the current-state tables.
+"""Unified people and accounts: the customer's match rules applied to the current tables, with stable
+unified ids (see the unification package). Outputs and the engine's state are keyed tables, so a run
+writes only the rows whose unified id, membership or representative values changed."""
 
-Each run clusters the whole current table (vectorised; see the unification package for the measured cost
-and why a full recompute is the right trade-off) and keeps unified ids stable against the previous run's
-state, which is stored in the lake beside the outputs.
-"""
 
-from datetime import timedelta
 from typing import Any, Literal
 
 import dagster as dg
-import pyarrow as pa
 
-from molequle_dagster.assets.common import OWNERS, UNIFIED_GROUP, utcnow
+from molequle_dagster import clock
+from molequle_dagster.conventions import OWNERS, UNIFIED_GROUP, data_age_metadata, parse_iso
 from molequle_dagster.lake import Lake
-from molequle_dagster.resources import LakeResource
-from molequle_dagster.settings import MatchRule, MolequleSettings
+from molequle_dagster.resources import LakeResource, SettingsResource
 from molequle_dagster.unification import UnificationState, unify
 
-STATE_TABLES = ("links", "ids", "id_lineage")
+Entity = Literal["person", "account"]
+STATE_KEYS = {"links": ["source_id"], "ids": ["unified_id"], "id_lineage": ["retired_id"]}
+OUTPUT_KEYS = {"unified": ["unified_id"], "links": ["source_id"], "lineage": ["retired_id"]}
 
 
-def _build(
-    entity: Literal["person", "account"],
-    source_table: str,
-    id_column: str,
-    rules: list[MatchRule],
-    merged_sources_table: str | None,
-) -> Any:
+def _names(entity: Entity) -> dict[str, str]:
     plural = "people" if entity == "person" else "accounts"
-    unified_name, links_name, lineage_name = (
-        f"unified_{plural}",
-        f"{entity}_unified_links",
-        f"{entity}_id_lineage",
-    )
-    upstream = [source_table, *([merged_sources_table] if merged_sources_table else [])]
-    fresh = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30))
-
-    @dg.multi_asset(
-        name=f"unify_{plural}",
-        group_name=UNIFIED_GROUP,
-        specs=[
-            dg.AssetSpec(
-                unified_name,
-                description=f"Unified {plural}: one row per unified id, with "
-                "member count and representative attributes.",
-                kinds={"parquet", "pyarrow"},
-                owners=OWNERS,
-                freshness_policy=fresh,
-                deps=upstream,
-            ),
-            dg.AssetSpec(
-                links_name,
-                description=f"Marketo {entity} id → unified id, with the rule that matched.",
-                kinds={"parquet", "pyarrow"},
-                owners=OWNERS,
-                freshness_policy=fresh,
-                deps=upstream,
-            ),
-            dg.AssetSpec(
-                lineage_name,
-                description="Retired unified ids and the id that survived them.",
-                kinds={"parquet", "pyarrow"},
-                owners=OWNERS,
-                deps=upstream,
-            ),
-        ],
-    )
-    def unify_entity(context: dg.AssetExecutionContext, lake: LakeResource):
-        store = lake.lake
-        records = store.read_current(source_table)
-        if records is None:
-            raise dg.Failure(f"{source_table} has not been synced yet; materialize it first")
-        previous = _load_state(store, entity)
-        merged = store.read_current(merged_sources_table) if merged_sources_table else None
-        if merged is not None:
-            merged = merged.select(["loser_id", "winner_id"])
-        result = unify(
-            records,
-            id_column=id_column,
-            rules=rules,
-            previous=previous,
-            entity=entity,
-            now=utcnow(),
-            merged_sources=merged,
-        )
-        store.write_current(unified_name, result.unified)
-        store.write_current(links_name, result.links)
-        store.write_current(lineage_name, result.id_lineage)
-        for name, table in result.state.to_tables().items():
-            store.write_current(f"_unification_{entity}_{name}", table)
-        yield dg.MaterializeResult(
-            asset_key=unified_name,
-            metadata={
-                "dagster/row_count": result.unified.num_rows,
-                "source_rows": records.num_rows,
-                "rules": [r.name for r in rules],
-            },
-        )
-        yield dg.MaterializeResult(
-            asset_key=links_name, metadata={"dagster/row_count": result.links.num_rows}
-        )
-        yield dg.MaterializeResult(
-            asset_key=lineage_name, metadata={"dagster/row_count": result.id_lineage.num_rows}
-        )
-
-    return unify_entity
+    return {"unified": f"unified_{plural}", "links": f"{entity}_unified_links", "lineage": f"{entity}_id_lineage"}
 
 
-def _load_state(store: Lake, entity: str) -> UnificationState | None:
-    tables: dict[str, pa.Table] = {}
-    for name in STATE_TABLES:
-        table = store.read_current(f"_unification_{entity}_{name}")
+def _load_state(lake: Lake, entity: Entity) -> UnificationState | None:
+    tables = {}
+    for name, key in STATE_KEYS.items():
+        table = lake.keyed(f"_unification_{entity}_{name}", key).read_or_none()
         if table is None:
             return None
         tables[name] = table
     return UnificationState.from_tables(entity, tables)
 
 
-def build_unified_assets(settings: MolequleSettings) -> list[Any]:
-    return [
-        _build("person", "people", "id", settings.unification.people, "person_merges"),
-        _build("account", "accounts", "account_id", settings.unification.accounts, None),
-    ]
+def unify_table(lake: Lake, settings: Any, entity: Entity) -> dict[str, Any]:
+    source, id_column = ("people", "id") if entity == "person" else ("accounts", "account_id")
+    records = lake.read_current(source)
+    if records is None:
+        raise dg.Failure(f"{source} has not been synced yet; the first sync builds it")
+    rules = settings.unification.people if entity == "person" else settings.unification.accounts
+    merged = lake.read_current("person_merges", ["loser_id", "winner_id"]) if entity == "person" else None
+    result = unify(records, id_column=id_column, rules=rules, previous=_load_state(lake, entity), entity=entity,
+                   now=clock.now(), merged_sources=merged)
+    names = _names(entity)
+    written = {}
+    for part, table in (("unified", result.unified), ("links", result.links), ("lineage", result.id_lineage)):
+        manifest = lake.keyed(names[part], OUTPUT_KEYS[part]).commit_contents(table)
+        written[names[part]] = manifest.rows
+    for name, table in result.state.to_tables().items():
+        lake.keyed(f"_unification_{entity}_{name}", STATE_KEYS[name]).commit_contents(table)
+    return {"rows": written, "source_rows": records.num_rows}
+
+
+def build_unify(entity: Entity) -> dg.AssetsDefinition:
+    names = _names(entity)
+    source = "people" if entity == "person" else "accounts"
+    upstream = [source, *(["person_merges"] if entity == "person" else [])]
+    plural = "people" if entity == "person" else "accounts"
+
+    @dg.multi_asset(
+        name=f"unify_{plural}",
+        group_name=UNIFIED_GROUP,
+        specs=[
+            dg.AssetSpec(names["unified"], description=f"Unified {plural}: one row per unified id, with member "
+                         "count and representative attributes.", kinds={"parquet", "pyarrow"}, owners=OWNERS,
+                         deps=upstream),
+            dg.AssetSpec(names["links"], description=f"Marketo {entity} id → unified id, with the rule that matched.",
+                         kinds={"parquet", "pyarrow"}, owners=OWNERS, deps=upstream),
+            dg.AssetSpec(names["lineage"], description="Retired unified ids and the id that survived them.",
+                         kinds={"parquet", "pyarrow"}, owners=OWNERS, deps=upstream),
+        ],
+    )
+    def unify_entity(lake: LakeResource, settings: SettingsResource):
+        outcome = unify_table(lake.lake, settings.settings, entity)
+        complete = lake.lake.keyed(source, "id" if entity == "person" else "account_id").meta.get("complete_through")
+        age = data_age_metadata(parse_iso(complete) if complete else None)
+        for part in ("unified", "links", "lineage"):
+            yield dg.MaterializeResult(asset_key=names[part],
+                                       metadata={"dagster/row_count": outcome["rows"][names[part]], **age})
+
+    return unify_entity
+
+
+unify_people = build_unify("person")
+unify_accounts = build_unify("account")
+

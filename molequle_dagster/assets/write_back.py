@@ -22,16 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.actions.batching import batches
-from molequle_dagster.assets.common import (
-    ACTIONS_GROUP,
-    MARKETO_POOL,
-    OWNERS,
-    accounting,
-    or_empty,
-    schema_metadata,
-    utcnow,
-)
+from molequle_dagster import clock
+from molequle_dagster.arrow_ops import or_empty
+from molequle_dagster.conventions import ACTIONS_GROUP, MARKETO_POOL, OWNERS, accounting, fail_on_purpose, schema_metadata
 from molequle_dagster.lake import Lake
+from molequle_dagster.quota import quota_recorder
 from molequle_dagster.marketo.writes import SYNC_BATCH, SyncResult
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings, WriteBackMapping
@@ -42,6 +37,7 @@ LEDGER_TABLE = "write_back_ledger"
 FAILURES_TABLE = "write_back_failures"
 TS = pa.timestamp("s", tz="UTC")
 
+LEDGER_KEY = ["lead_id", "marketo_field"]
 LEDGER_SCHEMA = pa.schema(
     [("lead_id", pa.int64()), ("marketo_field", pa.string()), ("value", pa.string()), ("pushed_at", TS)]
 )
@@ -210,21 +206,6 @@ def _failure_rows(
     return rows
 
 
-def merge_ledger(ledger: pa.Table, rows: list[dict[str, Any]]) -> pa.Table:
-    """Replace the ledger rows of (lead, field) pairs just acknowledged."""
-    if not rows:
-        return ledger
-    added = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
-    old_keys = pc.binary_join_element_wise(
-        pc.cast(ledger["lead_id"], pa.string()), ledger["marketo_field"], "|"
-    )
-    new_keys = pc.binary_join_element_wise(
-        pc.cast(added["lead_id"], pa.string()), added["marketo_field"], "|"
-    )
-    kept = ledger.filter(pc.invert(pc.is_in(old_keys, value_set=new_keys.combine_chunks())))
-    return pa.concat_tables([kept, added]).sort_by([("lead_id", "ascending"), ("marketo_field", "ascending")])
-
-
 def _read(lake: Lake, table: str, schema: pa.Schema) -> pa.Table:
     return or_empty(lake.read_current(table), schema).select(schema.names).cast(schema)
 
@@ -242,7 +223,7 @@ def write_back(
     per_field = {m.marketo_field: changes(lake, m, ledger) for m in mappings}
     records, texts = build_records(per_field)
     chunks = batches(records, SYNC_BATCH)
-    now = utcnow()
+    now = clock.now()
     acked_rows: list[dict[str, Any]] = []
     failure_rows: list[dict[str, Any]] = []
     try:
@@ -252,8 +233,11 @@ def write_back(
             failure_rows += _failure_rows([r for r in results if not r.ok], chunk, texts, attempts, now)
     finally:
         # whatever Marketo acknowledged before a failure is recorded, so a rerun does not push it again
-        lake.write_current(LEDGER_TABLE, merge_ledger(ledger, acked_rows))
-        lake.write_current(FAILURES_TABLE, pa.Table.from_pylist(failure_rows, schema=FAILURES_SCHEMA))
+        acked = pa.Table.from_pylist(acked_rows, schema=LEDGER_SCHEMA)
+        lake.keyed(LEDGER_TABLE, LEDGER_KEY).commit(acked)
+        failures = pa.Table.from_pylist(failure_rows, schema=FAILURES_SCHEMA)
+        # This run's failures replace the previous ones: a record that went through is no longer failing.
+        lake.keyed(FAILURES_TABLE, LEDGER_KEY).commit_contents(failures)
     if failure_rows and log is not None:
         shown = ", ".join(
             f"lead {r['lead_id']} {r['marketo_field']}: {r['code']} {r['message']}" for r in failure_rows[:5]
@@ -295,11 +279,11 @@ def build_write_back_assets(settings: MolequleSettings) -> list[Any]:
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         client = marketo.client
-        with accounting(client, lake.lake) as spent:
+        with accounting(client, context, on_quota=quota_recorder(lake.lake)) as spent:
             try:
                 counts = write_back(lake.lake, client, mappings, context.log)
             except WriteBackError as error:
-                raise dg.Failure(description=str(error)) from None
+                raise fail_on_purpose(context, str(error)) from None
         return dg.MaterializeResult(
             metadata={
                 **spent.metadata(),
@@ -308,19 +292,6 @@ def build_write_back_assets(settings: MolequleSettings) -> list[Any]:
         )
 
     return [marketo_write_back]
-
-
-def build_write_back_jobs(settings: MolequleSettings) -> list[Any]:
-    if not write_back_enabled(settings):
-        return []
-    return [
-        dg.define_asset_job(
-            WRITE_BACK_JOB,
-            selection=[WRITE_BACK_ASSET],
-            tags={"molequle/kind": "write_back"},
-            description="Push changed Molequle attributes to Marketo (run after a sync).",
-        )
-    ]
 
 
 def write_back_enabled(settings: MolequleSettings) -> bool:

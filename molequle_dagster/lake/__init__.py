@@ -112,6 +112,13 @@ class Lake:
             raise LakeError(f"table {name!r} has no data under {self.location(name)}")
         return table
 
+    def read_current(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+        """A keyed table's current rows, or None before its first commit."""
+        data = self.storage.read_json(self.storage.path(name, MANIFEST))
+        if data is None:
+            return None
+        return self.keyed(name, list(data.get("key") or [])).read(columns)
+
     def sweep_temp_files(self, older_than_s: float = 3600.0) -> list[str]:
         return self.storage.sweep_temp_files(older_than_s)
 
@@ -123,5 +130,15 @@ def default_lake_uri() -> str:
 
 
 def read_pandas(table_name: str, lake_uri: str | None = None) -> Any:
-    """Read any lake table into a pandas DataFrame (the documented way in the README)."""
-    return Lake(lake_uri or default_lake_uri()).read_table(table_name).to_pandas()
+    """Read any lake table into a pandas DataFrame (the documented way in the README), including the
+    computed views such as `activities` (`molequle_dagster.views`)."""
+    from molequle_dagster.settings import load_settings
+    from molequle_dagster.views import VIEWS
+
+    lake = Lake(lake_uri or default_lake_uri())
+    if table_name in VIEWS:
+        table = VIEWS[table_name](lake, load_settings())
+        if table is None:
+            raise LakeError(f"view {table_name!r} has no data yet under {lake.location(table_name)}")
+        return table.to_pandas()
+    return lake.read_table(table_name).to_pandas()

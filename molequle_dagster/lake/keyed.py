@@ -27,6 +27,7 @@ that gets None and rebuilds from a full read.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -37,8 +38,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from molequle_dagster.lake.storage import LakeError, Storage
+from molequle_dagster.lake.storage import LakeError, Storage, restore_seconds
 
 DELETED = "__deleted"
 SEQ = "__seq"
@@ -78,6 +80,13 @@ class Manifest:
     meta: Mapping[str, Any] = field(default_factory=dict)
     committed_at: str = ""
     compacted: bool = False
+    schema_b64: str = ""  # the table's columns, so an empty table still has them
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        if not self.schema_b64:
+            return None
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema_b64)))
 
     @property
     def delta_rows(self) -> int:
@@ -99,6 +108,7 @@ class Manifest:
             "meta": dict(self.meta),
             "committed_at": self.committed_at,
             "compacted": self.compacted,
+            "schema": self.schema_b64,
         }
 
     @classmethod
@@ -115,6 +125,7 @@ class Manifest:
             meta=dict(data.get("meta") or {}),
             committed_at=str(data.get("committed_at", "")),
             compacted=bool(data.get("compacted", False)),
+            schema_b64=str(data.get("schema", "")),
         )
 
 
@@ -207,9 +218,20 @@ class KeyedTable:
             base = kept if base is None else pa.concat_tables(
                 [_without_keys(base, newest, self.key), kept], promote_options="default"
             )
-        if base is None:
-            raise LakeError(f"table {self.name!r} has no rows yet (no commit)")
+        base = _with_known_columns(base, manifest.schema, self.key)
         return base if columns is None else base.select([c for c in columns if c in base.column_names])
+
+    def schema(self) -> pa.Schema | None:
+        """The columns of the current version (from the files' footers, no rows read)."""
+        manifest = self.manifest()
+        schemas = [
+            pq.read_schema(self._path(f.path), filesystem=self.storage.fs) for f in (*manifest.base, *manifest.deltas)
+        ]
+        if not schemas:
+            return None
+        merged = pa.unify_schemas(schemas, promote_options="default")
+        kept = [f for f in merged if f.name not in (DELETED, SEQ)]
+        return restore_seconds(pa.schema(kept).empty_table()).schema
 
     def read_or_none(self, columns: Sequence[str] | None = None) -> pa.Table | None:
         manifest = self.manifest()
@@ -292,10 +314,14 @@ class KeyedTable:
                 raise VersionConflict(
                     f"table {self.name!r} is at version {current.version}, expected {expect_version}"
                 )
+            schema_b64 = _schema_b64(upserts) if upserts is not None else current.schema_b64
             upserts = _dedupe_last(upserts, self.key) if upserts is not None and upserts.num_rows else None
             deletes = _distinct_keys(deletes, self.key) if deletes is not None and deletes.num_rows else None
             merged_meta = {**current.meta, **(meta or {})}
-            if upserts is None and deletes is None and merged_meta == dict(current.meta):
+            if schema_b64 != current.schema_b64 and current.schema_b64 and upserts is None:
+                schema_b64 = current.schema_b64  # an empty upsert never narrows the known columns
+            unchanged = upserts is None and deletes is None and merged_meta == dict(current.meta)
+            if unchanged and schema_b64 == current.schema_b64:
                 return current
             version = current.version + 1
             added: tuple[FileRef, ...] = ()
@@ -317,6 +343,7 @@ class KeyedTable:
                 meta=merged_meta,
                 committed_at=_stamp(now),
                 compacted=False,
+                schema_b64=_merged_schema_b64(current.schema_b64, schema_b64),
             )
             self._publish(manifest)
             if self._needs_compaction(manifest):
@@ -338,10 +365,21 @@ class KeyedTable:
                 meta={**current.meta, **(meta or {}), "rebuilt_at_version": version},
                 committed_at=_stamp(None),
                 compacted=True,
+                schema_b64=_schema_b64(table),
             )
             self._publish(manifest)
             self.vacuum()
             return manifest
+
+    def commit_contents(
+        self, table: pa.Table, meta: Mapping[str, Any] | None = None, ignore: Sequence[str] = ()
+    ) -> Manifest:
+        """Make `table` the table's whole content, writing only what differs (the changed rows and the
+        keys that are gone), so consumers of the change feed see just the real changes."""
+        current = self.read_or_none()
+        upserts = changed_rows(current, _dedupe_last(table, self.key), self.key, ignore)
+        deletes = missing_keys(current, table, self.key)
+        return self.commit(upserts if upserts.num_rows else None, deletes, meta)
 
     def _present(
         self, current: Manifest, upserts: pa.Table | None, deletes: pa.Table | None
@@ -435,6 +473,33 @@ class KeyedTable:
 
 
 # --- Arrow helpers --------------------------------------------------------------------------------------
+def _with_known_columns(table: pa.Table | None, schema: pa.Schema | None, key: Sequence[str]) -> pa.Table:
+    """Every column the table is known to have, even when the files read hold fewer (deletes carry only
+    keys; an empty table has no file)."""
+    if table is None:
+        return schema.empty_table() if schema is not None else pa.table({k: pa.array([], pa.null()) for k in key})
+    if schema is None:
+        return table
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def _schema_b64(table: pa.Table) -> str:
+    fields = [f for f in table.schema if f.name not in (DELETED, SEQ)]
+    return base64.b64encode(pa.schema(fields).serialize().to_pybytes()).decode("ascii")
+
+
+def _merged_schema_b64(old: str, new: str) -> str:
+    """The union of the known columns (a commit may bring new ones; it never drops any)."""
+    if not old or old == new:
+        return new or old
+    schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(b))) for b in (old, new) if b]
+    merged = pa.unify_schemas(schemas, promote_options="default")
+    return base64.b64encode(merged.serialize().to_pybytes()).decode("ascii")
+
+
 def _stamp(now: datetime | None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).isoformat()
 
@@ -514,3 +579,37 @@ def _delta_table(upserts: pa.Table | None, deletes: pa.Table | None, key: Sequen
 def iter_batches(table: pa.Table, size: int) -> Iterator[pa.Table]:
     for offset in range(0, table.num_rows, size):
         yield table.slice(offset, size)
+
+
+def changed_rows(
+    current: pa.Table | None, fresh: pa.Table, key: Sequence[str], ignore: Sequence[str] = ()
+) -> pa.Table:
+    """Rows of `fresh` whose key is new or whose values differ from `current` (columns in `ignore`, such
+    as a fetch time, do not count): what a commit needs to write."""
+    if current is None or current.num_rows == 0 or fresh.num_rows == 0:
+        return fresh
+    key = list(key)
+    compare = [c for c in fresh.column_names if c not in key and c not in ignore and c in current.column_names]
+    renamed = [f"__old_{c}" for c in compare]
+    ours = current.select([*key, *compare]).rename_columns([*key, *renamed])
+    joined = fresh.append_column("__row", pa.array(range(fresh.num_rows), pa.int64())).join(
+        ours.append_column("__present", pa.repeat(pa.scalar(True), ours.num_rows)), key, join_type="left outer"
+    )
+    differs = pc.is_null(joined["__present"])
+    for c, old in zip(compare, renamed, strict=True):
+        new_values, old_values = joined[c], joined[old]
+        if old_values.type != new_values.type:
+            old_values = old_values.cast(new_values.type)
+        same = pc.fill_null(pc.equal(new_values, old_values), False)
+        both_null = pc.and_(pc.is_null(new_values), pc.is_null(old_values))
+        differs = pc.or_(differs, pc.invert(pc.or_(same, both_null)))
+    rows = joined.filter(differs).sort_by("__row")["__row"]
+    return fresh.take(rows)
+
+
+def missing_keys(current: pa.Table | None, fresh: pa.Table, key: Sequence[str]) -> pa.Table | None:
+    """Keys of `current` that `fresh` no longer has."""
+    if current is None or current.num_rows == 0:
+        return None
+    gone = _without_keys(current.select(list(key)), fresh.select(list(key)), key) if fresh.num_rows else current.select(list(key))
+    return gone if gone.num_rows else None

@@ -942,7 +942,14 @@ def _churn_activities(state: InstanceState, per_person: float, now_s: int, rng: 
     count = max(1, round(per_person * people)) if per_person > 0 and people > 0 else 0
     if count == 0:
         return 0
-    mix = {t: w for t, w in catalog.ACTIVITY_MIX.items() if t in {x["id"] for x in state.activity_types}}
+    # Change Data Value / Change Score only ever happen with the field change (`_churn_fields` makes both);
+    # Marketo never logs one for a lead whose value stayed the same.
+    field_changes = {catalog.CHANGE_DATA_VALUE, catalog.CHANGE_SCORE}
+    mix = {
+        t: w
+        for t, w in catalog.ACTIVITY_MIX.items()
+        if t in {x["id"] for x in state.activity_types} and t not in field_changes
+    }
     types = np.array(list(mix), np.int64)
     weights = np.array(list(mix.values()))
     leads = state.people["id"].to_numpy()[rng.integers(0, state.people.num_rows, count)]

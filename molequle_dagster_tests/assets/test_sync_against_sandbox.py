@@ -50,11 +50,13 @@ def _assert_people_match_truth(env, since: datetime) -> pa.Table:
 
 
 def _assert_activities_match_truth(env, now: datetime) -> None:
-    keys = env.lake.partition_keys("activities")
+    from molequle_dagster.views import read_activities
+
+    keys = env.lake.days("marketo_activities").days()
     start = partition_window(keys[0])[0]
     type_ids = [t for t in (10, 11, 8, 27, 6, 7, 46, 2, 1, 3, 22)]
     expected = truth.activities_truth(env.control.state, type_ids, start, now, now, enforce_retention=True)
-    ours = env.lake.read_partitions("activities")
+    ours = read_activities(env.lake, env.defs.resources["settings"].settings)
     assert ours is not None
     guids = ours["marketoGUID"].to_pylist()
     assert len(guids) == len(set(guids)), "activities must be deduplicated by marketoGUID"
@@ -103,8 +105,11 @@ def test_initial_sync_equals_ground_truth(sync_env, initial) -> None:
     }
     assert sync_env.lake.read_current("unified_people").num_rows > 0
     # 62 days of history is within every type's retention: nothing to report
-    event = sync_env.instance.get_latest_materialization_event(dg.AssetKey("activities"))
-    assert event.asset_materialization.metadata["retention"].value["notes"] == []
+    from molequle_dagster.conventions import step_totals
+
+    event = sync_env.instance.get_latest_materialization_event(dg.AssetKey("marketo_activities"))
+    run = sync_env.instance.get_run_by_id(event.run_id)
+    assert step_totals(run)["marketo_activities"]["retention"]["notes"] == []
 
 
 def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
@@ -156,11 +161,10 @@ def test_tick_with_nothing_changed_spends_few_calls(sync_env, initial) -> None:
     counts = sync_env.control.call_counts()
     total = sum(counts.values())
     bulk_creates = sum(v for k, v in counts.items() if k.endswith("/export/create.json"))
-    # A quiet tick: at most 2 bulk exports (people updates and activities since the last tick; none when
-    # the last tick ended in the same second), their enqueue/status/file calls, plus the REST feeds
-    # (deleted leads, merges, program status changes) and channels/programs: 20 calls in the demo run.
-    assert bulk_creates <= 2, counts
-    assert total <= 30, counts
+    # A quiet tick reads its (empty) delta through REST: no export at all; the feeds (activities in two
+    # groups of ≤ 10 types, lead changes, deleted leads), channels and programs: 13 calls in the demo run.
+    assert bulk_creates == 0, counts
+    assert total <= 15, counts
     assert counts.get("POST /bulk/v1/program/members/export/create.json", 0) == 0, counts
 
 
@@ -190,29 +194,27 @@ def test_backfill_of_62_days_spends_at_most_two_exports_per_entity(sync_env, ini
     """Dagster splits a backfill into runs of ≤ max_partitions_per_run days; each run is one export."""
     import dagster as dg
 
-    from molequle_dagster.jobs import INITIAL_JOB
-    from molequle_dagster.sync_runner import RANGE_END, RANGE_START
+    from molequle_dagster.jobs import HISTORY_JOB
+    from molequle_dagster.sync.plan import RANGE_END, RANGE_START
 
-    asset = sync_env.defs.resolve_assets_def("activities")
+    asset = sync_env.defs.resolve_assets_def("marketo_activities")
     per_run = asset.backfill_policy.max_partitions_per_run
     with dg.partition_loading_context(effective_dt=datetime.now(UTC)):
         keys = asset.partitions_def.get_partition_keys()[-63:-1]  # the 62 days before today
-    assert len(keys) == 62 and per_run == 31
+    assert len(keys) == 62 and per_run == 93
     sync_env.control.reset_counters()
-    job = sync_env.defs.resolve_job_def(INITIAL_JOB)
+    job = sync_env.defs.resolve_job_def(HISTORY_JOB)
     for start in range(0, len(keys), per_run):
         chunk = keys[start : start + per_run]
         result = job.execute_in_process(
-            instance=sync_env.instance,
-            asset_selection=[dg.AssetKey("activities")],
-            tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]},
+            instance=sync_env.instance, tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]}
         )
         assert result.success
         materialized = {e.partition for e in result.get_asset_materialization_events()}
         assert materialized == set(chunk)  # each day's partition is written separately
     counts = sync_env.control.call_counts()
     assert counts.get("POST /bulk/v1/activities/export/create.json", 0) <= 2, counts
-    assert all(sync_env.lake.read_partition("activities", k) is not None for k in keys)
+    assert all(sync_env.lake.days("marketo_activities").read(k) is not None for k in keys)
 
 
 def test_daily_job_closes_yesterday_and_refreshes_the_population(sync_env, initial) -> None:
@@ -229,8 +231,9 @@ def test_daily_job_closes_yesterday_and_refreshes_the_population(sync_env, initi
     )
     assert result.success
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    for table in ("activities", "people_updates"):
-        assert sync_env.lake.read_state(f"{table}/{yesterday}")["covered_until"] == midnight.isoformat()
+    for table in ("marketo_activities", "marketo_people_updates"):
+        cursor = sync_env.lake.days(table).cursor(yesterday)
+        assert cursor["covered_until"] == midnight.isoformat() and cursor["closed"]
     population = sync_env.instance.get_latest_materialization_event(dg.AssetKey("marketo_people_population"))
     assert population.run_id == result.run_id  # the smart list was re-exported: membership reconciled
     # Rebased on the fresh population: `in_sync_list` marks exactly the smart list's members; leads
@@ -253,9 +256,11 @@ def test_daily_quota_stops_the_sync_and_pauses_the_schedules(sync_env, initial) 
     assert any("daily quota exhausted, resets at" in f for f in result.failures), result.failures
     schedule = sync_env.defs.resolve_schedule_def("marketo_sync_schedule")
     now = datetime.now(UTC)
-    skipped = schedule(dg.build_schedule_context(scheduled_execution_time=now))
+    skipped = schedule(dg.build_schedule_context(scheduled_execution_time=now, instance=sync_env.instance))
     assert isinstance(skipped, dg.SkipReason) and "quota used up until" in skipped.skip_message
-    state = sync_env.lake.read_state("marketo_quota")
-    after_reset = datetime.fromisoformat(state["resets_at"]) + timedelta(minutes=1)
-    resumed = schedule(dg.build_schedule_context(scheduled_execution_time=after_reset))
+    from molequle_dagster.quota import quota_paused_until
+
+    resets_at, _reason = quota_paused_until(sync_env.lake, now)
+    after_reset = resets_at + timedelta(minutes=1)
+    resumed = schedule(dg.build_schedule_context(scheduled_execution_time=after_reset, instance=sync_env.instance))
     assert isinstance(resumed, dg.RunRequest)

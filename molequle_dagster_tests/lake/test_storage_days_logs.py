@@ -1,9 +1,11 @@
-"""The Parquet lake: atomic writes, second-precision timestamps, append-only logs under concurrency."""
+"""The lake's files: atomic writes, second-precision timestamps, day tables and their cursors, append-only
+logs under concurrency, temp files swept, no I/O when a lake is merely constructed."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,42 +17,54 @@ from molequle_dagster.lake import Lake, LakeError
 TS = pa.timestamp("s", tz="UTC")
 
 
-def test_current_tables_round_trip_with_second_timestamps(tmp_path: Path) -> None:
+def test_keyed_tables_round_trip_with_second_timestamps(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     table = pa.table({"id": [1, 2], "at": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2, TS)})
-    lake.write_current("people", table)
+    lake.keyed("people", "id").commit(table)
     assert lake.read_current("people").equals(table)  # Parquet stores ms; the lake restores seconds
     assert lake.read_table("people").num_rows == 2
+    assert lake.kind("people") == "keyed"
 
 
-def test_a_failed_write_leaves_the_previous_file(tmp_path: Path) -> None:
-    lake = Lake(str(tmp_path))
-    lake.write_current("t", pa.table({"x": [1]}))
-    path = lake.current_path("t")
-    with pytest.raises(RuntimeError), lake.writer(path, pa.schema([("x", pa.int64())])) as writer:
+def test_a_failed_streamed_write_leaves_the_previous_day_and_no_temp_file(tmp_path: Path) -> None:
+    days = Lake(str(tmp_path)).days("t")
+    days.write("2026-11-01", pa.table({"x": [1]}))
+    with pytest.raises(RuntimeError), days.writer("2026-11-01", pa.schema([("x", pa.int64())])) as writer:
         writer.write_table(pa.table({"x": [2, 3]}))
         raise RuntimeError("crash mid-write")
-    assert lake.read_current("t")["x"].to_pylist() == [1]
-    assert [p.name for p in (tmp_path / "t").iterdir()] == ["current.parquet"]  # no temp file left
+    assert days.read("2026-11-01")["x"].to_pylist() == [1]
+    assert [p.name for p in (tmp_path / "t" / "date=2026-11-01").iterdir()] == ["part.parquet"]
 
 
-def test_partitions_and_state(tmp_path: Path) -> None:
+def test_day_tables_keep_a_cursor_per_day(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
-    lake.write_partition("activities", "2026-11-02", pa.table({"x": [2]}))
-    lake.write_partition("activities", "2026-11-01", pa.table({"x": [1]}))
-    assert lake.partition_keys("activities") == ["2026-11-01", "2026-11-02"]
+    days = lake.days("activities")
+    days.write("2026-11-02", pa.table({"x": [2]}), {"covered_until": "2026-11-03T00:00:00+00:00"})
+    days.write("2026-11-01", pa.table({"x": [1]}))
+    assert days.days() == ["2026-11-01", "2026-11-02"]
     assert lake.read_table("activities")["x"].to_pylist() == [1, 2]
-    lake.write_state("a/b", {"covered_until": "2026-11-02T00:00:00+00:00"})
-    assert lake.read_state("a/b") == {"covered_until": "2026-11-02T00:00:00+00:00"}
-    assert lake.read_state("missing") == {}
+    assert days.cursor("2026-11-02") == {"covered_until": "2026-11-03T00:00:00+00:00", "rows": 1}
+    assert days.cursor("2026-11-01") == {}
     with pytest.raises(LakeError, match="no data"):
         lake.read_table("nothing")
 
 
+def test_written_stamps_change_when_a_day_is_rewritten(tmp_path: Path) -> None:
+    days = Lake(str(tmp_path)).days("activities")
+    days.write("2026-11-01", pa.table({"x": [1]}))
+    days.write("2026-11-02", pa.table({"x": [2]}))
+    old = Path(days.path("2026-11-02"))
+    os.utime(old, ns=(old.stat().st_mtime_ns - 10**9, old.stat().st_mtime_ns - 10**9))  # an older write
+    before = days.written()
+    days.write("2026-11-02", pa.table({"x": [3]}))
+    after = days.written()
+    assert before["2026-11-01"] == after["2026-11-01"] and before["2026-11-02"] != after["2026-11-02"]
+
+
 def _append_rows(root: str, writer: int, count: int) -> None:
-    lake = Lake(root)
+    log = Lake(root).log("log")
     for i in range(count):
-        lake.append("log", pa.table({"writer": [writer], "i": [i]}))
+        log.append(pa.table({"writer": [writer], "i": [i]}))
 
 
 def test_concurrent_appends_lose_nothing_and_keep_each_writers_order(tmp_path: Path) -> None:
@@ -61,23 +75,29 @@ def test_concurrent_appends_lose_nothing_and_keep_each_writers_order(tmp_path: P
     for process in writers:
         process.join(60)
         assert process.exitcode == 0
-    lake = Lake(str(tmp_path))
-    rows = lake.read_appended("log").to_pylist()
+    log = Lake(str(tmp_path)).log("log")
+    rows = log.read().to_pylist()
     assert len(rows) == 120
     for w in range(3):
         assert [r["i"] for r in rows if r["writer"] == w] == list(range(40))
-    assert lake.compact_appended("log", min_parts=100) == 120
-    assert lake.read_table("log").to_pylist() == rows  # same rows, same order, one file
+    assert log.compact(min_parts=100) == 120
+    assert Lake(str(tmp_path)).read_table("log").to_pylist() == rows  # same rows, same order, one file
 
 
-def test_partition_mtimes_change_when_a_day_is_rewritten(tmp_path: Path) -> None:
+def test_temp_files_left_by_a_killed_writer_are_swept_once_old(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
-    lake.write_partition("activities", "2026-11-01", pa.table({"x": [1]}))
-    lake.write_partition("activities", "2026-11-02", pa.table({"x": [2]}))
-    old = Path(lake.partition_path("activities", "2026-11-02"))
-    os.utime(old, ns=(old.stat().st_mtime_ns - 10**9, old.stat().st_mtime_ns - 10**9))  # an older write
-    before = lake.partition_mtimes("activities")
-    assert list(before) == ["2026-11-01", "2026-11-02"]
-    lake.write_partition("activities", "2026-11-02", pa.table({"x": [3]}))
-    after = lake.partition_mtimes("activities")
-    assert after["2026-11-01"] == before["2026-11-01"] and after["2026-11-02"] != before["2026-11-02"]
+    lake.days("t").write("2026-11-01", pa.table({"x": [1]}))
+    stale = tmp_path / "t" / "date=2026-11-01" / ".part.parquet.tmp-deadbeef"
+    fresh = tmp_path / "t" / ".current.parquet.tmp-cafebabe"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"being written")
+    hour_ago = time.time() - 7200
+    os.utime(stale, (hour_ago, hour_ago))
+    swept = lake.sweep_temp_files(older_than_s=3600)
+    assert [Path(p).name for p in swept] == [stale.name]
+    assert fresh.exists() and lake.days("t").read("2026-11-01")["x"].to_pylist() == [1]
+
+
+def test_constructing_an_object_store_lake_does_no_io() -> None:
+    lake = Lake("s3://no-such-bucket-anywhere/lake")  # resolving would need the network
+    assert lake.location("people") == "s3://no-such-bucket-anywhere/lake/people"

@@ -1,0 +1,219 @@
+"""The project's Dagster conventions, in one place: groups, owners, pools, retries, the asset naming rule,
+what every Marketo-calling step records, and how a step fails on purpose.
+
+Naming rule: an asset's key is the name of the lake table it writes. Tables named `marketo_*` hold
+Marketo's records as fetched (typed, nothing else); every other table is computed by Molequle. The
+group says where a step's data comes from: `marketo` steps call Marketo's API, `molequle` and
+`unification` steps only read the lake, `actions` steps write to Marketo.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from molequle_dagster import clock
+from molequle_dagster.marketo.errors import MarketoAuthError, MarketoFatalError, QuotaExhausted
+
+OWNERS = ["team:data-engineering"]
+MARKETO_GROUP = "marketo"
+MOLEQULE_GROUP = "molequle"
+UNIFIED_GROUP = "unification"
+ACTIONS_GROUP = "actions"
+MARKETO_POOL = "marketo_api"  # dagster.yaml sizes it so at most 2 Marketo-heavy steps run at once
+BULK_POOL = "marketo_bulk"  # bulk-export steps: Marketo processes 2 exports at a time per instance
+
+# The client already retries each call; a step retry covers what outlives those retries (a bulk job that
+# failed twice, a stuck job, a dropped download). Failures on purpose are raised with allow_retries=False.
+MARKETO_RETRY = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+# Freshness promise: what Molequle shows is never older than this (the data, not the run).
+PROMISE_MINUTES = 30
+SYNCED_AT = "_synced_at"
+# Dagster's run-retry daemon skips a run with this tag set to false when a step failed.
+RETRY_ON_STEP_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
+
+
+def marketo_step(pool: str = MARKETO_POOL) -> dict[str, Any]:
+    """What every asset whose step calls Marketo shares."""
+    return {
+        "group_name": MARKETO_GROUP,
+        "kinds": {"marketo", "parquet"},
+        "owners": OWNERS,
+        "pool": pool,
+        "retry_policy": MARKETO_RETRY,
+    }
+
+
+def computed_step(group: str = MOLEQULE_GROUP) -> dict[str, Any]:
+    """What every asset computed from the lake shares."""
+    return {"group_name": group, "kinds": {"parquet", "pyarrow"}, "owners": OWNERS}
+
+
+def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    """The Dagster run a step belongs to, across retries and re-executions (they share the root run):
+    the client reuses a bulk export within it, so a retry never pays twice."""
+    run = context.run
+    return run.root_run_id or run.run_id
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+# --- metadata -------------------------------------------------------------------------------------------
+def column_schema(schema: pa.Schema, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
+    """A Dagster column schema (shown in the UI) from an Arrow schema, with column descriptions."""
+    notes = descriptions or {}
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=f.name, type=str(f.type), description=notes.get(f.name)) for f in schema]
+    )
+
+
+def schema_metadata(schema: pa.Schema, descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {"dagster/column_schema": column_schema(schema, descriptions)}
+
+
+def data_age_metadata(complete_through: datetime | None, now: datetime | None = None) -> dict[str, Any]:
+    """The Marketo time up to which a table is complete, and how old that is: numeric, so the UI plots
+    data age over time."""
+    if complete_through is None:
+        return {"data_age_s": dg.MetadataValue.float(float("nan"))}
+    age = ((now or clock.now()) - complete_through).total_seconds()
+    return {
+        "data_complete_through": dg.MetadataValue.timestamp(complete_through),
+        "data_age_s": dg.MetadataValue.float(round(max(age, 0.0), 1)),
+    }
+
+
+def data_fresh_check(
+    complete_through: datetime | None, now: datetime | None = None, asset_key: str | None = None
+) -> dg.AssetCheckResult:
+    """Fails when the data (not the run) is older than the promise; says why when it cannot tell."""
+    now = now or clock.now()
+    if complete_through is None:
+        return dg.AssetCheckResult(
+            check_name="data_fresh",
+            asset_key=asset_key,
+            passed=False,
+            description="no complete data yet: the first sync has not finished",
+        )
+    age_min = (now - complete_through).total_seconds() / 60
+    return dg.AssetCheckResult(
+        check_name="data_fresh",
+        asset_key=asset_key,
+        passed=age_min <= PROMISE_MINUTES,
+        metadata={"data_age_min": round(age_min, 1), "promise_min": PROMISE_MINUTES},
+    )
+
+
+def data_fresh_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "data_fresh",
+        asset=asset,
+        description=f"The table's data is complete to within {PROMISE_MINUTES} minutes of Marketo's "
+        "(its high-water mark, not the time of the last run). Re-evaluated every few minutes by "
+        "marketo_data_freshness_sensor, so stale data shows even when no run happens.",
+    )
+
+
+# --- accounting and failures ------------------------------------------------------------------------------
+@dataclass
+class StepAccounting:
+    """API calls by endpoint, export ids and bytes spent by one step, for its metadata."""
+
+    started: float = field(default_factory=time.monotonic)
+    calls: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    downloaded_bytes: int = 0
+    export_bytes: int = 0  # fileSize of the exports this step created: what Marketo meters
+    exports_created: list[str] = field(default_factory=list)
+    exports_reused: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "api_calls": dg.MetadataValue.int(sum(self.calls.values())),
+            "api_calls_by_endpoint": dg.MetadataValue.json(dict(sorted(self.calls.items()))),
+            "marketo_errors": dg.MetadataValue.json(dict(sorted(self.errors.items()))),
+            "exports_created": dg.MetadataValue.int(len(self.exports_created)),
+            "export_ids": dg.MetadataValue.json(self.exports_created + self.exports_reused),
+            "export_bytes": dg.MetadataValue.int(self.export_bytes),
+            "downloaded_bytes": dg.MetadataValue.int(self.downloaded_bytes),
+            "duration_s": dg.MetadataValue.float(round(time.monotonic() - self.started, 3)),
+        }
+
+
+STEP_TOTALS_TAG = "molequle/spent"
+
+
+def record_step_totals(context: dg.AssetExecutionContext, totals: Mapping[str, Any]) -> None:
+    """A partitioned step's run-level figures (calls, exports, bytes, windows) go on the run, as one tag per
+    step, so each partition's materialization carries only its own figures."""
+    plain = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in totals.items()}
+    context.instance.add_run_tags(
+        context.run.run_id, {f"{STEP_TOTALS_TAG}/{context.op_execution_context.node_handle.name}": json.dumps(plain, default=str)}
+    )
+
+
+def step_totals(run: Any) -> dict[str, dict[str, Any]]:
+    """The figures `record_step_totals` left on a run, by step."""
+    prefix = f"{STEP_TOTALS_TAG}/"
+    return {k.removeprefix(prefix): json.loads(v) for k, v in run.tags.items() if k.startswith(prefix)}
+
+
+def fail_on_purpose(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext | None,
+    description: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> dg.Failure:
+    """A failure that neither the step's retry policy nor the run-retry daemon should retry: the same
+    request would fail the same way (quota, credentials, a request Marketo refuses, bad config)."""
+    if context is not None:
+        context.instance.add_run_tags(context.run.run_id, {RETRY_ON_STEP_FAILURE_TAG: "false"})
+    return dg.Failure(description=description, metadata=dict(metadata or {}), allow_retries=False)
+
+
+@contextmanager
+def accounting(
+    client: Any,
+    context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
+    on_quota: Any = None,
+) -> Iterator[StepAccounting]:
+    """Measure what the block spent through `client` (its counters are cumulative per process).
+
+    A used-up daily quota (607 calls, 1029 export bytes) is recorded (`on_quota`) so the automation pauses
+    until Marketo resets it, and fails the step on purpose: retrying before midnight Central only burns
+    more of the customer's quota. Auth and fatal errors fail on purpose too; transient ones propagate as
+    they are, for the step's retry policy.
+    """
+    result = StepAccounting()
+    try:
+        with client.stats.measure() as delta:
+            yield result
+    except QuotaExhausted as error:
+        if on_quota is not None:
+            on_quota(error)
+        raise fail_on_purpose(
+            context,
+            f"{error} — paused until the reset; the automation resumes by itself",
+            {"resets_at": error.resets_at.isoformat(), "marketo_code": error.code or ""},
+        ) from error
+    except (MarketoAuthError, MarketoFatalError) as error:
+        raise fail_on_purpose(context, str(error), {"marketo_code": error.code or ""}) from error
+    result.calls = delta["calls"]
+    result.errors = delta["errors"]
+    result.downloaded_bytes = delta["bulk_bytes"]
+    result.exports_created = delta["exports_created"]
+    result.exports_reused = delta["exports_reused"]

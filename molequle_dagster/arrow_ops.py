@@ -20,7 +20,9 @@ def dedupe_latest(table: pa.Table, key: str | Sequence[str], order_by: str = SYN
     if table.num_rows == 0:
         return table
     ranked = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    ranked = ranked.sort_by([*((k, "ascending") for k in keys), (order_by, "ascending"), ("__row", "ascending")])
+    ranked = ranked.sort_by(
+        [*((k, "ascending") for k in keys), (order_by, "ascending"), ("__row", "ascending")]
+    )
     n = ranked.num_rows
     differs = None
     for k in keys:
@@ -53,13 +55,16 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def ids(values: Any, type_: pa.DataType = pa.int64()) -> pa.Array:
+INT64 = pa.int64()
+
+
+def ids(values: Any, type_: pa.DataType = INT64) -> pa.Array:
     """A flat Arrow array of distinct, non-null ids from an array, chunked array or list."""
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else pa.array(values, type_)
     return pc.unique(array.cast(type_).drop_null())
 
 
-def key_table(name: str, values: Any, type_: pa.DataType = pa.int64()) -> pa.Table:
+def key_table(name: str, values: Any, type_: pa.DataType = INT64) -> pa.Table:
     return pa.table({name: ids(values, type_)})
 
 

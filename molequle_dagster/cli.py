@@ -236,9 +236,13 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
     for name, rows in table_counts(lake).items():
         print(f"  {name:28} {rows:>12,}")
     calls = sum(sandbox_counts.values()) if sandbox_counts else report.api_calls
-    print(f"Marketo API calls: {calls:,}; bulk exports: {report.exports}; export bytes: {report.export_bytes:,}")
     print(
-        f'Data lake: {lake.location("")}  (read a table: python -c "from molequle_dagster.lake import read_pandas; '
+        f"Marketo API calls: {calls:,}; bulk exports: {report.exports}; "
+        f"export bytes: {report.export_bytes:,}"
+    )
+    print(
+        f'Data lake: {lake.location("")}  (read a table: python -c '
+        f'"from molequle_dagster.lake import read_pandas; '
         f"print(read_pandas('people'))\")"
     )
     print(f"Dagster instance: {home}")

@@ -33,7 +33,9 @@ BULK_POOL = "marketo_bulk"  # bulk-export steps: Marketo processes 2 exports at 
 
 # The client already retries each call; a step retry covers what outlives those retries (a bulk job that
 # failed twice, a stuck job, a dropped download). Failures on purpose are raised with allow_retries=False.
-MARKETO_RETRY = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+MARKETO_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 # Freshness promise: what Molequle shows is never older than this (the data, not the run).
 PROMISE_MINUTES = 30
@@ -163,7 +165,12 @@ def record_step_totals(context: dg.AssetExecutionContext, totals: Mapping[str, A
     step, so each partition's materialization carries only its own figures."""
     plain = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in totals.items()}
     context.instance.add_run_tags(
-        context.run.run_id, {f"{STEP_TOTALS_TAG}/{context.op_execution_context.node_handle.name}": json.dumps(plain, default=str)}
+        context.run.run_id,
+        {
+            f"{STEP_TOTALS_TAG}/{context.op_execution_context.node_handle.name}": json.dumps(
+                plain, default=str
+            )
+        },
     )
 
 

@@ -22,39 +22,45 @@ WRITE_BACK_JOB = "marketo_write_back_job"
 WRITE_BACK_ASSET = "marketo_write_back"
 
 _SYNCED = dg.AssetSelection.groups(MARKETO_GROUP, MOLEQULE_GROUP, UNIFIED_GROUP)
-# Reconciliation (the smart-list refresh, program-member exports) runs daily, never on a tick.
-_RECONCILE = dg.AssetSelection.assets("marketo_people_population", "marketo_program_members")
 
-marketo_sync_job = dg.define_asset_job(
-    SYNC_JOB,
-    selection=_SYNCED - _RECONCILE,
-    description="A tick: read what changed since the last one (REST for small deltas) into every current "
-    "table. Runs every `sync.interval_minutes`; never two at once.",
-    tags={KIND_TAG: TICK},
-)
 
-marketo_daily_job = dg.define_asset_job(
-    DAILY_JOB,
-    selection=_SYNCED,
-    description="Close yesterday (bulk re-export of its people changes and activities), refresh the "
-    "smart-list membership, and run the day's reconciliation slices (program members, accounts).",
-    tags={KIND_TAG: DAILY},
-)
-
-marketo_initial_sync_job = dg.define_asset_job(
-    INITIAL_JOB,
-    selection=_SYNCED,
-    description="First sync: the smart list's people, accounts, programs and memberships, and the newest "
-    "week of activities; older history follows in marketo_history_job runs, newest first.",
-    tags={KIND_TAG: INITIAL},
-)
-
-marketo_history_job = dg.define_asset_job(
-    HISTORY_JOB,
-    selection=dg.AssetSelection.assets("marketo_activities"),
-    description="Activity history by day, newest first, in runs sized to the day's export budget.",
-    tags={KIND_TAG: HISTORY},
-)
+def sync_jobs(settings: MolequleSettings) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The tick, the daily close, the first sync and the history."""
+    # Reconciliation (the smart-list refresh, program-member exports) runs daily, never on a tick.
+    reconcile = [
+        "marketo_people_population",
+        *(["marketo_program_members"] if settings.sync.programs else []),
+    ]
+    return [
+        dg.define_asset_job(
+            SYNC_JOB,
+            selection=_SYNCED - dg.AssetSelection.assets(*reconcile),
+            description="A tick: read what changed since the last one (REST for small deltas) into every "
+            "current table. Runs every `sync.interval_minutes`; never two at once.",
+            tags={KIND_TAG: TICK},
+        ),
+        dg.define_asset_job(
+            DAILY_JOB,
+            selection=_SYNCED,
+            description="Close yesterday (bulk re-export of its people changes and activities), refresh the "
+            "smart-list membership, and run the day's reconciliation slices (program members, accounts).",
+            tags={KIND_TAG: DAILY},
+        ),
+        dg.define_asset_job(
+            INITIAL_JOB,
+            selection=_SYNCED,
+            description="First sync: the smart list's people, accounts, programs and memberships, and "
+            "today's "
+            "activities; the history follows in marketo_history_job runs, newest first.",
+            tags={KIND_TAG: INITIAL},
+        ),
+        dg.define_asset_job(
+            HISTORY_JOB,
+            selection=dg.AssetSelection.assets("marketo_activities"),
+            description="Activity history by day, newest first, in runs sized to the day's export budget.",
+            tags={KIND_TAG: HISTORY},
+        ),
+    ]
 
 
 def build_action_job(settings: MolequleSettings) -> dg.JobDefinition:
@@ -80,8 +86,7 @@ def write_back_enabled(settings: MolequleSettings) -> bool:
 
 
 def build_jobs(settings: MolequleSettings) -> list[object]:
-    jobs: list[object] = [marketo_sync_job, marketo_daily_job, marketo_initial_sync_job, marketo_history_job,
-                          build_action_job(settings)]
+    jobs: list[object] = [*sync_jobs(settings), build_action_job(settings)]
     if write_back_enabled(settings):
         jobs.append(
             dg.define_asset_job(

@@ -17,7 +17,11 @@ QUOTA_STATE = "_coordination/marketo_quota.json"
 def record_quota_stop(lake: Lake, error: QuotaExhausted) -> None:
     lake.storage.write_json(
         lake.storage.path(QUOTA_STATE),
-        {"reason": str(error), "resets_at": error.resets_at.isoformat(), "recorded_at": clock.now().isoformat()},
+        {
+            "reason": str(error),
+            "resets_at": error.resets_at.isoformat(),
+            "recorded_at": clock.now().isoformat(),
+        },
     )
 
 

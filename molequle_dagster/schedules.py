@@ -18,12 +18,19 @@ from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.plan import RANGE_END, RANGE_START, first_sync_done, tick_range
 from molequle_dagster.sync.run_kind import KIND_TAG, TICK
 
-IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def running(instance: dg.DagsterInstance, kind: str) -> list[dg.DagsterRun]:
-    return list(instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: kind}, statuses=IN_PROGRESS), limit=5))
+    return list(
+        instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: kind}, statuses=IN_PROGRESS), limit=5)
+    )
 
 
 def automation_status(settings: MolequleSettings) -> dg.DefaultScheduleStatus:

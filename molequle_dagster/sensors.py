@@ -46,16 +46,25 @@ def build_sensors(
         with dg.partition_loading_context(effective_dt=clock.now()):
             keys = partitions.get_partition_keys()
         done = context.instance.get_materialized_partitions(dg.AssetKey("marketo_activities"))
-        step = next_onboarding_step(lake, keys, set(done), clock.now(), HISTORY_DAYS_PER_RUN,
-                                    {"initial": INITIAL_JOB, "history": HISTORY_JOB})
+        step = next_onboarding_step(
+            lake,
+            keys,
+            set(done),
+            clock.now(),
+            HISTORY_DAYS_PER_RUN,
+            {"initial": INITIAL_JOB, "history": HISTORY_JOB},
+        )
         if step is None:
             return dg.SkipReason("the first sync and its history are complete")
         if isinstance(step, Wait):
             return dg.SkipReason(step.reason)
         assert isinstance(step, Step)
         tags = {KIND_TAG: step.kind, **step.range_tags, **step.tags}
-        request = dg.RunRequest(job_name=step.job, run_key=f"{step.kind}-{step.start}-{step.end}-{clock.now():%Y%m%d%H%M}",
-                                tags=tags)
+        request = dg.RunRequest(
+            job_name=step.job,
+            run_key=f"{step.kind}-{step.start}-{step.end}-{clock.now():%Y%m%d%H%M}",
+            tags=tags,
+        )
         context.log.info(step.description)
         return dg.SensorResult(run_requests=[request])
 
@@ -63,7 +72,8 @@ def build_sensors(
         name="marketo_data_freshness_sensor",
         minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Every 2 minutes: fails a table's data_fresh check when its data (its high-water mark) is "
+        description="Every 2 minutes: fails a table's data_fresh check when its data (its high-water mark) "
+        "is "
         f"older than {PROMISE_MINUTES} minutes, whether or not a run is happening.",
     )
     def marketo_data_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -79,8 +89,10 @@ def build_sensors(
                     asset_key=dg.AssetKey(table),
                     check_name="data_fresh",
                     passed=age_min is not None and age_min <= PROMISE_MINUTES,
-                    metadata={"data_age_min": round(age_min, 1) if age_min is not None else -1.0,
-                              "promise_min": PROMISE_MINUTES},
+                    metadata={
+                        "data_age_min": round(age_min, 1) if age_min is not None else -1.0,
+                        "promise_min": PROMISE_MINUTES,
+                    },
                     description=None if complete else "no complete data yet: the first sync has not finished",
                 )
             )

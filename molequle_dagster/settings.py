@@ -384,13 +384,19 @@ class SyncSettings(_Strict):
 class BudgetSettings(_Strict):
     """Our share of Marketo's daily quotas, shared with the customer's other integrations."""
 
-    daily_calls: int = Field(50_000, ge=1_000, le=10_000_000, description="the subscription's daily call quota")
+    daily_calls: int = Field(
+        50_000, ge=1_000, le=10_000_000, description="the subscription's daily call quota"
+    )
     call_share: float = Field(
         0.5, gt=0, le=1, description="share of the daily call quota the sync may use (the rest is left "
         "for the customer's other integrations)"
     )
-    daily_export_mb: int = Field(500, ge=10, le=1_000_000, description="the subscription's daily bulk export MB")
-    export_share: float = Field(0.5, gt=0, le=1, description="share of the daily export bytes the sync may use")
+    daily_export_mb: int = Field(
+        500, ge=10, le=1_000_000, description="the subscription's daily bulk export MB"
+    )
+    export_share: float = Field(
+        0.5, gt=0, le=1, description="share of the daily export bytes the sync may use"
+    )
     tick_reserve: float = Field(
         0.3,
         ge=0,

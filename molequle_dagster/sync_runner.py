@@ -77,25 +77,48 @@ def run_sync(
         assert isinstance(step, Step)
         report.kind = "initial"
         say(f"{step.description} ...")
-        _run(report, defs.resolve_job_def(step.job), instance, run_config, tags={**step.range_tags, **step.tags})
+        _run(
+            report,
+            defs.resolve_job_def(step.job),
+            instance,
+            run_config,
+            tags={**step.range_tags, **step.tags},
+        )
         if not report.success:
             return report
     yesterday = keys[-2] if len(keys) > 1 else None
-    if report.kind == "tick" and yesterday and not lake.days("marketo_activities").cursor(yesterday).get("closed"):
+    if (
+        report.kind == "tick"
+        and yesterday
+        and not lake.days("marketo_activities").cursor(yesterday).get("closed")
+    ):
         # What the daily schedule does after midnight, for setups that only run `molequle sync`.
         say(f"closing {yesterday}: bulk re-export, smart-list refresh, reconciliation ...")
-        _run(report, defs.resolve_job_def(DAILY_JOB), instance, run_config, partition_key=yesterday,
-             tags={KIND_TAG: DAILY})
+        _run(
+            report,
+            defs.resolve_job_def(DAILY_JOB),
+            instance,
+            run_config,
+            partition_key=yesterday,
+            tags={KIND_TAG: DAILY},
+        )
         if not report.success:
             return report
     start, end = tick_range(lake, keys)
     say(f"tick: what changed since the last sync ({start}..{end}) ...")
-    _run(report, defs.resolve_job_def(SYNC_JOB), instance, run_config,
-         tags={KIND_TAG: TICK, RANGE_START: start, RANGE_END: end})
+    _run(
+        report,
+        defs.resolve_job_def(SYNC_JOB),
+        instance,
+        run_config,
+        tags={KIND_TAG: TICK, RANGE_START: start, RANGE_END: end},
+    )
     return report
 
 
-def _run(report: SyncReport, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, **kwargs) -> None:
+def _run(
+    report: SyncReport, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, **kwargs
+) -> None:
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
     report.runs.append(result.run_id)
     counted: set[str | None] = set()

@@ -25,15 +25,24 @@ def lifecycle_maps(lake: Lake) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(deleted lead ids, merged-away ids, the winner each ends in)."""
     tombstones = lake.read_current(TOMBSTONES, ["id"])
     merges = lake.read_current(MERGES, ["loser_id", "winner_id"])
-    deleted = tombstones["id"].combine_chunks().cast(pa.int64()) if tombstones is not None else pa.array([], pa.int64())
+    deleted = (
+        tombstones["id"].combine_chunks().cast(pa.int64())
+        if tombstones is not None
+        else pa.array([], pa.int64())
+    )
     if merges is None or merges.num_rows == 0:
         return deleted, pa.array([], pa.int64()), pa.array([], pa.int64())
-    losers, winners = overlay.final_winners(merges["loser_id"].combine_chunks(), merges["winner_id"].combine_chunks())
+    losers, winners = overlay.final_winners(
+        merges["loser_id"].combine_chunks(), merges["winner_id"].combine_chunks()
+    )
     return deleted, losers, winners
 
 
 def read_activities(
-    lake: Lake, settings: MolequleSettings, days: Iterable[str] | None = None, columns: list[str] | None = None
+    lake: Lake,
+    settings: MolequleSettings,
+    days: Iterable[str] | None = None,
+    columns: list[str] | None = None,
 ) -> pa.Table | None:
     wanted = None if columns is None else list(dict.fromkeys([*columns, "leadId", "activityTypeId"]))
     raw = lake.days(MARKETO_ACTIVITIES).read_days(days, wanted)

@@ -95,8 +95,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             env = Env(sandbox, defs, instance, lake)
             # what unification left in the lake: u-1 has two leads; u-old was retired into u-1
             ids = env.lead_ids
-            lake.write_current(
-                "person_unified_links",
+            lake.keyed("person_unified_links", "source_id").commit(
                 pa.table(
                     {
                         "source_id": pa.array([ids[10], ids[11], ids[12]], pa.int64()),
@@ -105,8 +104,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                     }
                 ),
             )
-            lake.write_current(
-                "person_id_lineage",
+            lake.keyed("person_id_lineage", "retired_id").commit(
                 pa.table(
                     {
                         "retired_id": ["u-old"],

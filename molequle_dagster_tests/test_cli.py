@@ -61,7 +61,7 @@ def test_sync_command_runs_the_initial_sync_then_a_tick(tmp_path: Path) -> None:
     assert "Initial sync succeeded" in first.stdout
     assert "activities" in first.stdout and "Marketo API calls:" in first.stdout
     assert (tmp_path / ".dagster_home" / "dagster.yaml").exists()
-    assert (tmp_path / ".molequle" / "lake" / "people" / "current.parquet").exists()
+    assert (tmp_path / ".molequle" / "lake" / "people" / "_manifest.json").exists()
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Tick sync succeeded: 1 Dagster runs" in second.stdout

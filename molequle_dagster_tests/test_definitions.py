@@ -16,15 +16,17 @@ from molequle_dagster.definitions import build_definitions
 from molequle_dagster.jobs import DAILY_JOB, INITIAL_JOB, SYNC_JOB
 from molequle_dagster.partitions import history_start
 from molequle_dagster.settings import parse_settings
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START
 from molequle_dagster_tests.conftest import fast_settings_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def defs(monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
+def defs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> dg.Definitions:
     monkeypatch.delenv("MARKETO_CLIENT_ID", raising=False)
     monkeypatch.delenv("MARKETO_CLIENT_SECRET", raising=False)
+    monkeypatch.setenv("MOLEQULE_LAKE_URI", str(tmp_path / "lake"))
     return build_definitions(parse_settings(fast_settings_dict()))
 
 
@@ -47,8 +49,13 @@ def test_dagster_cli_validates_the_module_without_credentials(tmp_path) -> None:
 
 def test_every_job_and_schedule_resolves(defs: dg.Definitions) -> None:
     names = [job.name for job in defs.jobs]
-    assert {"marketo_sync_job", "marketo_daily_job", "marketo_initial_sync_job", "run_marketo_action_job",
-            "marketo_write_back_job"} <= set(names)
+    assert {
+        "marketo_sync_job",
+        "marketo_daily_job",
+        "marketo_initial_sync_job",
+        "run_marketo_action_job",
+        "marketo_write_back_job",
+    } <= set(names)
     for name in names:
         assert defs.resolve_job_def(name).name == name
     for schedule in defs.schedules:
@@ -74,18 +81,29 @@ def test_assets_carry_lineage_metadata(defs: dg.Definitions) -> None:
     people_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("people")).parent_keys}
     assert {"marketo_people_population", "marketo_people_updates", "person_tombstones"} <= people_deps
     memberships_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("memberships")).parent_keys}
-    assert {"marketo_programs", "marketo_channels", "people"} <= memberships_deps
+    assert {
+        "marketo_programs",
+        "marketo_channels",
+        "marketo_activities",
+        "marketo_program_members",
+    } <= memberships_deps
 
 
 def test_bulk_assets_share_the_two_slot_pool(defs: dg.Definitions) -> None:
     """dagster.yaml sizes every pool to 2: Marketo processes two bulk exports at a time per instance."""
-    for name in ("activities", "marketo_people_updates", "marketo_people_population", "memberships"):
+    for name in (
+        "marketo_activities",
+        "marketo_people_updates",
+        "marketo_people_population",
+        "marketo_program_members",
+    ):
         assert defs.resolve_assets_def(name).op.pool == "marketo_bulk", name
     assert defs.resolve_assets_def("marketo_channels").op.pool == "marketo_api"
+    assert defs.resolve_assets_def("memberships").op.pool is None  # computed from the lake: no Marketo call
 
 
 def test_partitions_are_daily_month_anchored_and_include_today(defs: dg.Definitions) -> None:
-    partitions = defs.resolve_assets_def("activities").partitions_def
+    partitions = defs.resolve_assets_def("marketo_activities").partitions_def
     now = datetime.now(UTC)
     with dg.partition_loading_context(effective_dt=now):
         keys = partitions.get_partition_keys()
@@ -93,20 +111,27 @@ def test_partitions_are_daily_month_anchored_and_include_today(defs: dg.Definiti
     assert keys[0] == history_start(62, now.date()).isoformat()
     assert history_start(62, date(2026, 11, 28)) == date(2026, 8, 1)  # 62 days before 11-01, month floor
     assert history_start(730, date(2026, 11, 28)) == date(2024, 11, 1)
-    policy = defs.resolve_assets_def("activities").backfill_policy
-    assert policy.max_partitions_per_run == 31
+    policy = defs.resolve_assets_def("marketo_activities").backfill_policy
+    assert policy.max_partitions_per_run == 93  # three 31-day export windows keep both export slots busy
 
 
-def test_schedules_target_today_every_30_minutes_and_close_yesterday(defs: dg.Definitions) -> None:
+def test_ticks_wait_for_the_first_sync_then_target_today_and_the_close_targets_yesterday(defs) -> None:
+    lake = defs.resources["lake"].lake
     tick = defs.resolve_schedule_def("marketo_sync_schedule")
-    assert tick.cron_schedule == "*/30 * * * *"
+    assert tick.cron_schedule == "*/10 * * * *"
     when = datetime.now(UTC).replace(hour=10, minute=30, second=0, microsecond=0)
-    request = tick(dg.build_schedule_context(scheduled_execution_time=when))
-    assert request.partition_key == when.date().isoformat()
-    daily = defs.resolve_schedule_def("marketo_daily_schedule")
-    when = datetime.now(UTC).replace(hour=0, minute=15, second=0, microsecond=0)
-    request = daily(dg.build_schedule_context(scheduled_execution_time=when))
-    assert request.partition_key == (when - timedelta(days=1)).date().isoformat()
+    with dg.instance_for_test() as instance:
+        skipped = tick(dg.build_schedule_context(scheduled_execution_time=when, instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and "waiting for the first sync" in skipped.skip_message
+        lake.keyed("marketo_people_population", "id").commit(meta={"full_at": when.isoformat()})
+        request = tick(dg.build_schedule_context(scheduled_execution_time=when, instance=instance))
+        today = when.date().isoformat()
+        assert request.tags[RANGE_END] == today  # yesterday too, while its last minutes are unread
+        assert request.tags[RANGE_START] in (today, (when - timedelta(days=1)).date().isoformat())
+        daily = defs.resolve_schedule_def("marketo_daily_schedule")
+        when = datetime.now(UTC).replace(hour=0, minute=15, second=0, microsecond=0)
+        request = daily(dg.build_schedule_context(scheduled_execution_time=when, instance=instance))
+        assert request.partition_key == (when - timedelta(days=1)).date().isoformat()
 
 
 def test_a_run_without_the_secret_fails_naming_the_variable(defs: dg.Definitions) -> None:

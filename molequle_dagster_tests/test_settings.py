@@ -31,7 +31,7 @@ def test_packaged_defaults_load_and_resolve_activity_type_ids() -> None:
     settings = load_settings(default_settings_path())
     assert settings.activities.type_ids == [10, 11, 8, 27, 6, 7, 46, 2, 1, 3, 22]
     assert settings.activities.group_of()[46] == "moments"
-    assert settings.sync.history_days == 730 and settings.sync.cron_schedule == "*/30 * * * *"
+    assert settings.sync.history_days == 730 and settings.sync.cron_schedule == "*/10 * * * *"
     assert settings.people.export_fields[:4] == ["id", "email", "createdAt", "updatedAt"]
 
 

@@ -1,43 +1,55 @@
-"""`run_sync`: an interrupted initial sync resumes where it stopped, newest days first."""
+"""`run_sync`: the first sync, then history newest first; a quota stop pauses it until the reset, after
+which it resumes where it stopped; what the plan picks next."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
+from molequle_dagster.quota import QUOTA_STATE, quota_paused_until
 from molequle_dagster.sandbox.config import SandboxConfig
-from molequle_dagster.sync_runner import INITIAL_STATE, missing_ranges, run_sync
+from molequle_dagster.sync.plan import missing_history, newest_run
+from molequle_dagster.sync_runner import run_sync
 from molequle_dagster_tests.conftest import fast_settings_dict, open_sync_env
 
 
-def test_missing_ranges_are_runs_of_at_most_size_days_newest_first() -> None:
-    keys = [f"2026-01-{d:02d}" for d in range(1, 11)]
-    missing = [keys[0], keys[1], keys[2], keys[5], keys[6], keys[7], keys[8]]
-    assert missing_ranges(missing, keys, 3) == [
-        ("2026-01-09", "2026-01-09"),
-        ("2026-01-06", "2026-01-08"),
-        ("2026-01-01", "2026-01-03"),
-    ]
-    assert missing_ranges([], keys, 3) == []
+def test_history_runs_are_the_newest_missing_days_at_most_n_long() -> None:
+    keys = [f"2026-01-{d:02d}" for d in range(1, 11)]  # the 10th is today
+    done = {keys[3], keys[4], keys[8]}
+    missing = missing_history(keys, done)
+    assert missing == [keys[7], keys[6], keys[5], keys[2], keys[1], keys[0]]
+    assert newest_run(missing, keys, 2) == (keys[6], keys[7])
+    assert newest_run(missing, keys, 10) == (keys[5], keys[7])
+    assert newest_run(missing[3:], keys, 10) == (keys[0], keys[2])
 
 
-def test_an_interrupted_initial_sync_resumes_the_missing_history(tmp_path) -> None:
+def test_a_quota_stop_pauses_the_first_sync_until_the_reset_then_it_resumes(tmp_path) -> None:
     config = SandboxConfig.for_profile("fast")
     config.data.people = 80
     config.data.programs = 3
     with open_sync_env(tmp_path, config, fast_settings_dict()) as env:
         defs, lake, instance = env.defs, env.lake, env.instance
-        # the second history export dies on Marketo's daily quota
+        # the first history export dies on Marketo's daily export quota
         env.control.inject_fault("POST /bulk/v1/activities/export/create.json", "daily_quota", nth=2)
         first = run_sync(defs, instance)
         assert not first.success and first.kind == "initial"
-        assert not lake.read_state(INITIAL_STATE)
-        second = run_sync(defs, instance)
-        assert second.success, second.failures
-        assert second.kind == "initial (resumed)"
-        asset = defs.resolve_assets_def("activities")
+        paused = quota_paused_until(lake)
+        assert paused is not None
+        env.control.reset_counters()
+        second = run_sync(defs, instance)  # before the reset: refused without a single call
+        assert not second.success and "paused until" in second.failures[0]
+        assert sum(env.control.call_counts().values()) == 0
+        # Midnight in the quota zone passes.
+        state = lake.storage.read_json(lake.storage.path(QUOTA_STATE))
+        state["resets_at"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        lake.storage.write_json(lake.storage.path(QUOTA_STATE), state)
+        third = run_sync(defs, instance)
+        assert third.success, third.failures
+        asset = defs.resolve_assets_def("marketo_activities")
         with dg.partition_loading_context():
             keys = asset.partitions_def.get_partition_keys()
-        assert all(lake.exists(lake.partition_path("activities", k)) for k in keys)
-        assert lake.read_state(INITIAL_STATE)["completed_at"]
-        third = run_sync(defs, instance)
-        assert third.success and third.kind == "tick"
+        assert set(keys) <= set(instance.get_materialized_partitions(dg.AssetKey("marketo_activities")))
+        assert all(lake.days("marketo_activities").read(k) is not None for k in keys)
+        fourth = run_sync(defs, instance)
+        assert fourth.success and fourth.kind == "tick" and len(fourth.runs) == 1

@@ -25,20 +25,30 @@ def main(people: int) -> None:
     pushed_rows = ids[ids % 4 == 1]
     with tempfile.TemporaryDirectory() as root:
         lake = Lake(root)
-        lake.write_current("people", pa.table({"id": ids, "molequlePersonId": synced}))
-        lake.write_current("person_unified_links", pa.table({"source_id": ids, "unified_id": unified}))
-        ledger = pa.table({"lead_id": pushed_rows, "marketo_field": ["molequlePersonId"] * len(pushed_rows),
-                           "value": unified.take(pa.array(pushed_rows - 1)),
-                           "pushed_at": pa.nulls(len(pushed_rows), LEDGER_SCHEMA.field("pushed_at").type)},
-                          schema=LEDGER_SCHEMA)
-        mapping = WriteBackMapping(source_table="unified_people", source_column="unified_id",
-                                   marketo_field="molequlePersonId")
+        lake.keyed("people", "id").commit(pa.table({"id": ids, "molequlePersonId": synced}))
+        lake.keyed("person_unified_links", "source_id").commit(
+            pa.table({"source_id": ids, "unified_id": unified})
+        )
+        ledger = pa.table(
+            {
+                "lead_id": pushed_rows,
+                "marketo_field": ["molequlePersonId"] * len(pushed_rows),
+                "value": unified.take(pa.array(pushed_rows - 1)),
+                "pushed_at": pa.nulls(len(pushed_rows), LEDGER_SCHEMA.field("pushed_at").type),
+            },
+            schema=LEDGER_SCHEMA,
+        )
+        mapping = WriteBackMapping(
+            source_table="unified_people", source_column="unified_id", marketo_field="molequlePersonId"
+        )
         started = time.perf_counter()
         result = changes(lake, mapping, ledger)
         elapsed = time.perf_counter() - started
     assert result.num_rows == people // 4, result.num_rows
-    print(f"people={people:,} changes={result.num_rows:,} seconds={elapsed:.2f} "
-          f"rows_per_s={people / elapsed:,.0f}")
+    print(
+        f"people={people:,} changes={result.num_rows:,} seconds={elapsed:.2f} "
+        f"rows_per_s={people / elapsed:,.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,6 @@ __all__ = [
     "MarketoActionConfig",
     "Progress",
     "batches",
-    "run_marketo_action",
     "check_campaign",
     "check_targets",
     "default_action_config",
@@ -89,5 +88,6 @@ __all__ = [
     "parse_run_at",
     "progress",
     "resolve_lead_ids",
+    "run_marketo_action",
     "validate_tokens",
 ]

@@ -21,7 +21,9 @@ from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import ActionSettings, MolequleSettings, SettingsError
 
 
-def _fail(context: dg.OpExecutionContext, description: str, metadata: dict[str, Any] | None = None) -> dg.Failure:
+def _fail(
+    context: dg.OpExecutionContext, description: str, metadata: dict[str, Any] | None = None
+) -> dg.Failure:
     # Bad action input fails the same way however often it runs: never retried, by the step or the run.
     return fail_on_purpose(context, description, metadata)
 
@@ -52,7 +54,9 @@ def execute_action(
         )
         campaign_id = check_campaign(action, found)
     except ActionInputError as error:
-        raise _fail(context, f"action {action.name!r} was not run: {error}", {"errors": error.errors}) from None
+        raise _fail(
+            context, f"action {action.name!r} was not run: {error}", {"errors": error.errors}
+        ) from None
 
     key = config.idempotency_key or context.run.root_run_id or context.run_id
     request_fingerprint = fingerprint(action, campaign_id, tokens, run_at)
@@ -62,7 +66,7 @@ def execute_action(
         raise _fail(
             context,
             f"idempotency_key {key!r} was already used for action {action.name!r} with different tokens "
-            "or run_at; use a new key for a different request"
+            "or run_at; use a new key for a different request",
         )
     sender = BatchSender(context, action, campaign_id, key, request_fingerprint, log)
     if action.kind == "schedule":

@@ -9,8 +9,12 @@ from molequle_dagster.conventions import MARKETO_POOL
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 
 
-@dg.op(name=ACTION_OP, pool=MARKETO_POOL, tags={"molequle/kind": "action"},
-       description="Run one configured Marketo action (the settings' `actions`).")
+@dg.op(
+    name=ACTION_OP,
+    pool=MARKETO_POOL,
+    tags={"molequle/kind": "action"},
+    description="Run one configured Marketo action (the settings' `actions`).",
+)
 def run_marketo_action(
     context: dg.OpExecutionContext,
     config: MarketoActionConfig,

@@ -7,7 +7,6 @@ follow `sync.history_days`, named accounts and write-back exist only when enable
 `sync.programs` is on.
 """
 
-
 from typing import Any
 
 import dagster as dg

@@ -9,7 +9,6 @@ leads through the API (§8.2), so they are matched to companies by domain: a dom
 its company first appears and again in the rolling slice, never on every tick.
 """
 
-
 import math
 from typing import Any
 
@@ -60,7 +59,9 @@ ACCOUNT_COLUMNS = {
     "company": "company (or named account) name",
     "domain": "website domain, lower case, without www.: how named accounts are matched",
 }
-PERSON_ACCOUNTS_SCHEMA = pa.schema([("person_id", pa.int64()), ("account_id", pa.string()), ("link", pa.string())])
+PERSON_ACCOUNTS_SCHEMA = pa.schema(
+    [("person_id", pa.int64()), ("account_id", pa.string()), ("link", pa.string())]
+)
 
 
 def company_fields(settings: MolequleSettings) -> list[str]:
@@ -78,7 +79,11 @@ def records_table(rows: list[dict[str, Any]], fields: list[str], like: pa.Schema
         values = [r.get(f) for r in rows]
         wanted = like.field(f).type if like is not None and f in like.names else None
         if wanted is not None:
-            columns[f] = pa.array(values).cast(wanted) if any(v is not None for v in values) else pa.nulls(len(values), wanted)
+            columns[f] = (
+                pa.array(values).cast(wanted)
+                if any(v is not None for v in values)
+                else pa.nulls(len(values), wanted)
+            )
         elif any(v is not None for v in values):
             columns[f] = pa.array(values)
         else:
@@ -93,7 +98,9 @@ def domains(websites: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.replace_substring_regex(website, r"[/:].*$", "")
 
 
-def _query(client: Any, filter_type: str, values: list[Any], fields: list[str], method: str) -> list[dict[str, Any]]:
+def _query(
+    client: Any, filter_type: str, values: list[Any], fields: list[str], method: str
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for chunk in batches(values, FILTER_BATCH):
         rows.extend(getattr(client, method)(filter_type, list(chunk), fields))
@@ -104,7 +111,9 @@ def _rolling_slice(ids: list[Any], after: Any, days: int) -> list[Any]:
     if not ids:
         return []
     size = math.ceil(len(ids) / days)
-    ring = [i for i in ids if after is None or i > after] + [i for i in ids if after is not None and i <= after]
+    ring = [i for i in ids if after is None or i > after] + [
+        i for i in ids if after is not None and i <= after
+    ]
     return ring[:size]
 
 
@@ -126,8 +135,11 @@ def sync_companies(context: Any, client: Any, lake: Lake, settings: MolequleSett
     fetched = _query(client, "externalCompanyId", new_ids, fields, "companies")
     reconciled, gone = [], None
     if run_kind(context) != TICK and current is not None and current.num_rows:
-        slice_ids = _rolling_slice(sorted(current["id"].to_pylist()), meta.get("reconciled_through"),
-                                   settings.reconciliation.accounts_days)
+        slice_ids = _rolling_slice(
+            sorted(current["id"].to_pylist()),
+            meta.get("reconciled_through"),
+            settings.reconciliation.accounts_days,
+        )
         again = _query(client, "id", slice_ids, fields, "companies")
         returned = {int(r["id"]) for r in again}
         missing = [i for i in slice_ids if i not in returned]
@@ -138,27 +150,42 @@ def sync_companies(context: Any, client: Any, lake: Lake, settings: MolequleSett
     like = current.schema if current is not None else None
     fresh = records_table(fetched, fields, like)
     if fresh.num_rows:
-        fresh = dedupe_latest(stamp(fresh.cast(pa.schema([pa.field("id", pa.int64()) if f.name == "id" else f
-                                                          for f in fresh.schema])), now), "id")
+        fresh = dedupe_latest(
+            stamp(
+                fresh.cast(
+                    pa.schema([pa.field("id", pa.int64()) if f.name == "id" else f for f in fresh.schema])
+                ),
+                now,
+            ),
+            "id",
+        )
     upserts = changed_rows(current, fresh, ["id"], ignore=[SYNCED_AT]) if fresh.num_rows else None
-    manifest = table.commit(upserts, gone,
-                            meta={**meta, "people_version": people.version})
-    return {"rows": manifest.rows, "queried_new": len(new_ids), "reconciled": len(reconciled),
-            "changed": upserts.num_rows if upserts is not None else 0}
+    manifest = table.commit(upserts, gone, meta={**meta, "people_version": people.version})
+    return {
+        "rows": manifest.rows,
+        "queried_new": len(new_ids),
+        "reconciled": len(reconciled),
+        "changed": upserts.num_rows if upserts is not None else 0,
+    }
 
 
 @dg.asset(name=COMPANIES, **marketo_step(), deps=["people"])
 def marketo_companies(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """Companies of the synced people, by externalCompanyId: new ones on every tick, all of them once per
     `reconciliation.accounts_days` in a rolling slice (outside ticks)."""
     with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
         outcome = sync_companies(context, marketo.client, lake.lake, settings.settings)
-    return dg.MaterializeResult(metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()})
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()}
+    )
 
 
-# --- named accounts -------------------------------------------------------------------------------------------
+# --- named accounts ---------------------------------------------------------------------------------
 def sync_named_accounts(context: Any, client: Any, lake: Lake, settings: MolequleSettings) -> dict[str, Any]:
     table = lake.keyed(NAMED_ACCOUNTS, "marketoGUID")
     companies = lake.keyed(COMPANIES, "id")
@@ -174,9 +201,16 @@ def sync_named_accounts(context: Any, client: Any, lake: Lake, settings: Molequl
     if run_kind(context) != TICK:
         everyone = companies.read_or_none(["id", "website"])
         if everyone is not None and everyone.num_rows:
-            slice_ids = set(_rolling_slice(sorted(everyone["id"].to_pylist()), meta.get("reconciled_through"),
-                                           settings.reconciliation.accounts_days))
-            part = everyone.filter(pc.is_in(everyone["id"], value_set=pa.array(sorted(slice_ids), pa.int64())))
+            slice_ids = set(
+                _rolling_slice(
+                    sorted(everyone["id"].to_pylist()),
+                    meta.get("reconciled_through"),
+                    settings.reconciliation.accounts_days,
+                )
+            )
+            part = everyone.filter(
+                pc.is_in(everyone["id"], value_set=pa.array(sorted(slice_ids), pa.int64()))
+            )
             lookup |= {d for d in domains(part["website"]).to_pylist() if d}
             meta["reconciled_through"] = max(slice_ids) if slice_ids else meta.get("reconciled_through")
     current = table.read_or_none()
@@ -184,20 +218,28 @@ def sync_named_accounts(context: Any, client: Any, lake: Lake, settings: Molequl
     fresh = records_table(fetched, fields, current.schema if current is not None else None)
     fresh = dedupe_latest(stamp(fresh, now), "marketoGUID") if fresh.num_rows else fresh
     upserts = changed_rows(current, fresh, ["marketoGUID"], ignore=[SYNCED_AT]) if fresh.num_rows else None
-    manifest = table.commit(upserts,
-                            meta={**meta, "companies_version": companies.version})
-    return {"rows": manifest.rows, "domains_queried": len(lookup), "changed": upserts.num_rows if upserts is not None else 0}
+    manifest = table.commit(upserts, meta={**meta, "companies_version": companies.version})
+    return {
+        "rows": manifest.rows,
+        "domains_queried": len(lookup),
+        "changed": upserts.num_rows if upserts is not None else 0,
+    }
 
 
 @dg.asset(name=NAMED_ACCOUNTS, **marketo_step(), deps=[COMPANIES])
 def marketo_named_accounts(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """Marketo named accounts (ABM) whose domain matches a synced company's website domain: looked up when
     the company first appears, and again in the rolling reconciliation slice."""
     with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
         outcome = sync_named_accounts(context, marketo.client, lake.lake, settings.settings)
-    return dg.MaterializeResult(metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()})
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()}
+    )
 
 
 # --- accounts and links -----------------------------------------------------------------------------------
@@ -268,20 +310,35 @@ def fold_accounts(lake: Lake, named_enabled: bool) -> dict[str, Any]:
         deletes.append(pc.binary_join_element_wise("company:", pc.cast(comp_del["id"], pa.string()), ""))
     named_v = 0
     if named_enabled:
-        named_up, named_del, named_v = _feed(lake, NAMED_ACCOUNTS, "marketoGUID", int(meta.get("named_version", 0)))
+        named_up, named_del, named_v = _feed(
+            lake, NAMED_ACCOUNTS, "marketoGUID", int(meta.get("named_version", 0))
+        )
         if named_up is not None and named_up.num_rows:
             upserts.append(named_accounts_rows(named_up))
         if named_del is not None and named_del.num_rows:
-            deletes.append(pc.binary_join_element_wise("named:", pc.cast(named_del["marketoGUID"], pa.string()), ""))
+            deletes.append(
+                pc.binary_join_element_wise("named:", pc.cast(named_del["marketoGUID"], pa.string()), "")
+            )
     up = pa.concat_tables(upserts) if upserts else None
-    dl = pa.table({"account_id": pa.concat_arrays([d.combine_chunks() if isinstance(d, pa.ChunkedArray) else d
-                                                   for d in deletes])}) if deletes else None
+    dl = (
+        pa.table(
+            {
+                "account_id": pa.concat_arrays(
+                    [d.combine_chunks() if isinstance(d, pa.ChunkedArray) else d for d in deletes]
+                )
+            }
+        )
+        if deletes
+        else None
+    )
     manifest = accounts.commit(up, dl, meta={"companies_version": comp_v, "named_version": named_v})
     link_outcome = fold_links(lake, links, up, dl)
     return {"rows": manifest.rows, "changed_accounts": (up.num_rows if up is not None else 0), **link_outcome}
 
 
-def fold_links(lake: Lake, links: Any, changed_accounts: pa.Table | None, deleted_accounts: pa.Table | None) -> dict[str, Any]:
+def fold_links(
+    lake: Lake, links: Any, changed_accounts: pa.Table | None, deleted_accounts: pa.Table | None
+) -> dict[str, Any]:
     """Recompute the links of the people affected by what changed: people who changed, and people of the
     companies and domains whose accounts changed."""
     people = lake.keyed("people", "id")
@@ -296,8 +353,11 @@ def fold_links(lake: Lake, links: Any, changed_accounts: pa.Table | None, delete
     if changes is None:
         affected = everyone["id"].combine_chunks()
     else:
-        parts = [changes.upserts["id"].combine_chunks(), changes.deleted["id"].combine_chunks().cast(pa.int64())] \
-            if changes.upserts.num_rows or changes.deleted.num_rows else []
+        parts = (
+            [changes.upserts["id"].combine_chunks(), changes.deleted["id"].combine_chunks().cast(pa.int64())]
+            if changes.upserts.num_rows or changes.deleted.num_rows
+            else []
+        )
         touched_ext: set[str] = set()
         touched_domains: set[str] = set()
         for table in (changed_accounts, deleted_accounts):
@@ -311,13 +371,22 @@ def fold_links(lake: Lake, links: Any, changed_accounts: pa.Table | None, delete
             if "domain" in table.column_names:
                 touched_domains |= {d for d in table["domain"].to_pylist() if d}
         if touched_domains:
-            hit = companies.filter(pc.is_in(domains(companies["website"]), value_set=pa.array(sorted(touched_domains))))
+            hit = companies.filter(
+                pc.is_in(domains(companies["website"]), value_set=pa.array(sorted(touched_domains)))
+            )
             touched_ext |= {v for v in hit["externalCompanyId"].to_pylist() if v}
         if touched_ext:
             ext = pc.cast(everyone["externalCompanyId"], pa.string())
-            parts.append(everyone.filter(pc.fill_null(pc.is_in(ext, value_set=pa.array(sorted(touched_ext))), False))["id"]
-                         .combine_chunks())
-        affected = pc.unique(pa.concat_arrays([p.cast(pa.int64()) for p in parts])) if parts else pa.array([], pa.int64())
+            parts.append(
+                everyone.filter(pc.fill_null(pc.is_in(ext, value_set=pa.array(sorted(touched_ext))), False))[
+                    "id"
+                ].combine_chunks()
+            )
+        affected = (
+            pc.unique(pa.concat_arrays([p.cast(pa.int64()) for p in parts]))
+            if parts
+            else pa.array([], pa.int64())
+        )
     if len(affected) == 0:
         links.commit(meta={"people_version": people.version})
         return {"links": links.manifest().rows, "people_relinked": 0}
@@ -327,9 +396,13 @@ def fold_links(lake: Lake, links: Any, changed_accounts: pa.Table | None, delete
     stale = None
     if before is not None and before.num_rows:
         stale = before.filter(pc.is_in(before["person_id"], value_set=affected)).join(
-            fresh.select(["person_id", "account_id"]), ["person_id", "account_id"], join_type="left anti")
-    manifest = links.commit(fresh, stale if stale is not None and stale.num_rows else None,
-                            meta={"people_version": people.version})
+            fresh.select(["person_id", "account_id"]), ["person_id", "account_id"], join_type="left anti"
+        )
+    manifest = links.commit(
+        fresh,
+        stale if stale is not None and stale.num_rows else None,
+        meta={"people_version": people.version},
+    )
     return {"links": manifest.rows, "people_relinked": len(affected)}
 
 
@@ -343,7 +416,9 @@ def person_links(people: pa.Table, companies: pa.Table, accounts: pa.Table) -> p
             "domain": domains(companies["website"]),
         }
     )
-    person = pa.table({"person_id": people["id"], "externalCompanyId": pc.cast(people["externalCompanyId"], pa.string())})
+    person = pa.table(
+        {"person_id": people["id"], "externalCompanyId": pc.cast(people["externalCompanyId"], pa.string())}
+    )
     joined = person.join(by_company, "externalCompanyId", join_type="inner")
     links = [
         pa.table(
@@ -357,9 +432,19 @@ def person_links(people: pa.Table, companies: pa.Table, accounts: pa.Table) -> p
     ]
     named = accounts.filter(pc.equal(accounts["source"], "named_account"))
     if named.num_rows:
-        via = joined.select(["person_id", "domain"]).join(named.select(["account_id", "domain"]), "domain", join_type="inner")
-        links.append(pa.table({"person_id": via["person_id"], "account_id": via["account_id"],
-                               "link": pa.repeat(pa.scalar("domain"), via.num_rows)}, PERSON_ACCOUNTS_SCHEMA))
+        via = joined.select(["person_id", "domain"]).join(
+            named.select(["account_id", "domain"]), "domain", join_type="inner"
+        )
+        links.append(
+            pa.table(
+                {
+                    "person_id": via["person_id"],
+                    "account_id": via["account_id"],
+                    "link": pa.repeat(pa.scalar("domain"), via.num_rows),
+                },
+                PERSON_ACCOUNTS_SCHEMA,
+            )
+        )
     return pa.concat_tables(links)
 
 
@@ -375,13 +460,22 @@ def build_accounts_current(settings: MolequleSettings) -> dg.AssetsDefinition:
         name="fold_accounts",
         group_name=MOLEQULE_GROUP,
         specs=[
-            dg.AssetSpec(ACCOUNTS, description="Current accounts: Marketo companies and named accounts, one row each.",
-                         deps=_accounts_deps(settings), kinds={"parquet", "pyarrow"}, owners=OWNERS,
-                         metadata=schema_metadata(ACCOUNTS_SCHEMA, ACCOUNT_COLUMNS)),
-            dg.AssetSpec(PERSON_ACCOUNTS,
-                         description="Person → account links (company by externalCompanyId; named account by domain).",
-                         deps=[ACCOUNTS, "people"], kinds={"parquet", "pyarrow"}, owners=OWNERS,
-                         metadata=schema_metadata(PERSON_ACCOUNTS_SCHEMA)),
+            dg.AssetSpec(
+                ACCOUNTS,
+                description="Current accounts: Marketo companies and named accounts, one row each.",
+                deps=_accounts_deps(settings),
+                kinds={"parquet", "pyarrow"},
+                owners=OWNERS,
+                metadata=schema_metadata(ACCOUNTS_SCHEMA, ACCOUNT_COLUMNS),
+            ),
+            dg.AssetSpec(
+                PERSON_ACCOUNTS,
+                description="Person → account links (company by externalCompanyId; named account by domain).",
+                deps=[ACCOUNTS, "people"],
+                kinds={"parquet", "pyarrow"},
+                owners=OWNERS,
+                metadata=schema_metadata(PERSON_ACCOUNTS_SCHEMA),
+            ),
         ],
     )
     def fold_accounts_step(lake: LakeResource):
@@ -390,10 +484,16 @@ def build_accounts_current(settings: MolequleSettings) -> dg.AssetsDefinition:
         people_meta = lake.lake.keyed("people", "id").meta
         complete = people_meta.get("complete_through")
         age = data_age_metadata(parse_iso(complete) if complete else None)
-        yield dg.MaterializeResult(asset_key=ACCOUNTS, metadata={"dagster/row_count": outcome["rows"],
-                                                                 "changed": outcome["changed_accounts"], **age})
-        yield dg.MaterializeResult(asset_key=PERSON_ACCOUNTS, metadata={"dagster/row_count": outcome["links"],
-                                                                        "people_relinked": outcome.get("people_relinked", 0)})
+        yield dg.MaterializeResult(
+            asset_key=ACCOUNTS,
+            metadata={"dagster/row_count": outcome["rows"], "changed": outcome["changed_accounts"], **age},
+        )
+        yield dg.MaterializeResult(
+            asset_key=PERSON_ACCOUNTS,
+            metadata={
+                "dagster/row_count": outcome["links"],
+                "people_relinked": outcome.get("people_relinked", 0),
+            },
+        )
 
     return fold_accounts_step
-

@@ -12,7 +12,6 @@
   days holding many affected rows are compacted physically by the daily job.
 """
 
-
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +40,12 @@ from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import KNOWN_ACTIVITY_TYPES, MolequleSettings
 from molequle_dagster.sync import overlay
-from molequle_dagster.sync.activity_rows import ACTIVITY_COLUMNS, ACTIVITY_CSV_SCHEMA, ACTIVITY_SCHEMA, with_groups
+from molequle_dagster.sync.activity_rows import (
+    ACTIVITY_COLUMNS,
+    ACTIVITY_CSV_SCHEMA,
+    ACTIVITY_SCHEMA,
+    with_groups,
+)
 from molequle_dagster.sync.day_files import (
     DayOutcome,
     covered_cursors,
@@ -52,7 +56,13 @@ from molequle_dagster.sync.day_files import (
     replace_days,
 )
 from molequle_dagster.sync.run_kind import reads_rest
-from molequle_dagster.sync.windows import ReadReport, activity_requests, bulk_results, day_windows, read_activities
+from molequle_dagster.sync.windows import (
+    ReadReport,
+    activity_requests,
+    bulk_results,
+    day_windows,
+    read_activities,
+)
 
 ACTIVITY_TYPES_TABLE = "marketo_activity_types"
 MARKETO_ACTIVITIES = "marketo_activities"
@@ -123,7 +133,10 @@ def synced_type_groups(settings: MolequleSettings, types: pa.Table) -> dict[int,
     ),
 )
 def marketo_activity_types(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """The instance's activity types (types.json), and which configured types it lacks."""
     with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
@@ -136,7 +149,7 @@ def marketo_activity_types(
     )
 
 
-# --- what the history is missing, said out loud ---------------------------------------------------------------
+# --- what the history is missing, said out loud ---------------------------------------------------
 SYNCED_TYPES = "_synced_activity_types"
 
 
@@ -161,7 +174,9 @@ def retention_notes(settings: MolequleSettings, now: datetime, keys: list[str]) 
         if activity_type.retention >= settings.sync.history_days:
             continue
         since = (now - timedelta(days=activity_type.retention)).date().isoformat()
-        notes.append(f"{activity_type.name} available since {since} (Marketo keeps {activity_type.retention} days)")
+        notes.append(
+            f"{activity_type.name} available since {since} (Marketo keeps {activity_type.retention} days)"
+        )
         if keys and keys[0] < since:
             truncated[activity_type.name] = since
     return {"notes": notes, "types_truncated_in_this_run": truncated}
@@ -188,33 +203,66 @@ def sync_activity_days(
     if not open_days:
         return outcome, report, info
     if reads_rest(context, keys, now):
-        windows = day_windows(open_days, covered_cursors(days, open_days, filter_id), now,
-                              timedelta(minutes=settings.sync.late_minutes))
+        windows = day_windows(
+            open_days,
+            covered_cursors(days, open_days, filter_id),
+            now,
+            timedelta(minutes=settings.sync.late_minutes),
+        )
         if windows:
             start, end = min(w[1] for w in windows), max(w[2] for w in windows)
-            tables = read_activities(client, type_ids, start, end, rest_pages=settings.sync.rest_pages,
-                                     now=now, window_days=settings.marketo.bulk.window_days,
-                                     reuse_scope=run_scope(context), report=report)
+            tables = read_activities(
+                client,
+                type_ids,
+                start,
+                end,
+                rest_pages=settings.sync.rest_pages,
+                now=now,
+                window_days=settings.marketo.bulk.window_days,
+                reuse_scope=run_scope(context),
+                report=report,
+            )
             delta = _stamped(tables, groups)
-            merge_into_days(days, delta, by_activity_day, "marketoGUID", ACTIVITY_SCHEMA,
-                            {d: min(day_end(d), end) for d, _, end in windows}, filter_id, outcome)
+            merge_into_days(
+                days,
+                delta,
+                by_activity_day,
+                "marketoGUID",
+                ACTIVITY_SCHEMA,
+                {d: min(day_end(d), end) for d, _, end in windows},
+                filter_id,
+                outcome,
+            )
         return outcome, report, info
     # Whole days in bulk, newest window first; each window's days are published as its export completes.
     first, last = open_days[0], open_days[-1]
-    requests = activity_requests(day_start(first), min(day_end(last) - timedelta(seconds=1), now), type_ids,
-                                 settings.marketo.bulk.window_days)
+    requests = activity_requests(
+        day_start(first),
+        min(day_end(last) - timedelta(seconds=1), now),
+        type_ids,
+        settings.marketo.bulk.window_days,
+    )
     requests.reverse()
-    report.windows.extend((r["filter"]["createdAt"]["startAt"], r["filter"]["createdAt"]["endAt"]) for r in requests)
+    report.windows.extend(
+        (r["filter"]["createdAt"]["startAt"], r["filter"]["createdAt"]["endAt"]) for r in requests
+    )
     scope = run_scope(context)
-    for index, stream in bulk_results(client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope):
+    for index, stream in bulk_results(
+        client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope
+    ):
         window = requests[index]["filter"]["createdAt"]
         covered = {
-            d: min(day_end(d), now)
-            for d in open_days
-            if window["startAt"][:10] <= d <= window["endAt"][:10]
+            d: min(day_end(d), now) for d in open_days if window["startAt"][:10] <= d <= window["endAt"][:10]
         }
-        replace_days(days, (_stamped([s], groups) for s in stream), by_activity_day, ACTIVITY_SCHEMA, covered,
-                     filter_id, outcome)
+        replace_days(
+            days,
+            (_stamped([s], groups) for s in stream),
+            by_activity_day,
+            ACTIVITY_SCHEMA,
+            covered,
+            filter_id,
+            outcome,
+        )
     return outcome, report, info
 
 
@@ -223,7 +271,9 @@ def _stamped(tables: Any, groups: dict[int, str]) -> pa.Table:
     return pa.concat_tables(parts).cast(ACTIVITY_SCHEMA) if parts else ACTIVITY_SCHEMA.empty_table()
 
 
-def build_marketo_activities(partitions: dg.PartitionsDefinition, max_days_per_run: int = 93) -> dg.AssetsDefinition:
+def build_marketo_activities(
+    partitions: dg.PartitionsDefinition, max_days_per_run: int = 93
+) -> dg.AssetsDefinition:
     """The day-partitioned activities (a factory: the partitions follow `sync.history_days`)."""
 
     @dg.asset(
@@ -247,7 +297,9 @@ def build_marketo_activities(partitions: dg.PartitionsDefinition, max_days_per_r
         days in bulk, newest window first, all types in one job per ≤ 31-day window."""
         keys = list(context.partition_keys)
         with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
-            outcome, report, info = sync_activity_days(context, marketo.client, lake.lake, settings.settings, keys)
+            outcome, report, info = sync_activity_days(
+                context, marketo.client, lake.lake, settings.settings, keys
+            )
         spent.export_bytes = report.export_bytes
         for name in info["missing_types"]:
             context.log.warning(f"Skipping activity type {name!r}: this Marketo instance lacks it")
@@ -257,7 +309,9 @@ def build_marketo_activities(partitions: dg.PartitionsDefinition, max_days_per_r
             context.log.info(note)
         added = types_added_since_history(lake.lake, info["type_ids"], now) if info["type_ids"] else {}
         for type_id, since in added.items():
-            context.log.warning(f"Activity type {type_id} is synced since {since}: earlier days lack it until backfilled")
+            context.log.warning(
+                f"Activity type {type_id} is synced since {since}: earlier days lack it until backfilled"
+            )
         for key in keys:
             covered = outcome.covered_until.get(key)
             context.add_asset_metadata(
@@ -268,16 +322,19 @@ def build_marketo_activities(partitions: dg.PartitionsDefinition, max_days_per_r
                 },
                 partition_key=key,
             )
-        record_step_totals(context, {
-            "read": report.method or "nothing to read",
-            "windows": report.windows,
-            "run_rows": outcome.rows,
-            "run_new_rows": outcome.new_rows,
-            "missing_types": info["missing_types"],
-            "retention": retention,
-            "types_added_later": {str(k): v for k, v in added.items()},
-            **spent.metadata(),
-        })
+        record_step_totals(
+            context,
+            {
+                "read": report.method or "nothing to read",
+                "windows": report.windows,
+                "run_rows": outcome.rows,
+                "run_new_rows": outcome.new_rows,
+                "missing_types": info["missing_types"],
+                "retention": retention,
+                "types_added_later": {str(k): v for k, v in added.items()},
+                **spent.metadata(),
+            },
+        )
         return dg.MaterializeResult()
 
     return marketo_activities
@@ -307,7 +364,9 @@ def compact_stale_days(lake: Lake, new_affected: pa.Array, meta: dict[str, Any])
     if len(new_affected):
         for day in days.days():
             ids = days.read(day, ["leadId"])
-            hits, _ = overlay.stale_share(ids["leadId"] if ids is not None else pa.array([], pa.int64()), new_affected)
+            hits, _ = overlay.stale_share(
+                ids["leadId"] if ids is not None else pa.array([], pa.int64()), new_affected
+            )
             if hits:
                 stale[day] = stale.get(day, 0) + hits
     deleted, losers, winners = overlay_maps(lake)
@@ -400,12 +459,16 @@ def read_activities_view(lake: Lake, settings: MolequleSettings, days: list[str]
 def known_people_check(table: pa.Table | None, people: pa.Table | None) -> dg.AssetCheckResult:
     if table is None or table.num_rows == 0:
         return dg.AssetCheckResult(
-            check_name="known_people", passed=False, severity=dg.AssetCheckSeverity.WARN,
+            check_name="known_people",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
             description="cannot evaluate: no activities synced yet",
         )
     if people is None:
         return dg.AssetCheckResult(
-            check_name="known_people", passed=False, severity=dg.AssetCheckSeverity.WARN,
+            check_name="known_people",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
             description="cannot evaluate: the people table is not synced yet",
             metadata={"activities": table.num_rows},
         )

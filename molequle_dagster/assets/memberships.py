@@ -10,7 +10,6 @@
   `membership_retry`, never dropped, and released when it resolves (`sync/healing.py`).
 """
 
-
 import math
 from typing import Any
 
@@ -36,7 +35,6 @@ from molequle_dagster.conventions import (
 from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
-from molequle_dagster.views import lifecycle_maps
 from molequle_dagster.sync import healing
 from molequle_dagster.sync.memberships_fold import (
     KEY,
@@ -50,6 +48,7 @@ from molequle_dagster.sync.memberships_fold import (
     rename,
 )
 from molequle_dagster.sync.windows import ReadReport, bulk_results
+from molequle_dagster.views import lifecycle_maps
 
 PROGRAM_MEMBERS = "marketo_program_members"
 MEMBERSHIPS = "memberships"
@@ -87,8 +86,11 @@ def programs_to_export(lake: Lake, days: int) -> tuple[list[int], dict[str, Any]
     after = int(meta.get("reconciled_through", 0))
     ring = [p for p in all_ids if p > after] + [p for p in all_ids if p <= after]
     reconcile = [p for p in ring if p in exported][:slice_size]
-    return fresh + [p for p in reconcile if p not in fresh], {"new": len(fresh), "reconciled": len(reconcile),
-                                                                "reconciled_through": reconcile[-1] if reconcile else after}
+    return fresh + [p for p in reconcile if p not in fresh], {
+        "new": len(fresh),
+        "reconciled": len(reconcile),
+        "reconciled_through": reconcile[-1] if reconcile else after,
+    }
 
 
 def export_program_members(context: Any, client: Any, lake: Lake, program_ids: list[int]) -> ReadReport:
@@ -96,11 +98,14 @@ def export_program_members(context: Any, client: Any, lake: Lake, program_ids: l
     table = lake.keyed(PROGRAM_MEMBERS, PM_KEY)
     now = clock.now()
     report = ReadReport()
-    requests = [{"fields": PM_FIELDS, "filter": {"programIds": list(chunk)}}
-                for chunk in batches(program_ids, PROGRAMS_PER_EXPORT)]
+    requests = [
+        {"fields": PM_FIELDS, "filter": {"programIds": list(chunk)}}
+        for chunk in batches(program_ids, PROGRAMS_PER_EXPORT)
+    ]
     exported = dict(table.meta.get("exported", {}))
-    for index, stream in bulk_results(client, "program/members", requests, report, now, PM_EXPORT_SCHEMA,
-                                      run_scope(context)):
+    for index, stream in bulk_results(
+        client, "program/members", requests, report, now, PM_EXPORT_SCHEMA, run_scope(context)
+    ):
         parts = [stamp(s.table, s.as_of) for s in stream]
         rows = pa.concat_tables(parts) if parts else stamp(PM_EXPORT_SCHEMA.empty_table(), now)
         chunk = requests[index]["filter"]["programIds"]
@@ -110,14 +115,21 @@ def export_program_members(context: Any, client: Any, lake: Lake, program_ids: l
             mine = before.filter(pc.is_in(before["programId"], value_set=pa.array(chunk, pa.int64())))
             gone = mine.join(rows.select(PM_KEY), PM_KEY, join_type="left anti")
         exported |= {str(p): now.isoformat() for p in chunk}
-        table.commit(rows, gone if gone is not None and gone.num_rows else None,
-                     meta={"exported": exported})
+        table.commit(rows, gone if gone is not None and gone.num_rows else None, meta={"exported": exported})
     return report
 
 
-@dg.asset(name=PROGRAM_MEMBERS, **marketo_step(BULK_POOL), deps=[PROGRAMS], metadata=schema_metadata(PM_EXPORT_SCHEMA))
+@dg.asset(
+    name=PROGRAM_MEMBERS,
+    **marketo_step(BULK_POOL),
+    deps=[PROGRAMS],
+    metadata=schema_metadata(PM_EXPORT_SCHEMA),
+)
 def marketo_program_members(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """Program members as Marketo exports them, for never-exported programs and the day's reconciliation
     slice (every program once per `reconciliation.memberships_days`); ≤ 10 programs per bulk job."""
@@ -129,12 +141,17 @@ def marketo_program_members(
     table = store.keyed(PROGRAM_MEMBERS, PM_KEY)
     table.commit(meta={"reconciled_through": plan["reconciled_through"]})
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": table.manifest().rows, "programs_exported": len(program_ids),
-                  "new_programs": plan["new"], "reconciled_programs": plan["reconciled"], **spent.metadata()}
+        metadata={
+            "dagster/row_count": table.manifest().rows,
+            "programs_exported": len(program_ids),
+            "new_programs": plan["new"],
+            "reconciled_programs": plan["reconciled"],
+            **spent.metadata(),
+        }
     )
 
 
-# --- memberships ---------------------------------------------------------------------------------------------
+# --- memberships ----------------------------------------------------------------------------------------
 def fold_memberships(lake: Lake) -> dict[str, Any]:
     """Fold everything that changed since the last run into `memberships` and `membership_retry`."""
     memberships = lake.keyed(MEMBERSHIPS, KEY)
@@ -161,8 +178,10 @@ def fold_memberships(lake: Lake) -> dict[str, Any]:
     written = days.written()
     seen = meta.get("activity_days_seen", {})
     changed_days = [d for d, stamp_ in written.items() if seen.get(d) != stamp_]
-    acts = days.read_days(changed_days, ["marketoGUID", "leadId", "activityDate", "activityTypeId",
-                                         "primaryAttributeValueId", "attributes"])
+    acts = days.read_days(
+        changed_days,
+        ["marketoGUID", "leadId", "activityDate", "activityTypeId", "primaryAttributeValueId", "attributes"],
+    )
     if acts is not None and acts.num_rows:
         # Events of deleted and merged-away leads never apply: re-reading a day must not bring a removed
         # membership back, and a merge moves the loser's memberships as they stood (step 3), not its events.
@@ -172,8 +191,11 @@ def fold_memberships(lake: Lake) -> dict[str, Any]:
             acts = acts.filter(pc.invert(pc.fill_null(pc.is_in(acts["leadId"], value_set=removed), False)))
     events = events_from_activities(acts) if acts is not None else None
     if events is not None and events.num_rows:
-        base = pa.concat_tables([current, *candidates], promote_options="default") if current is not None else (
-            candidates[0] if candidates else None)
+        base = (
+            pa.concat_tables([current, *candidates], promote_options="default")
+            if current is not None
+            else (candidates[0] if candidates else None)
+        )
         candidates.append(apply_events(base, events, synced))
 
     # 3. Deletions and merges since.
@@ -181,8 +203,11 @@ def fold_memberships(lake: Lake) -> dict[str, Any]:
     merges = lake.keyed("person_merges", "loser_id")
     new_deleted = _new_keys(tomb, int(meta.get("tombstones_version", 0)), "id")
     merge_rows = _new_rows(merges, int(meta.get("merges_version", 0)))
-    pool = pa.concat_tables([t for t in [current, *candidates] if t is not None], promote_options="default") \
-        if current is not None or candidates else None
+    pool = (
+        pa.concat_tables([t for t in [current, *candidates] if t is not None], promote_options="default")
+        if current is not None or candidates
+        else None
+    )
     if pool is not None and pool.num_rows:
         if len(new_deleted):
             deletes.append(pool.filter(pc.is_in(pool["lead_id"], value_set=new_deleted)).select(KEY))
@@ -190,23 +215,44 @@ def fold_memberships(lake: Lake) -> dict[str, Any]:
             losers = merge_rows["loser_id"].combine_chunks()
             involved = pa.concat_arrays([losers, merge_rows["winner_id"].combine_chunks()])
             rows = pool.filter(pc.is_in(pool["lead_id"], value_set=involved))
-            moved, gone = move_merged(rows, losers, merge_rows["winner_id"].combine_chunks(),
-                                      merge_rows["merged_at"].combine_chunks())
+            moved, gone = move_merged(
+                rows,
+                losers,
+                merge_rows["winner_id"].combine_chunks(),
+                merge_rows["merged_at"].combine_chunks(),
+            )
             candidates.append(moved)
             deletes.append(gone)
 
     # 4. Renames since: existing rows carry the new name.
-    programs = lake.read_current(PROGRAMS, ["id", "channel"]) or pa.table({"id": pa.array([], pa.int64()),
-                                                                            "channel": pa.array([], pa.string())})
-    channels = lake.read_current(CHANNELS) or pa.table({"channel": pa.array([], pa.string()),
-                                                        "status_name": pa.array([], pa.string()),
-                                                        "step": pa.array([], pa.int64()),
-                                                        "success": pa.array([], pa.bool_())})
+    programs = lake.read_current(PROGRAMS, ["id", "channel"]) or pa.table(
+        {"id": pa.array([], pa.int64()), "channel": pa.array([], pa.string())}
+    )
+    channels = lake.read_current(CHANNELS) or pa.table(
+        {
+            "channel": pa.array([], pa.string()),
+            "status_name": pa.array([], pa.string()),
+            "step": pa.array([], pa.int64()),
+            "success": pa.array([], pa.bool_()),
+        }
+    )
     history = lake.read_current(HISTORY)
-    renames = healing.rename_map(history, programs) if history is not None else healing.rename_map(
-        pa.table({"change": pa.array([], pa.string()), "channel": pa.array([], pa.string()),
-                  "old_name": pa.array([], pa.string()), "new_name": pa.array([], pa.string()),
-                  "detected_at": pa.array([], TS)}), programs)
+    renames = (
+        healing.rename_map(history, programs)
+        if history is not None
+        else healing.rename_map(
+            pa.table(
+                {
+                    "change": pa.array([], pa.string()),
+                    "channel": pa.array([], pa.string()),
+                    "old_name": pa.array([], pa.string()),
+                    "new_name": pa.array([], pa.string()),
+                    "detected_at": pa.array([], TS),
+                }
+            ),
+            programs,
+        )
+    )
     hist = lake.keyed(HISTORY, ["channel_id", "step", "detected_at"])
     new_history = _new_rows(hist, int(meta.get("history_version", 0)))
     if current is not None and new_history is not None and new_history.num_rows:
@@ -217,15 +263,21 @@ def fold_memberships(lake: Lake) -> dict[str, Any]:
     held = retry.read_or_none()
     if held is not None and held.num_rows:
         candidates.append(held.select(MEMBER_SCHEMA.names))
-    pending = pa.concat_tables([t.select(MEMBER_SCHEMA.names).cast(MEMBER_SCHEMA) for t in candidates]) \
-        if candidates else MEMBER_SCHEMA.empty_table()
+    pending = (
+        pa.concat_tables([t.select(MEMBER_SCHEMA.names).cast(MEMBER_SCHEMA) for t in candidates])
+        if candidates
+        else MEMBER_SCHEMA.empty_table()
+    )
     if deletes and pending.num_rows:
         gone_keys = pa.concat_tables([d.cast(pa.schema([(k, pa.int64()) for k in KEY])) for d in deletes])
         pending = pending.join(gone_keys, KEY, join_type="left anti")
     pending = _latest(pending)
     outcome = healing.resolve(pending, healing.status_lookup(programs, channels), renames, held, synced)
-    delete_keys = (pa.concat_tables([d.cast(pa.schema([(k, pa.int64()) for k in KEY])) for d in deletes])
-                   if deletes else None)
+    delete_keys = (
+        pa.concat_tables([d.cast(pa.schema([(k, pa.int64()) for k in KEY])) for d in deletes])
+        if deletes
+        else None
+    )
     complete = _complete_through(lake)
     cursors = {
         "program_members_version": pm.version,
@@ -235,12 +287,19 @@ def fold_memberships(lake: Lake) -> dict[str, Any]:
         "history_version": hist.version,
         "complete_through": complete.isoformat() if complete else None,
     }
-    manifest = memberships.commit(outcome.resolved,
-                                  delete_keys if delete_keys is not None and delete_keys.num_rows else None, meta=cursors)
-    held_delete = pa.concat_tables([outcome.released, *([delete_keys] if delete_keys is not None else [])]) \
-        if outcome.released.num_rows or delete_keys is not None else None
-    retry_manifest = retry.commit(outcome.held,
-                                  held_delete if held_delete is not None and held_delete.num_rows else None)
+    manifest = memberships.commit(
+        outcome.resolved,
+        delete_keys if delete_keys is not None and delete_keys.num_rows else None,
+        meta=cursors,
+    )
+    held_delete = (
+        pa.concat_tables([outcome.released, *([delete_keys] if delete_keys is not None else [])])
+        if outcome.released.num_rows or delete_keys is not None
+        else None
+    )
+    retry_manifest = retry.commit(
+        outcome.held, held_delete if held_delete is not None and held_delete.num_rows else None
+    )
     return {
         "rows": manifest.rows,
         "held": retry_manifest.rows,
@@ -255,7 +314,9 @@ def _latest(rows: pa.Table) -> pa.Table:
     if rows.num_rows == 0:
         return rows
     ordered = rows.append_column("__order", pa.array(range(rows.num_rows), pa.int64()))
-    ordered = ordered.sort_by([*((k, "ascending") for k in KEY), ("updated_at", "ascending"), ("__order", "ascending")])
+    ordered = ordered.sort_by(
+        [*((k, "ascending") for k in KEY), ("updated_at", "ascending"), ("__order", "ascending")]
+    )
     return dedupe_latest(ordered, KEY, "__order").drop_columns(["__order"])
 
 
@@ -275,8 +336,10 @@ def _complete_through(lake: Lake) -> Any:
     from molequle_dagster.assets.activities import activities_complete_through
 
     marks = [activities_complete_through(lake)]
-    marks += [lake.keyed(t, k).meta.get("complete_through") for t, k in (("person_tombstones", "id"),
-                                                                         ("person_merges", "loser_id"))]
+    marks += [
+        lake.keyed(t, k).meta.get("complete_through")
+        for t, k in (("person_tombstones", "id"), ("person_merges", "loser_id"))
+    ]
     marks += [lake.keyed(CHANNELS, ["channel_id", "step"]).meta.get("complete_through")]
     parsed = [m if not isinstance(m, str) else parse_iso(m) for m in marks]
     return None if any(m is None for m in parsed) else min(parsed)
@@ -286,8 +349,10 @@ def held_summary(held: pa.Table | None) -> list[dict[str, Any]]:
     if held is None or held.num_rows == 0:
         return []
     grouped = held.group_by(["program_id", "status_name"]).aggregate([("lead_id", "count")])
-    return [{"program_id": r["program_id"], "status": r["status_name"], "memberships": r["lead_id_count"]}
-            for r in grouped.to_pylist()]
+    return [
+        {"program_id": r["program_id"], "status": r["status_name"], "memberships": r["lead_id_count"]}
+        for r in grouped.to_pylist()
+    ]
 
 
 @dg.multi_asset(
@@ -296,17 +361,26 @@ def held_summary(held: pa.Table | None) -> list[dict[str, Any]]:
     specs=[
         dg.AssetSpec(
             MEMBERSHIPS,
-            description="Program memberships keyed by (program_id, lead_id), status by name, with the channel's "
+            description="Program memberships keyed by (program_id, lead_id), status by name, with the "
+            "channel's "
             "step and success.",
-            deps=[PROGRAM_MEMBERS, MARKETO_ACTIVITIES, PROGRAMS, CHANNELS, HISTORY, "person_tombstones",
-                  "person_merges"],
+            deps=[
+                PROGRAM_MEMBERS,
+                MARKETO_ACTIVITIES,
+                PROGRAMS,
+                CHANNELS,
+                HISTORY,
+                "person_tombstones",
+                "person_merges",
+            ],
             kinds={"parquet", "pyarrow"},
             owners=OWNERS,
             metadata=schema_metadata(healing.MEMBERSHIP_SCHEMA, MEMBERSHIP_COLUMNS),
         ),
         dg.AssetSpec(
             RETRY,
-            description="Memberships held because their status name is not (yet) among the channel's statuses "
+            description="Memberships held because their status name is not (yet) among the channel's "
+            "statuses "
             "(e.g. just renamed); retried every run, released when they resolve.",
             deps=[PROGRAMS, CHANNELS, HISTORY],
             kinds={"parquet"},
@@ -315,8 +389,11 @@ def held_summary(held: pa.Table | None) -> list[dict[str, Any]]:
         ),
     ],
     check_specs=[
-        dg.AssetCheckSpec("no_held_memberships", asset=MEMBERSHIPS,
-                          description="Warns while memberships wait for a status name to resolve."),
+        dg.AssetCheckSpec(
+            "no_held_memberships",
+            asset=MEMBERSHIPS,
+            description="Warns while memberships wait for a status name to resolve.",
+        ),
         data_fresh_spec(MEMBERSHIPS),
     ],
 )
@@ -327,14 +404,23 @@ def fold_memberships_step(context: dg.AssetExecutionContext, lake: LakeResource)
     held = outcome.pop("held_table")
     yield dg.MaterializeResult(
         asset_key=MEMBERSHIPS,
-        metadata={"dagster/row_count": outcome["rows"], "held": outcome["held"], "upserted": outcome["upserted"],
-                  "status_events": outcome["events"], **data_age_metadata(complete)},
+        metadata={
+            "dagster/row_count": outcome["rows"],
+            "held": outcome["held"],
+            "upserted": outcome["upserted"],
+            "status_events": outcome["events"],
+            **data_age_metadata(complete),
+        },
     )
     yield dg.MaterializeResult(asset_key=RETRY, metadata={"dagster/row_count": outcome["held"]})
     yield dg.AssetCheckResult(
-        check_name="no_held_memberships", asset_key=MEMBERSHIPS, passed=outcome["held"] == 0,
+        check_name="no_held_memberships",
+        asset_key=MEMBERSHIPS,
+        passed=outcome["held"] == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"held": outcome["held"], "by_program_and_status": dg.MetadataValue.json(held_summary(held))},
+        metadata={
+            "held": outcome["held"],
+            "by_program_and_status": dg.MetadataValue.json(held_summary(held)),
+        },
     )
     yield data_fresh_check(complete, asset_key=MEMBERSHIPS)
-

@@ -17,7 +17,6 @@ email updates the same row.
 * `people` — the current people Molequle reads, folded from all of the above (`sync/people_fold.py`).
 """
 
-
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,7 +80,9 @@ DELETED_LEADS_LOOKBACK = timedelta(days=14)
 UNLIMITED_PAGES = 10**9  # Marketo prunes deletions older than 14 days
 
 TOMBSTONE_SCHEMA = pa.schema([("id", pa.int64()), ("deleted_at", TS), ("recorded_at", TS)])
-MERGE_SCHEMA = pa.schema([("loser_id", pa.int64()), ("winner_id", pa.int64()), ("merged_at", TS), ("recorded_at", TS)])
+MERGE_SCHEMA = pa.schema(
+    [("loser_id", pa.int64()), ("winner_id", pa.int64()), ("merged_at", TS), ("recorded_at", TS)]
+)
 PEOPLE_COLUMNS = {
     "id": "Marketo lead id: the person's identity (never the email)",
     "email": "email address (a change updates the same row)",
@@ -105,22 +106,35 @@ def _sweeps(fields: list[str], start: datetime, now: datetime, window_days: int)
 
 
 def _export_population(
-    context: Any, client: Any, settings: MolequleSettings, fields: list[str], schema: pa.Schema,
-    report: ReadReport, now: datetime,
+    context: Any,
+    client: Any,
+    settings: MolequleSettings,
+    fields: list[str],
+    schema: pa.Schema,
+    report: ReadReport,
+    now: datetime,
 ) -> tuple[list[BulkStamp], str]:
     smart = settings.people.smart_list
     flt = {"smartListName": smart.name} if smart.name else {"smartListId": smart.id}
     scope = run_scope(context)
     try:
         requests = [{"fields": fields, "filter": flt}]
-        stamped = [s for _, stream in bulk_results(client, "leads", requests, report, now, schema, scope) for s in stream]
+        stamped = [
+            s
+            for _, stream in bulk_results(client, "leads", requests, report, now, schema, scope)
+            for s in stream
+        ]
         return stamped, "smart list export"
     except UnsupportedFilterError:
         method = "createdAt sweeps (smart-list filter unsupported: 1035)"
         context.log.warning(f"Smart-list filter refused by Marketo (1035); falling back to {method}")
         start = datetime.combine(settings.people.sweep_start, datetime.min.time()).replace(tzinfo=now.tzinfo)
         requests = _sweeps(fields, start, now, settings.marketo.bulk.window_days)
-        stamped = [s for _, stream in bulk_results(client, "leads", requests, report, now, schema, scope) for s in stream]
+        stamped = [
+            s
+            for _, stream in bulk_results(client, "leads", requests, report, now, schema, scope)
+            for s in stream
+        ]
         return stamped, method
 
 
@@ -134,21 +148,43 @@ def refresh_population(context: Any, client: Any, lake: Lake, settings: Molequle
     if not table.exists():
         stamped, method = _export_population(context, client, settings, fields, schema, report, now)
         rows = _concat([stamp(s.table, s.as_of) for s in stamped], schema.append(pa.field(SYNCED_AT, TS)))
-        table.rebuild(rows, meta={"refreshed_at": now.isoformat(), "full_at": now.isoformat(), "method": method})
-        return {"method": method, "members": rows.num_rows, "joined": rows.num_rows, "left": 0, "report": report}
-    stamped, method = _export_population(context, client, settings, ["id"], pa.schema([("id", pa.int64())]),
-                                         report, now)
-    members = pc.unique(_concat([s.table for s in stamped], pa.schema([("id", pa.int64())]))["id"].combine_chunks())
+        table.rebuild(
+            rows, meta={"refreshed_at": now.isoformat(), "full_at": now.isoformat(), "method": method}
+        )
+        return {
+            "method": method,
+            "members": rows.num_rows,
+            "joined": rows.num_rows,
+            "left": 0,
+            "report": report,
+        }
+    stamped, method = _export_population(
+        context, client, settings, ["id"], pa.schema([("id", pa.int64())]), report, now
+    )
+    members = pc.unique(
+        _concat([s.table for s in stamped], pa.schema([("id", pa.int64())]))["id"].combine_chunks()
+    )
     current = table.read(["id"])["id"].combine_chunks()
     joined = pc.filter(members, pc.invert(pc.is_in(members, value_set=current)))
     left = pc.filter(current, pc.invert(pc.is_in(current, value_set=members)))
     newcomers = _read_by_id(client, joined.to_pylist(), fields, schema, now)
-    table.commit(newcomers, pa.table({"id": left}) if len(left) else None,
-                 meta={"refreshed_at": now.isoformat(), "method": method})
-    return {"method": method, "members": len(members), "joined": len(joined), "left": len(left), "report": report}
+    table.commit(
+        newcomers,
+        pa.table({"id": left}) if len(left) else None,
+        meta={"refreshed_at": now.isoformat(), "method": method},
+    )
+    return {
+        "method": method,
+        "members": len(members),
+        "joined": len(joined),
+        "left": len(left),
+        "report": report,
+    }
 
 
-def _read_by_id(client: Any, ids: list[int], fields: list[str], schema: pa.Schema, now: datetime) -> pa.Table | None:
+def _read_by_id(
+    client: Any, ids: list[int], fields: list[str], schema: pa.Schema, now: datetime
+) -> pa.Table | None:
     if not ids:
         return None
     rows: list[dict[str, Any]] = []
@@ -168,7 +204,10 @@ def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     metadata=schema_metadata(pa.schema([("id", pa.int64()), (SYNCED_AT, TS)]), PEOPLE_COLUMNS),
 )
 def marketo_people_population(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """The members of the settings' smart list: every field on the first sync (one bulk export), then
     their ids each day (a few bytes per person) plus the fields of those who joined since."""
@@ -178,8 +217,12 @@ def marketo_people_population(
     spent.export_bytes = report.export_bytes
     manifest = lake.lake.keyed(POPULATION, "id").manifest()
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": manifest.rows, **outcome, "location": lake.lake.location(POPULATION),
-                  **spent.metadata()}
+        metadata={
+            "dagster/row_count": manifest.rows,
+            **outcome,
+            "location": lake.lake.location(POPULATION),
+            **spent.metadata(),
+        }
     )
 
 
@@ -196,8 +239,10 @@ def activity_lead_ids(lake: Lake, start: datetime, type_ids: tuple[int, ...]) ->
     table = days.read_days(wanted, ["leadId", "activityDate", "activityTypeId"])
     if table is None or table.num_rows == 0:
         return {}
-    mask = pc.and_(pc.is_in(table["activityTypeId"].cast(pa.int32()), value_set=pa.array(type_ids, pa.int32())),
-                   pc.greater_equal(table["activityDate"], pa.scalar(start, TS)))
+    mask = pc.and_(
+        pc.is_in(table["activityTypeId"].cast(pa.int32()), value_set=pa.array(type_ids, pa.int32())),
+        pc.greater_equal(table["activityDate"], pa.scalar(start, TS)),
+    )
     hits = table.filter(mask)
     out: dict[int, datetime] = {}
     for lead, at in zip(hits["leadId"].to_pylist(), hits["activityDate"].to_pylist(), strict=True):
@@ -206,7 +251,13 @@ def activity_lead_ids(lake: Lake, start: datetime, type_ids: tuple[int, ...]) ->
 
 
 def sync_update_days(
-    context: Any, client: Any, lake: Lake, settings: MolequleSettings, keys: list[str], *, force_rest: bool = False
+    context: Any,
+    client: Any,
+    lake: Lake,
+    settings: MolequleSettings,
+    keys: list[str],
+    *,
+    force_rest: bool = False,
 ) -> tuple[DayOutcome, ReadReport]:
     """Bring the days `keys` up to date: REST since the cursors on a tick, one bulk export per day otherwise.
     `force_rest` reads every window through REST (instances without the bulk updatedAt filter)."""
@@ -221,8 +272,12 @@ def sync_update_days(
     if not open_days:
         return outcome, report
     if force_rest or reads_rest(context, keys, now):
-        windows = day_windows(open_days, covered_cursors(days, open_days, filter_id), now,
-                              timedelta(minutes=settings.sync.late_minutes))
+        windows = day_windows(
+            open_days,
+            covered_cursors(days, open_days, filter_id),
+            now,
+            timedelta(minutes=settings.sync.late_minutes),
+        )
         if not windows:
             return outcome, report
         start, end = min(w[1] for w in windows), max(w[2] for w in windows)
@@ -230,25 +285,61 @@ def sync_update_days(
         extra_types = (MERGE_LEADS, CHANGE_SCORE) if _has_score_field(client, fields) else (MERGE_LEADS,)
         extra = activity_lead_ids(lake, start, extra_types)
         pages = UNLIMITED_PAGES if force_rest else settings.sync.rest_pages
-        changed = read_changed_leads(client, fields, watched, schema, start, end, extra_ids=extra,
-                                     rest_pages=pages, now=now, reuse_scope=run_scope(context), report=report)
+        changed = read_changed_leads(
+            client,
+            fields,
+            watched,
+            schema,
+            start,
+            end,
+            extra_ids=extra,
+            rest_pages=pages,
+            now=now,
+            reuse_scope=run_scope(context),
+            report=report,
+        )
         delta = _concat([stamp(s.table, s.as_of) for s in changed.rows], out_schema)
         covered = {d: min(day_end(d), e) for d, _, e in windows}
-        merge_into_days(days, delta, _day_of_change(changed.changed_at, end), "id", out_schema, covered,
-                        filter_id, outcome)
+        merge_into_days(
+            days,
+            delta,
+            _day_of_change(changed.changed_at, end),
+            "id",
+            out_schema,
+            covered,
+            filter_id,
+            outcome,
+        )
         return outcome, report
     # Whole days in bulk: one export per day, so each row lands in the day Marketo last modified it.
     requests = [
-        {"fields": fields, "filter": {"updatedAt": {"startAt": iso(day_start(d)),
-                                                    "endAt": iso(min(day_end(d) - timedelta(seconds=1), now))}}}
+        {
+            "fields": fields,
+            "filter": {
+                "updatedAt": {
+                    "startAt": iso(day_start(d)),
+                    "endAt": iso(min(day_end(d) - timedelta(seconds=1), now)),
+                }
+            },
+        }
         for d in reversed(open_days)
     ]
-    report.windows.extend((r["filter"]["updatedAt"]["startAt"], r["filter"]["updatedAt"]["endAt"]) for r in requests)
+    report.windows.extend(
+        (r["filter"]["updatedAt"]["startAt"], r["filter"]["updatedAt"]["endAt"]) for r in requests
+    )
     for index, stream in bulk_results(client, "leads", requests, report, now, schema, run_scope(context)):
         day = requests[index]["filter"]["updatedAt"]["startAt"][:10]
         tables = (stamp(s.table, s.as_of) for s in stream)
-        replace_days(days, tables, constant_day(day), out_schema, {day: min(day_end(day), now)}, filter_id,
-                     outcome, key="id")
+        replace_days(
+            days,
+            tables,
+            constant_day(day),
+            out_schema,
+            {day: min(day_end(day), now)},
+            filter_id,
+            outcome,
+            key="id",
+        )
     return outcome, report
 
 
@@ -268,7 +359,9 @@ def _day_of_change(changed_at: dict[int, datetime], fallback: datetime):
     return day_of
 
 
-def build_marketo_people_updates(partitions: dg.PartitionsDefinition, max_days_per_run: int = 93) -> dg.AssetsDefinition:
+def build_marketo_people_updates(
+    partitions: dg.PartitionsDefinition, max_days_per_run: int = 93
+) -> dg.AssetsDefinition:
     """The day-partitioned people updates (a factory: the partitions follow `sync.history_days`)."""
 
     @dg.asset(
@@ -280,7 +373,10 @@ def build_marketo_people_updates(partitions: dg.PartitionsDefinition, max_days_p
         metadata=schema_metadata(pa.schema([("id", pa.int64()), (SYNCED_AT, TS)]), PEOPLE_COLUMNS),
     )
     def marketo_people_updates(
-        context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+        context: dg.AssetExecutionContext,
+        marketo: MarketoResource,
+        lake: LakeResource,
+        settings: SettingsResource,
     ) -> dg.MaterializeResult:
         """By day, the leads Marketo last modified that day, with every synced field. A tick reads them
         through Get Lead Changes (New Lead, Change Data Value of the synced fields, plus score changes and
@@ -289,12 +385,17 @@ def build_marketo_people_updates(partitions: dg.PartitionsDefinition, max_days_p
         keys = list(context.partition_keys)
         with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
             try:
-                outcome, report = sync_update_days(context, marketo.client, lake.lake, settings.settings, keys)
+                outcome, report = sync_update_days(
+                    context, marketo.client, lake.lake, settings.settings, keys
+                )
             except UnsupportedFilterError:
                 # No "Corona" on this instance: the REST path (lead changes + leads by id) for every window.
-                context.log.warning("Bulk updatedAt filter refused by Marketo (1035); reading changes through REST")
-                outcome, report = sync_update_days(context, marketo.client, lake.lake, settings.settings, keys,
-                                                   force_rest=True)
+                context.log.warning(
+                    "Bulk updatedAt filter refused by Marketo (1035); reading changes through REST"
+                )
+                outcome, report = sync_update_days(
+                    context, marketo.client, lake.lake, settings.settings, keys, force_rest=True
+                )
         spent.export_bytes = report.export_bytes
         now = clock.now()
         for key in keys:
@@ -307,12 +408,15 @@ def build_marketo_people_updates(partitions: dg.PartitionsDefinition, max_days_p
                 },
                 partition_key=key,
             )
-        record_step_totals(context, {
-            "read": report.method or "nothing to read",
-            "windows": report.windows,
-            "run_rows": outcome.rows,
-            **spent.metadata(),
-        })
+        record_step_totals(
+            context,
+            {
+                "read": report.method or "nothing to read",
+                "windows": report.windows,
+                "run_rows": outcome.rows,
+                **spent.metadata(),
+            },
+        )
         return dg.MaterializeResult()
 
     return marketo_people_updates
@@ -321,7 +425,10 @@ def build_marketo_people_updates(partitions: dg.PartitionsDefinition, max_days_p
 # --- deletions and merges --------------------------------------------------------------------------------
 @dg.asset(name=TOMBSTONES, **marketo_step(), metadata=schema_metadata(TOMBSTONE_SCHEMA))
 def person_tombstones(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """Deleted Marketo leads since the last run (Get Deleted Leads), with the deletion time."""
     table = lake.lake.keyed(TOMBSTONES, "id")
@@ -330,7 +437,10 @@ def person_tombstones(
     late = timedelta(minutes=settings.settings.sync.late_minutes)
     since = parse_iso(read_through) - late if read_through else now - DELETED_LEADS_LOOKBACK
     with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
-        found = [(int(r["leadId"]), parse_iso(str(r["activityDate"]))) for r in marketo.client.deleted_leads_since(since)]
+        found = [
+            (int(r["leadId"]), parse_iso(str(r["activityDate"])))
+            for r in marketo.client.deleted_leads_since(since)
+        ]
     fresh = pa.table(
         {"id": [f[0] for f in found], "deleted_at": [f[1] for f in found], "recorded_at": [now] * len(found)},
         TOMBSTONE_SCHEMA,
@@ -338,11 +448,18 @@ def person_tombstones(
     known = table.lookup(key_table("id", fresh["id"])) if fresh.num_rows else None
     if known is not None and known.num_rows:
         fresh = fresh.filter(pc.invert(pc.is_in(fresh["id"], value_set=known["id"].combine_chunks())))
-    manifest = table.commit(dedupe_latest(fresh, "id", "deleted_at"),
-                            meta={"read_through": now.isoformat(), "complete_through": now.isoformat()})
+    manifest = table.commit(
+        dedupe_latest(fresh, "id", "deleted_at"),
+        meta={"read_through": now.isoformat(), "complete_through": now.isoformat()},
+    )
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": manifest.rows, "new_rows": fresh.num_rows, "since": iso(since),
-                  **data_age_metadata(now, now), **spent.metadata()}
+        metadata={
+            "dagster/row_count": manifest.rows,
+            "new_rows": fresh.num_rows,
+            "since": iso(since),
+            **data_age_metadata(now, now),
+            **spent.metadata(),
+        }
     )
 
 
@@ -356,7 +473,9 @@ def _merge_ids(attributes: str | None) -> list[int]:
     return [int(v) for v in value or []]
 
 
-def merges_from_activities(lake: Lake, seen: dict[str, str], now: datetime) -> tuple[pa.Table, dict[str, str]]:
+def merges_from_activities(
+    lake: Lake, seen: dict[str, str], now: datetime
+) -> tuple[pa.Table, dict[str, str]]:
     """Merge Leads activities (32) in the `marketo_activities` days written since `seen` (day → file
     stamp), as loser → winner rows, and the stamps to remember."""
     days = lake.days(MARKETO_ACTIVITIES)
@@ -366,10 +485,16 @@ def merges_from_activities(lake: Lake, seen: dict[str, str], now: datetime) -> t
     rows = []
     if table is not None:
         merges = table.filter(pc.equal(table["activityTypeId"].cast(pa.int32()), MERGE_LEADS))
-        for winner, at, attributes in zip(merges["leadId"].to_pylist(), merges["activityDate"].to_pylist(),
-                                           merges["attributes"].to_pylist(), strict=True):
-            rows.extend({"loser_id": loser, "winner_id": winner, "merged_at": at, "recorded_at": now}
-                        for loser in _merge_ids(attributes))
+        for winner, at, attributes in zip(
+            merges["leadId"].to_pylist(),
+            merges["activityDate"].to_pylist(),
+            merges["attributes"].to_pylist(),
+            strict=True,
+        ):
+            rows.extend(
+                {"loser_id": loser, "winner_id": winner, "merged_at": at, "recorded_at": now}
+                for loser in _merge_ids(attributes)
+            )
     return pa.Table.from_pylist(rows, MERGE_SCHEMA), written
 
 
@@ -385,12 +510,18 @@ def person_merges(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     fresh = dedupe_latest(fresh, "loser_id", "merged_at") if fresh.num_rows else fresh
     known = table.lookup(key_table("loser_id", fresh["loser_id"])) if fresh.num_rows else None
     if known is not None and known.num_rows:
-        fresh = fresh.filter(pc.invert(pc.is_in(fresh["loser_id"], value_set=known["loser_id"].combine_chunks())))
+        fresh = fresh.filter(
+            pc.invert(pc.is_in(fresh["loser_id"], value_set=known["loser_id"].combine_chunks()))
+        )
     complete = activities_complete_through(store)
     meta = {"days_seen": written, "complete_through": complete.isoformat() if complete else None}
     manifest = table.commit(fresh, meta=meta)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": manifest.rows, "new_rows": fresh.num_rows, **data_age_metadata(complete)}
+        metadata={
+            "dagster/row_count": manifest.rows,
+            "new_rows": fresh.num_rows,
+            **data_age_metadata(complete),
+        }
     )
 
 
@@ -442,8 +573,11 @@ def fold_into_people(lake: Lake) -> dict[str, Any]:
         members_rows = population.read()
         joined = _ids_of(members_rows)
         current_members = people.read_or_none(["id", IN_SYNC_LIST])
-        left = _ids_of(current_members.filter(pc.fill_null(current_members[IN_SYNC_LIST], False))) \
-            if current_members is not None else pa.array([], pa.int64())
+        left = (
+            _ids_of(current_members.filter(pc.fill_null(current_members[IN_SYNC_LIST], False)))
+            if current_members is not None
+            else pa.array([], pa.int64())
+        )
         left = pc.filter(left, pc.invert(pc.is_in(left, value_set=joined))) if len(left) else left
         fetched.append(members_rows)
     else:
@@ -452,7 +586,9 @@ def fold_into_people(lake: Lake) -> dict[str, Any]:
             fetched.append(pop_changes.upserts)
     new_deleted, _ = _changed_ids(tombstones, int(meta.get("tombstones_version", 0)), "id")
     new_losers, new_merges = _changed_ids(merges, int(meta.get("merges_version", 0)), "loser_id")
-    fetched_ids = pc.unique(pa.concat_arrays([_ids_of(t) for t in fetched])) if fetched else pa.array([], pa.int64())
+    fetched_ids = (
+        pc.unique(pa.concat_arrays([_ids_of(t) for t in fetched])) if fetched else pa.array([], pa.int64())
+    )
     mentioned = key_table("id", fetched_ids)
     removed_fetched = [
         _ids_of(tombstones.lookup(mentioned, ["id"])),
@@ -502,15 +638,26 @@ def membership_check(lake: Lake) -> dg.AssetCheckResult:
     population = lake.keyed(POPULATION, "id")
     if not population.meta.get("full_at"):
         return dg.AssetCheckResult(
-            check_name="smart_list_members", passed=False,
+            check_name="smart_list_members",
+            passed=False,
             description="the first sync has not loaded the smart list's population yet",
         )
     people = lake.read_current(PEOPLE, ["id", IN_SYNC_LIST])
     members = _ids_of(population.read(["id"]))
-    removed = pa.concat_arrays([_ids_of(lake.read_current(TOMBSTONES, ["id"])),
-                                _ids_of(lake.read_current(MERGES, ["loser_id"]), "loser_id")])
-    expected = pc.filter(members, pc.invert(pc.is_in(members, value_set=removed))) if len(removed) else members
-    flagged = _ids_of(people.filter(pc.fill_null(people[IN_SYNC_LIST], False))) if people is not None else members[:0]
+    removed = pa.concat_arrays(
+        [
+            _ids_of(lake.read_current(TOMBSTONES, ["id"])),
+            _ids_of(lake.read_current(MERGES, ["loser_id"]), "loser_id"),
+        ]
+    )
+    expected = (
+        pc.filter(members, pc.invert(pc.is_in(members, value_set=removed))) if len(removed) else members
+    )
+    flagged = (
+        _ids_of(people.filter(pc.fill_null(people[IN_SYNC_LIST], False)))
+        if people is not None
+        else members[:0]
+    )
     missing = len(pc.filter(expected, pc.invert(pc.is_in(expected, value_set=flagged))))
     extra = len(pc.filter(flagged, pc.invert(pc.is_in(flagged, value_set=expected))))
     return dg.AssetCheckResult(
@@ -524,8 +671,9 @@ def membership_check(lake: Lake) -> dg.AssetCheckResult:
     name=PEOPLE,
     **computed_step(),
     deps=[POPULATION, UPDATES, TOMBSTONES, MERGES],
-    metadata=schema_metadata(pa.schema([("id", pa.int64()), (SYNCED_AT, TS), (IN_SYNC_LIST, pa.bool_())]),
-                             PEOPLE_COLUMNS),
+    metadata=schema_metadata(
+        pa.schema([("id", pa.int64()), (SYNCED_AT, TS), (IN_SYNC_LIST, pa.bool_())]), PEOPLE_COLUMNS
+    ),
     check_specs=[
         dg.AssetCheckSpec(
             "smart_list_members",
@@ -549,7 +697,9 @@ def people(context: dg.AssetExecutionContext, lake: LakeResource):
             "dagster/row_count": outcome.pop("rows"),
             **outcome,
             "update_days_folded": dg.MetadataValue.json(outcome["update_days_folded"]),
-            **({"dagster/column_schema": column_schema(schema, PEOPLE_COLUMNS)} if schema is not None else {}),
+            **(
+                {"dagster/column_schema": column_schema(schema, PEOPLE_COLUMNS)} if schema is not None else {}
+            ),
             "location": lake.lake.location(PEOPLE),
             **data_age_metadata(complete),
         }

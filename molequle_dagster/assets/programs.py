@@ -7,13 +7,11 @@
 * `marketo_programs` — programs through the Asset API, incrementally by `earliestUpdatedAt`.
 """
 
-
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import SYNCED_AT, TS, stamp
@@ -178,18 +176,30 @@ def sync_channels(context: dg.AssetExecutionContext, marketo: MarketoResource, l
     changed = changed_rows(previous, rows, ["channel_id", "step"], ignore=[SYNCED_AT])
     gone = None
     if previous is not None and previous.num_rows:
-        gone = previous.select(["channel_id", "step"]).join(rows.select(["channel_id", "step"]),
-                                                            ["channel_id", "step"], join_type="left anti")
+        gone = previous.select(["channel_id", "step"]).join(
+            rows.select(["channel_id", "step"]), ["channel_id", "step"], join_type="left anti"
+        )
     meta = {"complete_through": now.isoformat()}
-    manifest = channels.commit(stamp(changed, now),
-                               gone if gone is not None and gone.num_rows else None, meta=meta)
+    manifest = channels.commit(
+        stamp(changed, now), gone if gone is not None and gone.num_rows else None, meta=meta
+    )
     history = store.keyed(HISTORY, ["channel_id", "step", "detected_at"])
     history_manifest = history.commit(changes, meta=meta)
-    renames = [f"{r['channel']}: {r['old_name']} → {r['new_name']}" for r in changes.to_pylist() if r["change"] == "renamed"]
+    renames = [
+        f"{r['channel']}: {r['old_name']} → {r['new_name']}"
+        for r in changes.to_pylist()
+        if r["change"] == "renamed"
+    ]
     yield dg.MaterializeResult(
         asset_key=CHANNELS,
-        metadata={"dagster/row_count": manifest.rows, "channels": len(fetched), "status_changes": changes.num_rows,
-                  "renames": dg.MetadataValue.json(renames), **data_age_metadata(now, now), **spent.metadata()},
+        metadata={
+            "dagster/row_count": manifest.rows,
+            "channels": len(fetched),
+            "status_changes": changes.num_rows,
+            "renames": dg.MetadataValue.json(renames),
+            **data_age_metadata(now, now),
+            **spent.metadata(),
+        },
     )
     yield dg.MaterializeResult(asset_key=HISTORY, metadata={"dagster/row_count": history_manifest.rows})
 
@@ -223,7 +233,10 @@ def program_rows(rows: list[dict[str, Any]]) -> pa.Table:
     check_specs=[data_fresh_spec(PROGRAMS)],
 )
 def marketo_programs(
-    context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource, settings: SettingsResource
+    context: dg.AssetExecutionContext,
+    marketo: MarketoResource,
+    lake: LakeResource,
+    settings: SettingsResource,
 ):
     """Programs (Asset API browse), incrementally: those created or updated since the last run."""
     store = lake.lake
@@ -233,16 +246,25 @@ def marketo_programs(
     late = timedelta(minutes=settings.settings.sync.late_minutes)
     with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
         if since:
-            fetched = list(marketo.client.programs(earliest_updated_at=parse_iso(since) - late, latest_updated_at=now))
+            fetched = list(
+                marketo.client.programs(earliest_updated_at=parse_iso(since) - late, latest_updated_at=now)
+            )
         else:
             fetched = list(marketo.client.programs())
     rows = program_rows(fetched)
     changed = changed_rows(table.read_or_none(), rows, ["id"], ignore=[SYNCED_AT])
-    manifest = table.commit(stamp(changed, now),
-                            meta={"read_through": now.isoformat(), "complete_through": now.isoformat()})
+    manifest = table.commit(
+        stamp(changed, now), meta={"read_through": now.isoformat(), "complete_through": now.isoformat()}
+    )
     yield dg.MaterializeResult(
-        metadata={"dagster/row_count": manifest.rows, "fetched": len(fetched), "changed": changed.num_rows,
-                  "since": since or "", **data_age_metadata(now, now), **spent.metadata()}
+        metadata={
+            "dagster/row_count": manifest.rows,
+            "fetched": len(fetched),
+            "changed": changed.num_rows,
+            "since": since or "",
+            **data_age_metadata(now, now),
+            **spent.metadata(),
+        }
     )
     yield data_fresh_check(now, now)
 
@@ -253,4 +275,3 @@ def programs_added_since(store: Any, version: int) -> pa.Array:
     changes = table.changes_since(version) if version else None
     rows = changes.upserts if changes is not None else table.read_or_none(["id"])
     return rows["id"].combine_chunks() if rows is not None and rows.num_rows else pa.array([], pa.int64())
-

@@ -21,13 +21,20 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from molequle_dagster.actions.batching import batches
 from molequle_dagster import clock
+from molequle_dagster.actions.batching import batches
 from molequle_dagster.arrow_ops import or_empty
-from molequle_dagster.conventions import ACTIONS_GROUP, MARKETO_POOL, OWNERS, accounting, fail_on_purpose, schema_metadata
+from molequle_dagster.conventions import (
+    ACTIONS_GROUP,
+    MARKETO_POOL,
+    OWNERS,
+    accounting,
+    fail_on_purpose,
+    schema_metadata,
+)
 from molequle_dagster.lake import Lake
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.marketo.writes import SYNC_BATCH, SyncResult
+from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings, WriteBackMapping
 

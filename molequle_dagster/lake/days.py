@@ -79,7 +79,9 @@ class DayTable:
                 stamps[folder.removeprefix("date=")] = str(info.mtime_ns)
         return dict(sorted(stamps.items()))
 
-    def read_days(self, days: Iterable[str] | None = None, columns: list[str] | None = None) -> pa.Table | None:
+    def read_days(
+        self, days: Iterable[str] | None = None, columns: list[str] | None = None
+    ) -> pa.Table | None:
         wanted = self.days() if days is None else list(days)
         parts = [t for d in wanted if (t := self.read(d, columns)) is not None]
         return pa.concat_tables(parts, promote_options="default") if parts else None

@@ -215,8 +215,12 @@ class KeyedTable:
         if manifest.deltas:
             newest = _newest_per_key(self._read_files(manifest.deltas, wanted, flags=True), self.key)
             kept = newest.filter(pc.invert(newest[DELETED])).drop_columns([DELETED, SEQ])
-            base = kept if base is None else pa.concat_tables(
-                [_without_keys(base, newest, self.key), kept], promote_options="default"
+            base = (
+                kept
+                if base is None
+                else pa.concat_tables(
+                    [_without_keys(base, newest, self.key), kept], promote_options="default"
+                )
             )
         base = _with_known_columns(base, manifest.schema, self.key)
         return base if columns is None else base.select([c for c in columns if c in base.column_names])
@@ -225,7 +229,8 @@ class KeyedTable:
         """The columns of the current version (from the files' footers, no rows read)."""
         manifest = self.manifest()
         schemas = [
-            pq.read_schema(self._path(f.path), filesystem=self.storage.fs) for f in (*manifest.base, *manifest.deltas)
+            pq.read_schema(self._path(f.path), filesystem=self.storage.fs)
+            for f in (*manifest.base, *manifest.deltas)
         ]
         if not schemas:
             return None
@@ -477,7 +482,11 @@ def _with_known_columns(table: pa.Table | None, schema: pa.Schema | None, key: S
     """Every column the table is known to have, even when the files read hold fewer (deletes carry only
     keys; an empty table has no file)."""
     if table is None:
-        return schema.empty_table() if schema is not None else pa.table({k: pa.array([], pa.null()) for k in key})
+        return (
+            schema.empty_table()
+            if schema is not None
+            else pa.table({k: pa.array([], pa.null()) for k in key})
+        )
     if schema is None:
         return table
     for f in schema:
@@ -589,11 +598,15 @@ def changed_rows(
     if current is None or current.num_rows == 0 or fresh.num_rows == 0:
         return fresh
     key = list(key)
-    compare = [c for c in fresh.column_names if c not in key and c not in ignore and c in current.column_names]
+    compare = [
+        c for c in fresh.column_names if c not in key and c not in ignore and c in current.column_names
+    ]
     renamed = [f"__old_{c}" for c in compare]
     ours = current.select([*key, *compare]).rename_columns([*key, *renamed])
     joined = fresh.append_column("__row", pa.array(range(fresh.num_rows), pa.int64())).join(
-        ours.append_column("__present", pa.repeat(pa.scalar(True), ours.num_rows)), key, join_type="left outer"
+        ours.append_column("__present", pa.repeat(pa.scalar(True), ours.num_rows)),
+        key,
+        join_type="left outer",
     )
     differs = pc.is_null(joined["__present"])
     for c, old in zip(compare, renamed, strict=True):
@@ -611,5 +624,9 @@ def missing_keys(current: pa.Table | None, fresh: pa.Table, key: Sequence[str]) 
     """Keys of `current` that `fresh` no longer has."""
     if current is None or current.num_rows == 0:
         return None
-    gone = _without_keys(current.select(list(key)), fresh.select(list(key)), key) if fresh.num_rows else current.select(list(key))
+    gone = (
+        _without_keys(current.select(list(key)), fresh.select(list(key)), key)
+        if fresh.num_rows
+        else current.select(list(key))
+    )
     return gone if gone.num_rows else None

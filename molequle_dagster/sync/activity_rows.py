@@ -30,7 +30,9 @@ ACTIVITY_CSV_SCHEMA = pa.schema(
         ("attributes", pa.string()),
     ]
 )
-ACTIVITY_SCHEMA = ACTIVITY_CSV_SCHEMA.append(pa.field(SYNCED_AT, TS)).append(pa.field("activity_group", pa.string()))
+ACTIVITY_SCHEMA = ACTIVITY_CSV_SCHEMA.append(pa.field(SYNCED_AT, TS)).append(
+    pa.field("activity_group", pa.string())
+)
 
 ACTIVITY_COLUMNS = {
     "marketoGUID": "Marketo's unique activity id (the key)",

@@ -90,8 +90,9 @@ def merge_into_days(
         else:
             outcome.rows_by_day[day] = existing.num_rows
         outcome.new_rows_by_day[day] = part.num_rows
-        lake_days.write_cursor(day, {"covered_until": until.isoformat(), "filter": filter_id,
-                                     "rows": outcome.rows_by_day[day]})
+        lake_days.write_cursor(
+            day, {"covered_until": until.isoformat(), "filter": filter_id, "rows": outcome.rows_by_day[day]}
+        )
         outcome.covered_until[day] = until.isoformat()
 
 
@@ -129,7 +130,9 @@ def replace_days(
                 writers[day].write_table(part)
                 outcome.new_rows_by_day[day] = outcome.new_rows_by_day.get(day, 0) + part.num_rows
         for day, parts in buffered.items():
-            merged = dedupe_latest(pa.concat_tables(parts), key, SYNCED_AT) if key else pa.concat_tables(parts)
+            merged = (
+                dedupe_latest(pa.concat_tables(parts), key, SYNCED_AT) if key else pa.concat_tables(parts)
+            )
             writers[day] = stack.enter_context(lake_days.writer(day, schema))
             writers[day].write_table(merged)
             outcome.new_rows_by_day[day] = merged.num_rows
@@ -140,6 +143,13 @@ def replace_days(
     for day, until in covered.items():
         outcome.rows_by_day[day] = outcome.new_rows_by_day.get(day, 0)
         closed = until >= day_end(day)  # exported whole after the day ended: complete, the close is done
-        lake_days.write_cursor(day, {"covered_until": until.isoformat(), "filter": filter_id,
-                                     "rows": outcome.rows_by_day[day], "closed": closed})
+        lake_days.write_cursor(
+            day,
+            {
+                "covered_until": until.isoformat(),
+                "filter": filter_id,
+                "rows": outcome.rows_by_day[day],
+                "closed": closed,
+            },
+        )
         outcome.covered_until[day] = until.isoformat()

@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 from molequle_dagster.arrow_ops import TS, conform
 from molequle_dagster.sync.memberships_fold import KEY, MEMBER_SCHEMA
 
-MEMBERSHIP_SCHEMA = MEMBER_SCHEMA.append(pa.field("channel", pa.string())).append(pa.field("step", pa.int64())).append(
-    pa.field("success", pa.bool_())
+MEMBERSHIP_SCHEMA = (
+    MEMBER_SCHEMA.append(pa.field("channel", pa.string()))
+    .append(pa.field("step", pa.int64()))
+    .append(pa.field("success", pa.bool_()))
 )
 RETRY_SCHEMA = MEMBER_SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("held_since", TS))
 
@@ -36,19 +38,35 @@ def rename_map(history: pa.Table, programs: pa.Table) -> pa.Table:
     """(program_id, old name) → current name, from the renames seen (chains followed: A→B, B→C gives A→C)."""
     renames = history.filter(pc.equal(history["change"], "renamed")).sort_by("detected_at")
     final: dict[tuple[str, str], str] = {}
-    for channel, old, new in zip(renames["channel"].to_pylist(), renames["old_name"].to_pylist(),
-                                 renames["new_name"].to_pylist(), strict=True):
+    for channel, old, new in zip(
+        renames["channel"].to_pylist(),
+        renames["old_name"].to_pylist(),
+        renames["new_name"].to_pylist(),
+        strict=True,
+    ):
         for key, target in list(final.items()):
             if key[0] == channel and target == old:
                 final[key] = new
         final[(channel, old)] = new
     if not final:
-        return pa.table({"program_id": pa.array([], pa.int64()), "old_name": pa.array([], pa.string()),
-                         "new_name": pa.array([], pa.string())})
-    by_channel = pa.table({"channel": [k[0] for k in final], "old_name": [k[1] for k in final],
-                           "new_name": list(final.values())})
+        return pa.table(
+            {
+                "program_id": pa.array([], pa.int64()),
+                "old_name": pa.array([], pa.string()),
+                "new_name": pa.array([], pa.string()),
+            }
+        )
+    by_channel = pa.table(
+        {
+            "channel": [k[0] for k in final],
+            "old_name": [k[1] for k in final],
+            "new_name": list(final.values()),
+        }
+    )
     program_channel = programs.select(["id", "channel"]).rename_columns(["program_id", "channel"])
-    return program_channel.join(by_channel, "channel", join_type="inner").select(["program_id", "old_name", "new_name"])
+    return program_channel.join(by_channel, "channel", join_type="inner").select(
+        ["program_id", "old_name", "new_name"]
+    )
 
 
 @dataclass
@@ -58,28 +76,43 @@ class Resolution:
     released: pa.Table  # keys of previously held rows that resolved (delete from the retry table)
 
 
-def resolve(candidates: pa.Table, lookup: pa.Table, renames: pa.Table, held_before: pa.Table | None,
-            now: pa.Scalar) -> Resolution:
+def resolve(
+    candidates: pa.Table, lookup: pa.Table, renames: pa.Table, held_before: pa.Table | None, now: pa.Scalar
+) -> Resolution:
     """Split candidate rows into resolved ones (with channel, step, success) and held ones (with reason)."""
     rows = conform(candidates, MEMBER_SCHEMA)
     if rows.num_rows and renames.num_rows:
-        mapped = rows.join(renames.rename_columns(["program_id", "status_name", "__new"]), ["program_id", "status_name"],
-                           join_type="left outer")
-        rows = conform(mapped.set_column(mapped.column_names.index("status_name"), "status_name",
-                                         pc.coalesce(mapped["__new"], mapped["status_name"])), MEMBER_SCHEMA)
+        mapped = rows.join(
+            renames.rename_columns(["program_id", "status_name", "__new"]),
+            ["program_id", "status_name"],
+            join_type="left outer",
+        )
+        rows = conform(
+            mapped.set_column(
+                mapped.column_names.index("status_name"),
+                "status_name",
+                pc.coalesce(mapped["__new"], mapped["status_name"]),
+            ),
+            MEMBER_SCHEMA,
+        )
     joined = rows.join(lookup, ["program_id", "status_name"], join_type="left outer")
     ok = pc.is_valid(joined["step"])
     resolved = conform(joined.filter(ok), MEMBERSHIP_SCHEMA)
     unresolved = joined.filter(pc.invert(ok))
     known_programs = set(lookup["program_id"].to_pylist())
     reasons = [
-        f"status {s!r} is not (yet) among the statuses of program {p}'s channel" if p in known_programs
+        f"status {s!r} is not (yet) among the statuses of program {p}'s channel"
+        if p in known_programs
         else f"program {p} is unknown (not synced yet)"
-        for p, s in zip(unresolved["program_id"].to_pylist(), unresolved["status_name"].to_pylist(), strict=True)
+        for p, s in zip(
+            unresolved["program_id"].to_pylist(), unresolved["status_name"].to_pylist(), strict=True
+        )
     ]
     since = _held_since(unresolved, held_before, now)
-    held = conform(unresolved.append_column("reason", pa.array(reasons, pa.string())).append_column("held_since", since),
-                   RETRY_SCHEMA)
+    held = conform(
+        unresolved.append_column("reason", pa.array(reasons, pa.string())).append_column("held_since", since),
+        RETRY_SCHEMA,
+    )
     released = resolved.select(KEY)
     if held_before is not None and held_before.num_rows:
         released = released.join(held_before.select(KEY), KEY, join_type="left semi")

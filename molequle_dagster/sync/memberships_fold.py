@@ -85,10 +85,14 @@ def members_from_export(rows: pa.Table, synced_at: pa.Scalar | None = None) -> p
             "lead_id": rows["leadId"].cast(pa.int64()),
             "status_name": rows["statusName"].cast(pa.string()),
             "membership_date": rows["membershipDate"].cast(TS),
-            "reached_success": pc.is_in(pc.utf8_lower(rows["reachedSuccess"].cast(pa.string())), value_set=truthy),
+            "reached_success": pc.is_in(
+                pc.utf8_lower(rows["reachedSuccess"].cast(pa.string())), value_set=truthy
+            ),
             "acquired_by": pc.is_in(pc.utf8_lower(rows["acquiredBy"].cast(pa.string())), value_set=truthy),
             "updated_at": rows["updatedAt"].cast(TS),
-            SYNCED_AT: rows[SYNCED_AT].cast(TS) if SYNCED_AT in rows.column_names else pa.nulls(rows.num_rows, TS),
+            SYNCED_AT: rows[SYNCED_AT].cast(TS)
+            if SYNCED_AT in rows.column_names
+            else pa.nulls(rows.num_rows, TS),
         }
     )
     return conform(table, MEMBER_SCHEMA)
@@ -100,7 +104,10 @@ def _newer(candidates: pa.Table, current: pa.Table | None) -> pa.Table:
         return candidates
     ours = current.select([*KEY, "updated_at"]).rename_columns([*KEY, "__ours"])
     joined = candidates.join(ours, KEY, join_type="left outer")
-    keep = pc.or_(pc.is_null(joined["__ours"]), pc.fill_null(pc.greater_equal(joined["updated_at"], joined["__ours"]), True))
+    keep = pc.or_(
+        pc.is_null(joined["__ours"]),
+        pc.fill_null(pc.greater_equal(joined["updated_at"], joined["__ours"]), True),
+    )
     return joined.filter(keep).drop_columns(["__ours"])
 
 
@@ -108,20 +115,32 @@ def apply_events(current: pa.Table | None, events: pa.Table, synced_at: pa.Scala
     """The membership rows the newest event per key produces (a joining member starts at the event)."""
     if events.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
-    ordered = events.sort_by([("program_id", "ascending"), ("lead_id", "ascending"), ("at", "ascending"),
-                              ("guid", "ascending")])
-    latest = dedupe_latest(ordered.append_column("__order", pa.array(range(ordered.num_rows), pa.int64())),
-                           KEY, "__order").drop_columns(["__order"])
-    ever_success = events.group_by(KEY).aggregate([("success", "max")]).rename_columns([*KEY, "__any_success"])
+    ordered = events.sort_by(
+        [("program_id", "ascending"), ("lead_id", "ascending"), ("at", "ascending"), ("guid", "ascending")]
+    )
+    latest = dedupe_latest(
+        ordered.append_column("__order", pa.array(range(ordered.num_rows), pa.int64())), KEY, "__order"
+    ).drop_columns(["__order"])
+    ever_success = (
+        events.group_by(KEY).aggregate([("success", "max")]).rename_columns([*KEY, "__any_success"])
+    )
     latest = latest.join(ever_success, KEY, join_type="left outer")
     if current is not None and current.num_rows:
         ours = current.select([*KEY, "membership_date", "reached_success", "acquired_by", "updated_at"])
         ours = ours.rename_columns([*KEY, "__date", "__reached", "__acquired", "__updated"])
         latest = latest.join(ours, KEY, join_type="left outer")
     else:
-        for name, type_ in (("__date", TS), ("__reached", pa.bool_()), ("__acquired", pa.bool_()), ("__updated", TS)):
+        for name, type_ in (
+            ("__date", TS),
+            ("__reached", pa.bool_()),
+            ("__acquired", pa.bool_()),
+            ("__updated", TS),
+        ):
             latest = latest.append_column(name, pa.nulls(latest.num_rows, type_))
-    newer = pc.or_(pc.is_null(latest["__updated"]), pc.fill_null(pc.greater_equal(latest["at"], latest["__updated"]), True))
+    newer = pc.or_(
+        pc.is_null(latest["__updated"]),
+        pc.fill_null(pc.greater_equal(latest["at"], latest["__updated"]), True),
+    )
     latest = latest.filter(newer)
     rows = pa.table(
         {
@@ -129,7 +148,9 @@ def apply_events(current: pa.Table | None, events: pa.Table, synced_at: pa.Scala
             "lead_id": latest["lead_id"],
             "status_name": latest["status_name"],
             "membership_date": pc.coalesce(latest["__date"], latest["at"]),
-            "reached_success": pc.or_(pc.fill_null(latest["__reached"], False), pc.fill_null(latest["__any_success"], False)),
+            "reached_success": pc.or_(
+                pc.fill_null(latest["__reached"], False), pc.fill_null(latest["__any_success"], False)
+            ),
             "acquired_by": pc.coalesce(latest["__acquired"], latest["acquired_by"]),
             "updated_at": latest["at"],
             SYNCED_AT: pa.repeat(synced_at, latest.num_rows).cast(TS),
@@ -143,7 +164,9 @@ def apply_snapshot(current: pa.Table | None, exported: pa.Table) -> pa.Table:
     return conform(_newer(dedupe_latest(exported, KEY, "updated_at"), current), MEMBER_SCHEMA)
 
 
-def move_merged(rows: pa.Table, losers: pa.Array, winners: pa.Array, merged_at: pa.Array) -> tuple[pa.Table, pa.Table]:
+def move_merged(
+    rows: pa.Table, losers: pa.Array, winners: pa.Array, merged_at: pa.Array
+) -> tuple[pa.Table, pa.Table]:
     """Marketo moves a merged-away lead's memberships to the winner unless the winner is already a member
     of that program. `rows` holds every membership of the losers and winners. Returns (upserts, deletes)."""
     if rows.num_rows == 0 or len(losers) == 0:
@@ -153,8 +176,9 @@ def move_merged(rows: pa.Table, losers: pa.Array, winners: pa.Array, merged_at: 
     loser_index = pc.index_in(of_loser["lead_id"], value_set=losers)
     target = pc.take(winners, loser_index)
     moved = of_loser.set_column(of_loser.column_names.index("lead_id"), "lead_id", target)
-    moved = moved.set_column(moved.column_names.index("updated_at"), "updated_at",
-                             pc.take(merged_at, loser_index).cast(TS))
+    moved = moved.set_column(
+        moved.column_names.index("updated_at"), "updated_at", pc.take(merged_at, loser_index).cast(TS)
+    )
     winner_keys = rows.filter(pc.invert(pc.is_valid(index))).select(KEY)
     moved = moved.join(winner_keys, KEY, join_type="left anti") if winner_keys.num_rows else moved
     moved = dedupe_latest(moved, KEY, "updated_at")
@@ -165,7 +189,10 @@ def rename(rows: pa.Table, renames: pa.Table) -> pa.Table:
     """Rows whose status was renamed since (renames: program_id, old_name, new_name), with the new name."""
     if rows.num_rows == 0 or renames.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
-    joined = rows.join(renames.rename_columns(["program_id", "status_name", "__new"]),
-                       ["program_id", "status_name"], join_type="inner")
+    joined = rows.join(
+        renames.rename_columns(["program_id", "status_name", "__new"]),
+        ["program_id", "status_name"],
+        join_type="inner",
+    )
     renamed = joined.set_column(joined.column_names.index("status_name"), "status_name", joined["__new"])
     return conform(renamed.drop_columns(["__new"]), MEMBER_SCHEMA)

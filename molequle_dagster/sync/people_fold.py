@@ -50,7 +50,9 @@ def newest_rows(fetched: list[pa.Table], current: pa.Table | None) -> pa.Table |
         return rows
     ours = current.select(["id", SYNCED_AT]).rename_columns(["id", "__ours"])
     joined = rows.join(ours, "id", join_type="left outer")
-    newer = pc.or_(pc.is_null(joined["__ours"]), pc.fill_null(pc.greater(joined[SYNCED_AT], joined["__ours"]), True))
+    newer = pc.or_(
+        pc.is_null(joined["__ours"]), pc.fill_null(pc.greater(joined[SYNCED_AT], joined["__ours"]), True)
+    )
     return joined.filter(newer).drop_columns(["__ours"])
 
 
@@ -87,11 +89,20 @@ def fold_people(
     if current is not None and current.num_rows:
         untouched = current.filter(pc.invert(is_in(current["id"], touched)))
         untouched = untouched.filter(pc.invert(is_in(untouched["id"], removed)))
-        joined = untouched.filter(pc.and_(is_in(untouched["id"], members_joined),
-                                          pc.invert(pc.fill_null(untouched[IN_SYNC_LIST], False))))
+        joined = untouched.filter(
+            pc.and_(
+                is_in(untouched["id"], members_joined),
+                pc.invert(pc.fill_null(untouched[IN_SYNC_LIST], False)),
+            )
+        )
         if joined.num_rows:
-            upserts.append(joined.set_column(joined.column_names.index(IN_SYNC_LIST), IN_SYNC_LIST,
-                                             pa.repeat(pa.scalar(True), joined.num_rows)))
+            upserts.append(
+                joined.set_column(
+                    joined.column_names.index(IN_SYNC_LIST),
+                    IN_SYNC_LIST,
+                    pa.repeat(pa.scalar(True), joined.num_rows),
+                )
+            )
         left = untouched.filter(is_in(untouched["id"], members_left))
         if left.num_rows:
             keep = is_in(left["id"], winners)
@@ -100,8 +111,13 @@ def fold_people(
                 keep = pc.or_(keep, pc.fill_null(pc.greater(left[SYNCED_AT].cast(TS), cutoff), False))
             kept = left.filter(keep)
             if kept.num_rows:
-                upserts.append(kept.set_column(kept.column_names.index(IN_SYNC_LIST), IN_SYNC_LIST,
-                                               pa.repeat(pa.scalar(False), kept.num_rows)))
+                upserts.append(
+                    kept.set_column(
+                        kept.column_names.index(IN_SYNC_LIST),
+                        IN_SYNC_LIST,
+                        pa.repeat(pa.scalar(False), kept.num_rows),
+                    )
+                )
             deletes.append(_ids(left.filter(pc.invert(keep))))
         deletes.append(_ids(current.filter(is_in(current["id"], removed))))
     # Removed ids are deleted even when our current row was not loaded (cheap: deleting an absent key is

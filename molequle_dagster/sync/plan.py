@@ -59,7 +59,11 @@ def newest_run(missing_newest_first: list[str], keys: Sequence[str], max_days: i
 
 
 def next_onboarding_step(
-    lake: Lake, keys: Sequence[str], materialized: set[str], now: datetime, history_days_per_run: int,
+    lake: Lake,
+    keys: Sequence[str],
+    materialized: set[str],
+    now: datetime,
+    history_days_per_run: int,
     jobs: dict[str, str],
 ) -> Step | Wait | None:
     """The first sync if it is not done, else the newest missing history, else None (nothing to do)."""
@@ -67,15 +71,25 @@ def next_onboarding_step(
         return Wait(f"Marketo quota used up; paused until {paused[0].isoformat()} (resumes by itself)")
     if not first_sync_done(lake):
         # Everyone first, with today's changes; the history runs that follow start with the newest days.
-        return Step(jobs["initial"], "initial", keys[-1], keys[-1],
-                    f"first sync: people, accounts, programs, memberships and today's activities")
+        return Step(
+            jobs["initial"],
+            "initial",
+            keys[-1],
+            keys[-1],
+            "first sync: people, accounts, programs, memberships and today's activities",
+        )
     missing = missing_history(keys, materialized)
     if not missing:
         return None
     start, end = newest_run(missing, keys, history_days_per_run)
-    return Step(jobs["history"], "history", start, end,
-                f"activity history {start}..{end} ({len(missing)} days left)",
-                {"molequle/history_days_left": str(len(missing))})
+    return Step(
+        jobs["history"],
+        "history",
+        start,
+        end,
+        f"activity history {start}..{end} ({len(missing)} days left)",
+        {"molequle/history_days_left": str(len(missing))},
+    )
 
 
 def tick_range(lake: Lake, keys: Sequence[str]) -> tuple[str, str]:

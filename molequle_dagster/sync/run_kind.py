@@ -23,4 +23,6 @@ def reads_rest(context: Any, keys: Sequence[str], now: datetime) -> bool:
         return True
     if kind is not None:
         return False
-    return len(keys) == 1 and now - datetime.fromisoformat(keys[0]).replace(tzinfo=now.tzinfo) < RECENT + timedelta(days=1)
+    return len(keys) == 1 and now - datetime.fromisoformat(keys[0]).replace(
+        tzinfo=now.tzinfo
+    ) < RECENT + timedelta(days=1)

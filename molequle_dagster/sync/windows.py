@@ -2,9 +2,9 @@
 
 A tick's delta (minutes of changes) is read through the REST feeds, which wait in no export queue: an
 answer in seconds instead of the minutes a bulk job spends in Marketo's queue. A feed that goes past its
-page budget (`sync.rest_pages` × 300 records) stops, and the rest of its window is exported in bulk, which
-costs a handful of calls whatever the size. Backfills and the daily close always use bulk. Both paths
-give the same rows (tests assert it against the sandbox's truth).
+page budget (`sync.rest_pages` pages of 300 records) stops, and the rest of its window is exported in
+bulk, which costs a handful of calls whatever the size. Backfills and the daily close always use bulk.
+Both paths give the same rows (tests assert it against the sandbox's truth).
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def activity_requests(
     """One export request per ≤ 31-day window with every type in it (one job per window, not per type)."""
     ids = sorted({int(t) for t in type_ids})
     return [
-        {"fields": None, "filter": {"createdAt": {"startAt": iso(a), "endAt": iso(b)}, "activityTypeIds": ids}}
+        {
+            "fields": None,
+            "filter": {"createdAt": {"startAt": iso(a), "endAt": iso(b)}, "activityTypeIds": ids},
+        }
         for a, b in split_windows(start, end, window_days)
     ]
 
@@ -132,8 +135,13 @@ def read_activities(
     report.windows.append((iso(start), iso(end)))
     if rest_pages is None:
         yield from _bulk(
-            client, "activities", activity_requests(start, end, type_ids, window_days), report, now,
-            ACTIVITY_CSV_SCHEMA, reuse_scope,
+            client,
+            "activities",
+            activity_requests(start, end, type_ids, window_days),
+            report,
+            now,
+            ACTIVITY_CSV_SCHEMA,
+            reuse_scope,
         )
         return
     ordered = sorted({int(t) for t in type_ids})
@@ -168,8 +176,10 @@ def rest_leads_table(records: Sequence[Mapping[str, Any]], schema: pa.Schema) ->
         elif pa.types.is_boolean(f.type):
             columns[f.name] = pa.array([_bool(v) for v in values], f.type)
         else:
-            columns[f.name] = pa.array(values).cast(f.type) if any(v is not None for v in values) else pa.nulls(
-                len(values), f.type
+            columns[f.name] = (
+                pa.array(values).cast(f.type)
+                if any(v is not None for v in values)
+                else pa.nulls(len(values), f.type)
             )
     return pa.table(columns, schema=schema)
 
@@ -211,9 +221,7 @@ def read_changed_leads(
         stamped = list(_bulk(client, "leads", bulk_request, report, now, schema, reuse_scope))
         return ChangedLeads(stamped, {})
     changed: dict[int, datetime] = dict(extra_ids or {})
-    seen = 0
-    for change in client.lead_changes_since(start, watched, until=end):
-        seen += 1
+    for seen, change in enumerate(client.lead_changes_since(start, watched, until=end), start=1):
         if seen > rest_pages * PAGE_SIZE:
             report.note("rest")
             stamped = list(_bulk(client, "leads", bulk_request, report, now, schema, reuse_scope))

@@ -53,8 +53,12 @@ def test_deletions_and_merges_apply_on_read_following_merge_chains(tmp_path) -> 
     from molequle_dagster.sync import overlay
 
     lake = Lake(str(tmp_path))
-    day = pa.table({"marketoGUID": ["1", "2", "3", "4", "5"], "leadId": pa.array([10, 20, 30, 40, 99], pa.int64())})
-    losers, winners = overlay.final_winners(pa.array([10, 20, 40], pa.int64()), pa.array([20, 30, 50], pa.int64()))
+    day = pa.table(
+        {"marketoGUID": ["1", "2", "3", "4", "5"], "leadId": pa.array([10, 20, 30, 40, 99], pa.int64())}
+    )
+    losers, winners = overlay.final_winners(
+        pa.array([10, 20, 40], pa.int64()), pa.array([20, 30, 50], pa.int64())
+    )
     rows = overlay.apply(day, pa.array([50], pa.int64()), losers, winners).to_pylist()
     assert {(r["marketoGUID"], r["leadId"]) for r in rows} == {("1", 30), ("2", 30), ("3", 30), ("5", 99)}
     assert lake.uri  # the overlay needs no lake writes

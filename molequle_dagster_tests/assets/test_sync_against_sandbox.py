@@ -262,5 +262,7 @@ def test_daily_quota_stops_the_sync_and_pauses_the_schedules(sync_env, initial) 
 
     resets_at, _reason = quota_paused_until(sync_env.lake, now)
     after_reset = resets_at + timedelta(minutes=1)
-    resumed = schedule(dg.build_schedule_context(scheduled_execution_time=after_reset, instance=sync_env.instance))
+    resumed = schedule(
+        dg.build_schedule_context(scheduled_execution_time=after_reset, instance=sync_env.instance)
+    )
     assert isinstance(resumed, dg.RunRequest)

@@ -141,7 +141,7 @@ def test_a_changed_unified_value_is_pushed_again(env: SyncEnv) -> None:
         "unified_id",
         pc.if_else(pc.equal(links["source_id"], lead), pa.scalar("u-test-moved"), links["unified_id"]),
     )
-    env.lake.write_current("person_unified_links", edited)
+    env.lake.keyed("person_unified_links", "source_id").commit_contents(edited)
     written_before = len(env.control.leads_written())
 
     _push(env)

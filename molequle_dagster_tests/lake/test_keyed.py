@@ -21,7 +21,11 @@ TS = pa.timestamp("s", tz="UTC")
 def _rows(ids: list[int], name: str = "v", at: datetime | None = None) -> pa.Table:
     when = at or datetime(2026, 1, 1, tzinfo=UTC)
     return pa.table(
-        {"id": pa.array(ids, pa.int64()), "name": [f"{name}{i}" for i in ids], "at": pa.array([when] * len(ids), TS)}
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": [f"{name}{i}" for i in ids],
+            "at": pa.array([when] * len(ids), TS),
+        }
     )
 
 
@@ -195,7 +199,9 @@ operations = st.lists(
 @given(operations)
 def test_merge_on_read_equals_a_dictionary_model(tmp_path_factory, ops) -> None:
     root = tmp_path_factory.mktemp("model")
-    table = Lake(str(root), compaction=Compaction(min_rows=4, max_delta_share=0.5, grace_s=0)).keyed("t", "id")
+    table = Lake(str(root), compaction=Compaction(min_rows=4, max_delta_share=0.5, grace_s=0)).keyed(
+        "t", "id"
+    )
     model: dict[int, str] = {}
     for step, (ups, dels) in enumerate(ops):
         for d in dels:

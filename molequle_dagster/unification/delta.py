@@ -98,9 +98,12 @@ def apply_delta(table: pa.Table, delta: TableDelta, key_columns: Sequence[str]) 
     return pa.concat_tables([kept, upserts]).sort_by([(k, "ascending") for k in keys])
 
 
-def apply_changes(tables: Mapping[str, pa.Table], changes: UnificationChanges) -> dict[str, pa.Table]:
-    """Every table after `changes` (tables without a delta are returned as they are)."""
+def apply_changes(
+    tables: Mapping[str, pa.Table], changes: UnificationChanges, only: Sequence[str] | None = None
+) -> dict[str, pa.Table]:
+    """Every table after `changes` (or only the tables named in `only`; the others stay as they are)."""
+    chosen = set(changes.deltas if only is None else only)
     return {
-        name: apply_delta(table, changes.deltas[name], KEY_COLUMNS[name]) if name in changes.deltas else table
+        name: apply_delta(table, changes.deltas[name], KEY_COLUMNS[name]) if name in chosen else table
         for name, table in tables.items()
     }

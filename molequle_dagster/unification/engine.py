@@ -29,11 +29,13 @@ Representative attributes (the ``unified`` table)
     the smallest source id).
 
 Cost
-    Every call recomputes the clustering from the full current table (vectorised: normalizers in Arrow,
-    group codes and union-find in numpy). scripts/bench_unification.py measured, on the 2-core dev box,
-    1M people: first run ~4.5 s, 1%-churn rerun ~4.6 s, peak RSS ~0.9 GB incl. the input. That is far
-    below the 30-minute sync interval, so an incremental variant (which must still detect splits, i.e.
-    re-cluster every touched cluster) is not worth its complexity yet.
+    `unify` recomputes the clustering from the full current table (vectorised: normalizers in Arrow,
+    group codes and union-find in numpy); scripts/bench_unification.py measured on the shared 2-core dev
+    box, 1M people: ~5-7 s and ~0.65 GB above the input per run, whatever changed. It is for the first run
+    and rebuilds (rules or synced columns changed). Ticks use `unify_changes` (incremental.py): the same
+    rules, applied by the same code (`unify_rows`) to only the previous clusters a change can reach; at 1M
+    people a 0.1%-churn tick takes ~0.2 s and a 1% tick ~0.4 s (docs/benchmarks.md), and its output is
+    upserts and deletes per table.
 """
 
 from __future__ import annotations

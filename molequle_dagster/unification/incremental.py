@@ -25,10 +25,24 @@ inside their previous clusters, so these whole clusters are closed under matchin
 are reclustered from scratch with the full run's code (engine.unify_rows), and every claim, survivor and
 new id they produce is the one the full run produces.
 
-Cost: normalising and hashing the changed records; fetching the affected records; clustering those. Per
-lookup (see state.py) `TablesState` scans one column of a state table once (vectorised `is_in`, about
-10 ms per million rows); the merge map is scanned once per merge-chain step when records were removed.
-Nothing else touches all N records.
+Cost: normalising and hashing the changed records; fetching the affected records (one `records_by_id`
+call); clustering those. Every state read is a `PreviousState.lookup` whose values come from the affected
+clusters only (8 per tick, plus one when records were removed and the merge map names them); the merge
+map is scanned once per merge-chain step. `TablesState` answers each lookup with one vectorised scan of
+one column (10-20 ms per million rows): those scans are the only passes over all N records, and a keyed
+store answering by key removes them. At 1M people, 0.1% churn: ~0.2 s, ~7 MiB (docs/benchmarks.md).
+
+Wiring it (the lake stores the tables of state.py; keys in schemas.KEY_COLUMNS):
+* Start: from a full run, ``state_tables(unify(...), records, ...)`` gives every table whole (this is
+  also how a lake holding the older ``_unification_<entity>_{links,ids,id_lineage}`` tables migrates:
+  one `unify()` with ``UnificationState.from_tables`` of them). Or ``empty_state_tables(schema, id)``
+  and a first tick with every record changed.
+* Each tick: read the state tables at the versions the previous run committed, pass the source table's
+  change feed since the previous run's version, and apply every delta (``apply_delta`` semantics: drop
+  deleted and upserted keys, add the upserts). Deltas are idempotent, so a tick that crashed while
+  committing can be rerun from the same previous state and applied again.
+* `RebuildRequired` (rules, synced columns or id column changed since the state was built): run
+  `unify()` over the full table with the stored links/ids/id_lineage and store `state_tables` anew.
 """
 
 from __future__ import annotations

@@ -14,28 +14,16 @@ from molequle_dagster.unification import (
     TableDelta,
     TablesState,
     UnificationState,
+    apply_changes,
     apply_delta,
-    derive_ids,
     empty_state_tables,
     state_tables,
     unify,
     unify_changes,
 )
 
-from .builders import PEOPLE_RULES, SAME_EMAIL, T0, people_table
+from .builders import BASE, PEOPLE_RULES, SAME_EMAIL, T0, derived, people_table
 from .replay import Replay, Row, assert_same_tables
-
-BASE: list[Row] = [
-    {"id": 1, "email": "ann@acme.io"},
-    {"id": 2, "email": "ANN@acme.io"},
-    {"id": 3, "email": "bo@acme.io"},
-    {"id": 4, "email": "bo@acme.io"},
-    {"id": 5, "email": "cy@acme.io"},
-]
-
-
-def derived(source_id: int) -> str:
-    return derive_ids("person", pa.array([source_id], pa.int64()))[0].as_py()
 
 
 def people(rows: list[Row]) -> Replay:
@@ -64,17 +52,17 @@ def test_split_upserts_only_the_moved_record_and_both_clusters() -> None:
     assert_same_tables(replay.tables, replay.expected())
     links = changes.deltas["links"]
     assert rows_of(links, "source_id", "unified_id", "matched_rule") == [
-        {"source_id": 3, "unified_id": derived(3), "matched_rule": None}
+        {"source_id": 3, "unified_id": derived(3)[0], "matched_rule": None}
     ]
     assert links.deletes.num_rows == 0
     assert rows_of(changes.deltas["unified"], "unified_id", "member_count") == sorted(
-        [{"unified_id": kept, "member_count": 2}, {"unified_id": derived(3), "member_count": 1}],
+        [{"unified_id": kept, "member_count": 2}, {"unified_id": derived(3)[0], "member_count": 1}],
         key=lambda row: row["unified_id"],
     )
     assert changes.deltas["unified"].deletes.num_rows == 0
     assert changes.deltas["id_lineage"].is_empty
     assert rows_of(changes.deltas["ids"], "unified_id", "status") == [
-        {"unified_id": derived(3), "status": "active"}
+        {"unified_id": derived(3)[0], "status": "active"}
     ]
     assert replay.fetched == [[1, 2]]  # the rest of the cluster, nobody else
 
@@ -89,11 +77,11 @@ def test_joining_clusters_retires_the_younger_id() -> None:
     assert rows_of(changes.deltas["id_lineage"], "retired_id", "survivor_id", "reason") == [
         {"retired_id": retired, "survivor_id": survivor, "reason": "merge"}
     ]
-    assert replay.ids() == {1: survivor, 2: survivor, 3: survivor, 4: derived(4), 5: before[5]}
+    assert replay.ids() == {1: survivor, 2: survivor, 3: survivor, 4: derived(4)[0], 5: before[5]}
     assert changes.deltas["unified"].deletes["unified_id"].to_pylist() == [retired]
     ids = changes.deltas["ids"].upserts
     assert dict(zip(ids["unified_id"].to_pylist(), ids["status"].to_pylist(), strict=True)) == {
-        retired: "retired", derived(4): "active"
+        retired: "retired", derived(4)[0]: "active"
     }
     assert changes.affected_clusters == 2  # 3's own cluster and the one its new email joins
 
@@ -147,6 +135,20 @@ def test_a_change_that_no_output_shows_writes_nothing_but_the_index() -> None:
     assert_same_tables(replay.tables, replay.expected())
     assert changes.deltas["unified"].upserts["email"].to_pylist() == ["CY@acme.io"]  # the raw value
     assert changes.deltas["links"].is_empty and changes.deltas["match_keys"].is_empty
+
+
+def test_a_tick_that_crashed_while_committing_is_rerun_from_the_previous_state() -> None:
+    replay = people(BASE)
+    previous = dict(replay.tables)
+    changed = update(replay, p3="ann@acme.io", p5="bo@acme.io")
+    replay.ticks += 1
+    first_try = replay.incremental(changed, [])
+    partly = apply_changes(previous, first_try, only=("unified", "links"))  # then the process died
+    replay.ticks += 1  # the rerun happens later: other timestamps
+    rerun = unify_changes(TablesState(previous), changed=people_table([replay.records[n] for n in changed]),
+                          removed=[], records_by_id=replay.records_by_id, id_column="id",
+                          rules=PEOPLE_RULES, entity="person", now=replay.now())
+    assert_same_tables(apply_changes(partly, rerun), apply_changes(previous, rerun))
 
 
 # --- cost follows change -----------------------------------------------------------------------------

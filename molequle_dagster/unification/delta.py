@@ -43,6 +43,10 @@ class UnificationChanges:
         return all(delta.is_empty for delta in self.deltas.values())
 
 
+def _ascending(keys: Sequence[str]) -> list[tuple[str, str]]:
+    return [(key, "ascending") for key in keys]
+
+
 def _same(new: pa.ChunkedArray, old: pa.ChunkedArray) -> np.ndarray:
     """Per row: equal values, or both null."""
     both_null = pc.and_(new.is_null(), old.is_null())
@@ -60,11 +64,11 @@ def changed_rows(new: pa.Table, old: pa.Table, key_columns: Sequence[str]) -> pa
     """
     keys = list(key_columns)
     if new.num_rows == 0 or old.num_rows == 0:
-        return new.sort_by([(k, "ascending") for k in keys])
+        return new.sort_by(_ascending(keys))
     values = [name for name in new.column_names if name not in keys]
     missing = [name for name in values if name not in old.column_names]
     if missing:  # the previous rows lack a column: every row is new in its shape
-        return new.sort_by([(k, "ascending") for k in keys])
+        return new.sort_by(_ascending(keys))
     old = old.select(keys + values).cast(pa.schema([new.schema.field(n) for n in keys + values]))
     old = old.rename_columns(keys + [_OLD + name for name in values])
     old = old.append_column(_OLD, pa.repeat(pa.scalar(True), old.num_rows))
@@ -73,7 +77,7 @@ def changed_rows(new: pa.Table, old: pa.Table, key_columns: Sequence[str]) -> pa
     for name in values:
         differs |= ~_same(joined[name], joined[_OLD + name])
     result = joined.filter(pa.array(differs)).select(new.column_names).cast(new.schema)
-    return result.sort_by([(k, "ascending") for k in keys])
+    return result.sort_by(_ascending(keys))
 
 
 def missing_keys(old: pa.Table, new: pa.Table, key_columns: Sequence[str]) -> pa.Table:
@@ -83,7 +87,7 @@ def missing_keys(old: pa.Table, new: pa.Table, key_columns: Sequence[str]) -> pa
     if old.num_rows and new.num_rows:
         new_keys = new.select(keys).cast(old_keys.schema)
         old_keys = old_keys.join(new_keys, keys, join_type="left anti")
-    return old_keys.sort_by([(k, "ascending") for k in keys])
+    return old_keys.sort_by(_ascending(keys))
 
 
 def apply_delta(table: pa.Table, delta: TableDelta, key_columns: Sequence[str]) -> pa.Table:
@@ -95,7 +99,7 @@ def apply_delta(table: pa.Table, delta: TableDelta, key_columns: Sequence[str]) 
     if dropped.num_rows and table.num_rows:
         kept = table.join(dropped, keys, join_type="left anti").select(table.column_names)
     upserts = delta.upserts.select(table.column_names).cast(table.schema)
-    return pa.concat_tables([kept, upserts]).sort_by([(k, "ascending") for k in keys])
+    return pa.concat_tables([kept, upserts]).sort_by(_ascending(keys))
 
 
 def apply_changes(

@@ -48,6 +48,7 @@ Wiring it (the lake stores the tables of state.py; keys in schemas.KEY_COLUMNS):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.unification.delta import TableDelta, UnificationChanges, changed_rows, missing_keys
-from molequle_dagster.unification.engine import check_inputs, sorted_by_id, unify_rows
+from molequle_dagster.unification.engine import Outcome, check_inputs, sorted_by_id, unify_rows
 from molequle_dagster.unification.match_keys import key_hash_rows
 from molequle_dagster.unification.schemas import (
     CONFIG_SCHEMA,
@@ -104,13 +105,18 @@ def _fetch(records_by_id: RecordsById, ids: pa.Array, changed: pa.Table, id_colu
     if missing:
         raise ValueError(f"records_by_id: returned rows lack columns {missing} that the changed rows have")
     rows = rows.select(changed.column_names).cast(changed.schema)
-    got = pc.cast(rows[id_column], ids.type)
-    absent = _without(ids, got)
-    if len(absent) or rows.num_rows != len(ids):
-        example = absent[0].as_py() if len(absent) else "a duplicate"
+    got = pc.cast(rows[id_column], ids.type).combine_chunks()
+    problems = [
+        f"{what}, e.g. {examples[0].as_py()!r}"
+        for what, examples in (("missing ids", _without(ids, got)), ("ids not asked for", _without(got, ids)))
+        if len(examples)
+    ]
+    if not problems and rows.num_rows != len(ids):
+        problems.append("duplicate ids")
+    if problems:
         raise ValueError(
-            f"records_by_id: asked for {len(ids)} records, got {rows.num_rows} rows (e.g. {example!r}); it "
-            "must return the current row of each record exactly once"
+            f"records_by_id: asked for {len(ids)} records, got {rows.num_rows} rows with "
+            f"{'; '.join(problems)}; it must return the current row of each asked record exactly once"
         )
     return rows
 
@@ -157,6 +163,78 @@ def _keys_only(table: str, rows: pa.Table) -> pa.Table:
     return rows.select(list(KEY_COLUMNS[table]))
 
 
+@dataclass(frozen=True)
+class _Affected:
+    """The previous clusters a tick can change, and what reclustering them needs from the state."""
+
+    dirty: pa.Array  # their unified ids
+    members: pa.Table  # their previous links: every member, changed or not
+    removed_links: pa.Table  # previous links of the removed records
+    ghosts: Ghosts
+
+
+def _affected(
+    previous: PreviousState,
+    new_keys: pa.Table,
+    changed_ids: pa.Array,
+    removed_ids: pa.Array,
+    merged_sources: pa.Table | None,
+    fresh: bool,
+) -> _Affected:
+    """Clusters of touched records, of records sharing a changed record's new key, of merge winners."""
+    touched = pa.concat_arrays([changed_ids, removed_ids])
+    sharing = previous.lookup("match_keys", "key_hash", pc.unique(new_keys["key_hash"].combine_chunks()))
+    candidates = pc.unique(pa.concat_arrays([touched, sharing["source_id"].combine_chunks()]))
+    candidate_links = previous.lookup("links", "source_id", candidates)
+    if fresh and candidate_links.num_rows:
+        raise ValueError("previous state: it has links but no config; build it with state_tables()")
+    removed_links = candidate_links.filter(pc.is_in(candidate_links["source_id"], value_set=removed_ids))
+    ghosts, winner_links = _merge_ghosts(previous, merged_sources, removed_links, changed_ids, removed_ids)
+    dirty = pc.unique(pa.concat_tables([candidate_links, winner_links])["unified_id"].combine_chunks())
+    members = previous.lookup("links", "unified_id", dirty)
+    return _Affected(dirty=dirty, members=members, removed_links=removed_links, ghosts=ghosts)
+
+
+def _deltas(
+    previous: PreviousState,
+    affected: _Affected,
+    outcome: Outcome,
+    registry: pa.Table,
+    new_keys: pa.Table,
+    touched: pa.Array,
+    config: pa.Table | None,
+) -> dict[str, TableDelta]:
+    """Each table's rows that differ from the stored ones, and the keys that are gone."""
+    old_unified = previous.lookup("unified", "unified_id", affected.dirty)
+    old_keys = previous.lookup("match_keys", "source_id", touched)
+    live = outcome.unified["unified_id"].combine_chunks()
+    return {
+        "unified": TableDelta(
+            upserts=changed_rows(outcome.unified, old_unified, KEY_COLUMNS["unified"]),
+            deletes=pa.table({"unified_id": _without(affected.dirty, live)}).sort_by("unified_id"),
+        ),
+        "links": TableDelta(
+            upserts=changed_rows(outcome.links, affected.members, KEY_COLUMNS["links"]),
+            deletes=_keys_only("links", affected.removed_links).sort_by("source_id"),
+        ),
+        "id_lineage": TableDelta(  # an id is retired once, and lineage is never withdrawn
+            upserts=outcome.retired, deletes=_keys_only("id_lineage", LINEAGE_SCHEMA.empty_table())
+        ),
+        "ids": TableDelta(
+            upserts=changed_rows(outcome.registry, registry, KEY_COLUMNS["ids"]),
+            deletes=_keys_only("ids", registry.slice(0, 0)),  # ids are never forgotten
+        ),
+        "match_keys": TableDelta(
+            upserts=changed_rows(new_keys, old_keys, KEY_COLUMNS["match_keys"]),
+            deletes=missing_keys(old_keys, new_keys, KEY_COLUMNS["match_keys"]),
+        ),
+        "config": TableDelta(  # written once, by the run that starts the state
+            upserts=config if config is not None else CONFIG_SCHEMA.empty_table(),
+            deletes=_keys_only("config", CONFIG_SCHEMA.empty_table()),
+        ),
+    }
+
+
 def unify_changes(
     previous: PreviousState,
     *,
@@ -181,24 +259,13 @@ def unify_changes(
         raise ValueError(f"removed: id {both[0].as_py()!r} is also in changed; a record is either changed "
                          "(present, with its new row) or removed")
     touched = pa.concat_arrays([changed_ids, removed_ids])
-
-    # Previous clusters that can change: those of touched records, of records sharing a new key, of winners.
     new_keys = key_hash_rows(changed, changed_ids, rules)
-    sharing = previous.lookup("match_keys", "key_hash", pc.unique(new_keys["key_hash"].combine_chunks()))
-    candidates = pc.unique(pa.concat_arrays([touched, sharing["source_id"].combine_chunks()]))
-    candidate_links = previous.lookup("links", "source_id", candidates)
-    if fresh and candidate_links.num_rows:
-        raise ValueError("previous state: it has links but no config; build it with state_tables()")
-    removed_links = candidate_links.filter(pc.is_in(candidate_links["source_id"], value_set=removed_ids))
-    ghosts, winner_links = _merge_ghosts(previous, merged_sources, removed_links, changed_ids, removed_ids)
-    dirty = pc.unique(pa.concat_tables([candidate_links, winner_links])["unified_id"].combine_chunks())
-    members = previous.lookup("links", "unified_id", dirty)
+    affected = _affected(previous, new_keys, changed_ids, removed_ids, merged_sources, fresh)
 
-    # The affected records: changed rows plus the current rows of the other members of those clusters.
-    unchanged = _without(members["source_id"].combine_chunks(), touched)
+    unchanged = _without(affected.members["source_id"].combine_chunks(), touched)
     fetched = _fetch(records_by_id, unchanged, changed, id_column)
     records, source_ids = sorted_by_id(pa.concat_tables([changed, fetched]), id_column)
-    registry = previous.lookup("ids", "unified_id", dirty)
+    registry = previous.lookup("ids", "unified_id", affected.dirty)
 
     def is_issued(ids: pa.Array) -> np.ndarray:
         found = previous.lookup("ids", "unified_id", ids)["unified_id"]
@@ -209,40 +276,14 @@ def unify_changes(
         source_ids,
         id_column=id_column,
         rules=rules,
-        previous_links=members,
-        ghosts=ghosts,
+        previous_links=affected.members,
+        ghosts=affected.ghosts,
         registry=registry,
         is_issued=is_issued,
         entity=entity,
         now=now,
     )
-
-    old_unified = previous.lookup("unified", "unified_id", dirty)
-    old_keys = previous.lookup("match_keys", "source_id", touched)
-    live = outcome.unified["unified_id"].combine_chunks()
-    deltas = {
-        "unified": TableDelta(
-            upserts=changed_rows(outcome.unified, old_unified, KEY_COLUMNS["unified"]),
-            deletes=pa.table({"unified_id": _without(dirty, live)}).sort_by("unified_id"),
-        ),
-        "links": TableDelta(
-            upserts=changed_rows(outcome.links, members, KEY_COLUMNS["links"]),
-            deletes=_keys_only("links", removed_links).sort_by("source_id"),
-        ),
-        "id_lineage": TableDelta(  # an id is retired once, and lineage is never withdrawn
-            upserts=outcome.retired, deletes=_keys_only("id_lineage", LINEAGE_SCHEMA.empty_table())
-        ),
-        "ids": TableDelta(
-            upserts=changed_rows(outcome.registry, registry, KEY_COLUMNS["ids"]),
-            deletes=_keys_only("ids", registry.slice(0, 0)),  # ids are never forgotten
-        ),
-        "match_keys": TableDelta(
-            upserts=changed_rows(new_keys, old_keys, KEY_COLUMNS["match_keys"]),
-            deletes=missing_keys(old_keys, new_keys, KEY_COLUMNS["match_keys"]),
-        ),
-        "config": TableDelta(
-            upserts=config if fresh else CONFIG_SCHEMA.empty_table(),
-            deletes=_keys_only("config", CONFIG_SCHEMA.empty_table()),
-        ),
-    }
-    return UnificationChanges(deltas=deltas, affected_records=records.num_rows, affected_clusters=len(dirty))
+    deltas = _deltas(previous, affected, outcome, registry, new_keys, touched, config if fresh else None)
+    return UnificationChanges(
+        deltas=deltas, affected_records=records.num_rows, affected_clusters=len(affected.dirty)
+    )

@@ -43,7 +43,6 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "match_keys": ("source_id", "rule"),
     "config": ("item",),
 }
-TABLES = tuple(KEY_COLUMNS)
 
 
 def source_id_type(id_type: pa.DataType) -> pa.DataType:

@@ -10,6 +10,8 @@ the engine re-derives from ``"<entity>:<source id>#<n>"`` for n = 1, 2, ... (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,25 +75,38 @@ def derive_ids(entity: str, source_ids: pa.Array, attempt: int = 0) -> pa.Array:
     return _format(ID_PREFIX[entity], _hashes(entity, source_ids, attempt))
 
 
-def derive_unused_ids(entity: str, source_ids: pa.Array, issued: pa.Array) -> pa.Array:
-    """Derived ids avoiding every id in `issued` and each other; rows are in priority order (earlier wins).
+IsIssued = Callable[[pa.Array], np.ndarray]
 
-    The common case is fully vectorised; only the (astronomically rare) clashes loop in Python.
+
+def derive_unused_ids(entity: str, source_ids: pa.Array, is_issued: IsIssued) -> pa.Array:
+    """Derived ids avoiding every issued id and each other; rows are in priority order (earlier wins).
+
+    `is_issued(ids)` says, per id, whether it was ever issued (a registry lookup, so the caller decides
+    whether that is a scan of the whole registry or a keyed lookup). The common case is fully vectorised;
+    only the (astronomically rare) clashes loop in Python.
     """
     hashes = _hashes(entity, source_ids, 0)
     ids = _format(ID_PREFIX[entity], hashes)
-    clash = pc.is_in(ids, value_set=issued).to_numpy(zero_copy_only=False)
+    clash = np.asarray(is_issued(ids), dtype=bool)
     first = np.zeros(len(hashes), dtype=bool)
     first[np.unique(hashes, return_index=True)[1]] = True  # ids are a bijection of the hashes
     clash |= ~first
     if not clash.any():
         return ids
-    taken = set(issued.to_pylist()) | set(pc.filter(ids, pa.array(~clash)).to_pylist())
+    taken = set(pc.filter(ids, pa.array(~clash)).to_pylist())  # issued in this run, besides the registry
     fixed = ids.to_pylist()
     for row in np.nonzero(clash)[0]:
         attempt = 1
-        while (candidate := derive_ids(entity, source_ids.slice(int(row), 1), attempt)[0].as_py()) in taken:
+        while True:
+            candidate = derive_ids(entity, source_ids.slice(int(row), 1), attempt)
+            if candidate[0].as_py() not in taken and not is_issued(candidate)[0]:
+                break
             attempt += 1
-        fixed[row] = candidate
-        taken.add(candidate)
+        fixed[row] = candidate[0].as_py()
+        taken.add(fixed[row])
     return pa.array(fixed, pa.string())
+
+
+def hash64(texts: pa.Array) -> np.ndarray:
+    """The fixed 64-bit hash (FNV-1a + splitmix64) of each string, as int64 (for storing in Arrow)."""
+    return _splitmix64(_fnv1a(texts)).view(np.int64)

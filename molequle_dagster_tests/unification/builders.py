@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from molequle_dagster.settings import MatchKey, MatchRule
-from molequle_dagster.unification import UnificationResult
+from molequle_dagster.unification import UnificationResult, derive_ids
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("s", tz="UTC")
@@ -25,6 +25,20 @@ SAME_NAME_AND_DOMAIN = MatchRule(
     ],
 )
 PEOPLE_RULES = [SAME_EMAIL, SAME_NAME_AND_DOMAIN]
+
+# Two pairs and a singleton under same_email.
+BASE: list[dict[str, Any]] = [
+    {"id": 1, "email": "ann@acme.io"},
+    {"id": 2, "email": "ANN@acme.io"},
+    {"id": 3, "email": "bo@acme.io"},
+    {"id": 4, "email": "bo@acme.io"},
+    {"id": 5, "email": "cy@acme.io"},
+]
+
+
+def derived(*source_ids: int) -> list[str]:
+    """The ids a first run derives for clusters whose smallest member is each of `source_ids`."""
+    return derive_ids("person", pa.array(source_ids, pa.int64())).to_pylist()
 
 
 def people_table(rows: list[dict[str, Any]]) -> pa.Table:

@@ -12,11 +12,17 @@ import pytest
 from molequle_dagster.settings import MatchKey, MatchRule
 from molequle_dagster.unification import UnificationResult, UnificationState, derive_ids, unify
 
-from .builders import PEOPLE_RULES, SAME_EMAIL, T0, Runner, clusters, ids_by_source, people_table
-
-
-def derived(*source_ids: int) -> list[str]:
-    return derive_ids("person", pa.array(source_ids, pa.int64())).to_pylist()
+from .builders import (
+    BASE,
+    PEOPLE_RULES,
+    SAME_EMAIL,
+    T0,
+    Runner,
+    clusters,
+    derived,
+    ids_by_source,
+    people_table,
+)
 
 
 def registry_status(result: UnificationResult) -> dict[str, str]:
@@ -75,15 +81,6 @@ def test_first_run_ids_derive_from_the_smallest_source_id(run_people: Runner) ->
 
 
 # --- stability under churn ---------------------------------------------------------------------------
-BASE = [
-    {"id": 1, "email": "ann@acme.io"},
-    {"id": 2, "email": "ANN@acme.io"},
-    {"id": 3, "email": "bo@acme.io"},
-    {"id": 4, "email": "bo@acme.io"},
-    {"id": 5, "email": "cy@acme.io"},
-]
-
-
 def test_unrelated_change_moves_no_id(run_people: Runner) -> None:
     first = run_people(BASE)
     changed = [*BASE[:4], {"id": 5, "email": "cy.new@acme.io"}]

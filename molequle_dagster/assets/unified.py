@@ -1,110 +1,232 @@
 """Unified people and accounts: the customer's match rules applied to the current tables, with stable
-unified ids (see the unification package). Outputs and the engine's state are keyed tables, so a run
-writes only the rows whose unified id, membership or representative values changed."""
+unified ids (see the unification package).
+
+A run takes only what changed in its source table since the previous run (the source's change feed) and
+reclusters only the clusters those changes can reach (`unify_changes`); every output and state table gets
+upserts and deletes. A full `unify()` runs on the first run, after the source was rebuilt, and when the
+rules or the synced columns changed (`RebuildRequired`).
+
+The state tables are committed first and `_unification_<entity>_config` last: its meta records the
+version of every other table and of the source that the state stands for, so a run that crashed halfway
+reads the previous versions again and re-applies its (idempotent) deltas.
+"""
 
 from typing import Any, Literal
 
 import dagster as dg
+import pyarrow as pa
 
 from molequle_dagster import clock
+from molequle_dagster.arrow_ops import key_table
 from molequle_dagster.conventions import OWNERS, UNIFIED_GROUP, data_age_metadata, parse_iso
-from molequle_dagster.lake import Lake
+from molequle_dagster.lake import KeyedTable, Lake
 from molequle_dagster.resources import LakeResource, SettingsResource
-from molequle_dagster.unification import UnificationState, unify
+from molequle_dagster.unification import (
+    KEY_COLUMNS,
+    RebuildRequired,
+    UnificationState,
+    state_tables,
+    unify,
+    unify_changes,
+)
 
 Entity = Literal["person", "account"]
-STATE_KEYS = {"links": ["source_id"], "ids": ["unified_id"], "id_lineage": ["retired_id"]}
-OUTPUT_KEYS = {"unified": ["unified_id"], "links": ["source_id"], "lineage": ["retired_id"]}
+OUTPUTS = ("unified", "links", "id_lineage")
+STATE_ORDER = ("unified", "links", "id_lineage", "ids", "match_keys", "config")  # config last: the commit
 
 
-def _names(entity: Entity) -> dict[str, str]:
+def table_names(entity: Entity) -> dict[str, str]:
     plural = "people" if entity == "person" else "accounts"
     return {
         "unified": f"unified_{plural}",
         "links": f"{entity}_unified_links",
-        "lineage": f"{entity}_id_lineage",
+        "id_lineage": f"{entity}_id_lineage",
+        "ids": f"_unification_{entity}_ids",
+        "match_keys": f"_unification_{entity}_match_keys",
+        "config": f"_unification_{entity}_config",
     }
 
 
-def _load_state(lake: Lake, entity: Entity) -> UnificationState | None:
-    tables = {}
-    for name, key in STATE_KEYS.items():
-        table = lake.keyed(f"_unification_{entity}_{name}", key).read_or_none()
-        if table is None:
-            return None
-        tables[name] = table
-    return UnificationState.from_tables(entity, tables)
+def _source(entity: Entity) -> tuple[str, str]:
+    return ("people", "id") if entity == "person" else ("accounts", "account_id")
+
+
+class LakeState:
+    """The engine's previous state, read at the versions the last complete run committed."""
+
+    def __init__(self, tables: dict[str, KeyedTable], versions: dict[str, int]) -> None:
+        self._tables = tables
+        self._versions = versions
+        self._cache: dict[str, pa.Table] = {}
+
+    def _read(self, name: str) -> pa.Table:
+        if name not in self._cache:
+            table = self._tables[name]
+            self._cache[name] = table.read(manifest=table.manifest_at(self._versions[name]))
+        return self._cache[name]
+
+    def config(self) -> pa.Table:
+        return self._read("config")
+
+    def lookup(self, table: str, column: str, values: pa.Array) -> pa.Table:
+        rows = self._read(table)
+        if rows.num_rows == 0 or len(values) == 0:
+            return rows.slice(0, 0)
+        return rows.filter(
+            pa.compute.is_in(rows[column], value_set=values.cast(rows.schema.field(column).type))
+        )
+
+
+def _full(
+    lake: Lake, tables: dict[str, KeyedTable], entity: Entity, settings: Any, source: KeyedTable
+) -> int:
+    """Unify the whole source table; keeps ids stable against the stored state if there is one."""
+    records = source.read()
+    rules = _rules(settings, entity)
+    previous = None
+    if tables["links"].exists() and tables["ids"].exists():
+        previous = UnificationState.from_tables(
+            entity,
+            {
+                "links": tables["links"].read(),
+                "ids": tables["ids"].read(),
+                "id_lineage": tables["id_lineage"].read(),
+            },
+        )
+    result = unify(
+        records,
+        id_column=_source(entity)[1],
+        rules=rules,
+        previous=previous,
+        entity=entity,
+        now=clock.now(),
+        merged_sources=_merges(lake, entity),
+    )
+    whole = state_tables(result, records, id_column=_source(entity)[1], rules=rules, entity=entity)
+    versions = {}
+    for name in STATE_ORDER[:-1]:
+        versions[name] = tables[name].commit_contents(whole[name]).version
+    tables["config"].commit_contents(
+        whole["config"], meta={"versions": versions, "source_version": source.version}
+    )
+    return records.num_rows
+
+
+def _rules(settings: Any, entity: Entity) -> Any:
+    return settings.unification.people if entity == "person" else settings.unification.accounts
+
+
+def _merges(lake: Lake, entity: Entity) -> pa.Table | None:
+    return lake.read_current("person_merges", ["loser_id", "winner_id"]) if entity == "person" else None
 
 
 def unify_table(lake: Lake, settings: Any, entity: Entity) -> dict[str, Any]:
-    source, id_column = ("people", "id") if entity == "person" else ("accounts", "account_id")
-    records = lake.read_current(source)
-    if records is None:
-        raise dg.Failure(f"{source} has not been synced yet; the first sync builds it")
-    rules = settings.unification.people if entity == "person" else settings.unification.accounts
-    merged = lake.read_current("person_merges", ["loser_id", "winner_id"]) if entity == "person" else None
-    result = unify(
-        records,
-        id_column=id_column,
-        rules=rules,
-        previous=_load_state(lake, entity),
-        entity=entity,
-        now=clock.now(),
-        merged_sources=merged,
-    )
-    names = _names(entity)
-    written = {}
-    for part, table in (("unified", result.unified), ("links", result.links), ("lineage", result.id_lineage)):
-        manifest = lake.keyed(names[part], OUTPUT_KEYS[part]).commit_contents(table)
-        written[names[part]] = manifest.rows
-    for name, table in result.state.to_tables().items():
-        lake.keyed(f"_unification_{entity}_{name}", STATE_KEYS[name]).commit_contents(table)
-    return {"rows": written, "source_rows": records.num_rows}
+    name, id_column = _source(entity)
+    source = lake.keyed(name, id_column)
+    if not source.exists():
+        raise dg.Failure(f"{name} has not been synced yet; the first sync builds it")
+    names = table_names(entity)
+    tables = {role: lake.keyed(names[role], KEY_COLUMNS[role]) for role in STATE_ORDER}
+    meta = dict(tables["config"].meta)
+    seen = meta.get("source_version")
+    changes = source.changes_since(int(seen)) if seen else None
+    mode, touched = "incremental", 0
+    if changes is None:
+        mode, touched = "full", _full(lake, tables, entity, settings, source)
+    else:
+        schema = source.schema()
+        changed = (
+            changes.upserts.select(schema.names).cast(schema)
+            if changes.upserts.num_rows
+            else schema.empty_table()
+        )
+        removed = changes.deleted[id_column].combine_chunks().cast(schema.field(id_column).type)
+
+        def records_by_id(ids: pa.Array) -> pa.Table:
+            rows = source.lookup(key_table(id_column, ids, schema.field(id_column).type))
+            return rows.select(schema.names).cast(schema)
+
+        try:
+            result = unify_changes(
+                LakeState(
+                    tables,
+                    {
+                        role: int(meta.get("versions", {}).get(role, tables[role].version))
+                        for role in STATE_ORDER
+                        if role != "config"
+                    }
+                    | {"config": tables["config"].version},
+                ),
+                changed=changed,
+                removed=removed,
+                records_by_id=records_by_id,
+                id_column=id_column,
+                rules=_rules(settings, entity),
+                entity=entity,
+                now=clock.now(),
+                merged_sources=_merges(lake, entity),
+            )
+        except RebuildRequired as why:
+            mode, touched = f"full ({why})", _full(lake, tables, entity, settings, source)
+        else:
+            versions = {}
+            for role in STATE_ORDER[:-1]:
+                delta = result.deltas[role]
+                versions[role] = (
+                    tables[role]
+                    .commit(delta.upserts, delta.deletes if delta.deletes.num_rows else None)
+                    .version
+                )
+            config = result.deltas["config"]
+            tables["config"].commit(
+                config.upserts,
+                config.deletes if config.deletes.num_rows else None,
+                meta={"versions": versions, "source_version": changes.to_version},
+            )
+            touched = result.affected_records
+    rows = {names[role]: tables[role].manifest().rows for role in OUTPUTS}
+    return {"rows": rows, "mode": mode, "records_reclustered": touched}
 
 
 def build_unify(entity: Entity) -> dg.AssetsDefinition:
-    names = _names(entity)
-    source = "people" if entity == "person" else "accounts"
+    names = table_names(entity)
+    source, id_column = _source(entity)
     upstream = [source, *(["person_merges"] if entity == "person" else [])]
     plural = "people" if entity == "person" else "accounts"
+    descriptions = {
+        "unified": f"Unified {plural}: one row per unified id, with member count and representative "
+        "attributes.",
+        "links": f"Marketo {entity} id → unified id, with the rule that matched.",
+        "id_lineage": "Retired unified ids and the id that survived them.",
+    }
 
     @dg.multi_asset(
         name=f"unify_{plural}",
         group_name=UNIFIED_GROUP,
         specs=[
             dg.AssetSpec(
-                names["unified"],
-                description=f"Unified {plural}: one row per unified id, with member "
-                "count and representative attributes.",
+                names[role],
+                description=descriptions[role],
                 kinds={"parquet", "pyarrow"},
                 owners=OWNERS,
                 deps=upstream,
-            ),
-            dg.AssetSpec(
-                names["links"],
-                description=f"Marketo {entity} id → unified id, with the rule that matched.",
-                kinds={"parquet", "pyarrow"},
-                owners=OWNERS,
-                deps=upstream,
-            ),
-            dg.AssetSpec(
-                names["lineage"],
-                description="Retired unified ids and the id that survived them.",
-                kinds={"parquet", "pyarrow"},
-                owners=OWNERS,
-                deps=upstream,
-            ),
+            )
+            for role in OUTPUTS
         ],
     )
     def unify_entity(lake: LakeResource, settings: SettingsResource):
         outcome = unify_table(lake.lake, settings.settings, entity)
-        complete = lake.lake.keyed(source, "id" if entity == "person" else "account_id").meta.get(
-            "complete_through"
-        )
+        complete = lake.lake.keyed(source, id_column).meta.get("complete_through")
         age = data_age_metadata(parse_iso(complete) if complete else None)
-        for part in ("unified", "links", "lineage"):
+        for role in OUTPUTS:
             yield dg.MaterializeResult(
-                asset_key=names[part], metadata={"dagster/row_count": outcome["rows"][names[part]], **age}
+                asset_key=names[role],
+                metadata={
+                    "dagster/row_count": outcome["rows"][names[role]],
+                    "mode": outcome["mode"],
+                    "records_reclustered": outcome["records_reclustered"],
+                    **age,
+                },
             )
 
     return unify_entity

@@ -195,6 +195,15 @@ class KeyedTable:
             )
         return manifest
 
+    def manifest_at(self, version: int) -> Manifest:
+        """The manifest of an earlier version (kept for `Compaction.retain_s`)."""
+        if version == 0:
+            return Manifest(key=self.key)
+        data = self.storage.read_json(self._version_path(version))
+        if data is None:
+            raise LakeError(f"table {self.name!r}: version {version} is no longer kept")
+        return Manifest.from_json(data, self._version_path(version))
+
     def exists(self) -> bool:
         return self.manifest().version > 0
 

@@ -138,9 +138,10 @@ def marketo_activity_types(
     lake: LakeResource,
     settings: SettingsResource,
 ) -> dg.MaterializeResult:
-    """The instance's activity types (types.json), and which configured types it lacks."""
+    """The instance's activity types (types.json, re-read at most once a day), and which configured types
+    it lacks."""
     with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
-        table = fetch_activity_types(marketo.client, lake.lake)
+        table = activity_types(marketo.client, lake.lake)
     missing = missing_types(settings.settings, table)
     for name in missing:
         context.log.warning(f"Activity type {name!r} is configured but this Marketo instance lacks it")

@@ -93,8 +93,27 @@ PEOPLE_COLUMNS = {
 }
 
 
-def lead_schema(client: Any, settings: MolequleSettings) -> pa.Schema:
-    return client.lead_schema(settings.people.export_fields)
+LEAD_FIELDS_CACHE = "_marketo_lead_fields"
+DESCRIBE_TTL = timedelta(days=1)  # fields change rarely; a new configured field refreshes it at once
+
+
+def lead_schema(client: Any, settings: MolequleSettings, lake: Lake | None = None) -> pa.Schema:
+    """The synced fields' types from Describe Lead, cached in the lake for a day (one call a day, not one
+    per step)."""
+    fields = settings.people.export_fields
+    cache = lake.keyed(LEAD_FIELDS_CACHE, "name") if lake is not None else None
+    if cache is not None:
+        manifest = cache.manifest()
+        fetched = manifest.meta.get("fetched_at")
+        known = manifest.schema
+        fresh = fetched and known is not None and clock.now() - parse_iso(fetched) < DESCRIBE_TTL
+        if fresh and all(f in known.names for f in fields):
+            return pa.schema([known.field(f) for f in fields])
+    schema = client.lead_schema(fields)
+    if cache is not None:
+        everything = pa.schema(list(client.lead_field_types().items()))
+        cache.commit(everything.empty_table(), meta={"fetched_at": clock.now().isoformat()})
+    return schema
 
 
 # --- population ---------------------------------------------------------------------------------------------
@@ -143,7 +162,7 @@ def refresh_population(context: Any, client: Any, lake: Lake, settings: Molequle
     now = clock.now()
     table = lake.keyed(POPULATION, "id")
     fields = settings.people.export_fields
-    schema = lead_schema(client, settings)
+    schema = lead_schema(client, settings, lake)
     report = ReadReport()
     if not table.exists():
         stamped, method = _export_population(context, client, settings, fields, schema, report, now)
@@ -263,7 +282,7 @@ def sync_update_days(
     `force_rest` reads every window through REST (instances without the bulk updatedAt filter)."""
     now = clock.now()
     fields = settings.people.export_fields
-    schema = lead_schema(client, settings)
+    schema = lead_schema(client, settings, lake)
     out_schema = schema.append(pa.field(SYNCED_AT, TS))
     filter_id = _filter_id(fields)
     days = lake.days(UPDATES)
@@ -282,8 +301,9 @@ def sync_update_days(
             return outcome, report
         start, end = min(w[1] for w in windows), max(w[2] for w in windows)
         watched = settings.people.change_fields
-        extra_types = (MERGE_LEADS, CHANGE_SCORE) if _has_score_field(client, fields) else (MERGE_LEADS,)
-        extra = activity_lead_ids(lake, start, extra_types)
+        # Get Lead Changes reports only New Lead and Change Data Value: score changes (22) and merge
+        # winners (32) are seen in the activities this tick already read.
+        extra = activity_lead_ids(lake, start, (MERGE_LEADS, CHANGE_SCORE))
         pages = UNLIMITED_PAGES if force_rest else settings.sync.rest_pages
         changed = read_changed_leads(
             client,
@@ -341,11 +361,6 @@ def sync_update_days(
             key="id",
         )
     return outcome, report
-
-
-def _has_score_field(client: Any, fields: list[str]) -> bool:
-    types = client.lead_field_types()
-    return any(str(types.get(f)) in ("int32", "int64") and f.lower().endswith("score") for f in fields)
 
 
 def _day_of_change(changed_at: dict[int, datetime], fallback: datetime):

@@ -103,6 +103,10 @@ class SandboxControl:
     def usage(self) -> list[dict]:
         return self._ctx.limiter.usage(1)
 
+    def export_jobs(self) -> list[dict]:
+        """Every bulk export job as it really is now (all users), e.g. to sum the bytes a sync exported."""
+        return self._ctx.bulk.jobs_truth()
+
     # --- what arrived ---------------------------------------------------------------------------------------
 
     def call_counts(self) -> dict[str, int]:

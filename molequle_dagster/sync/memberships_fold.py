@@ -121,8 +121,13 @@ def apply_events(current: pa.Table | None, events: pa.Table, synced_at: pa.Scala
     latest = dedupe_latest(
         ordered.append_column("__order", pa.array(range(ordered.num_rows), pa.int64())), KEY, "__order"
     ).drop_columns(["__order"])
-    ever_success = (
-        events.group_by(KEY).aggregate([("success", "max")]).rename_columns([*KEY, "__any_success"])
+    grouped = events.group_by(KEY).aggregate([("success", "max"), ("at", "min")])
+    ever_success = pa.table(
+        {
+            **{k: grouped[k] for k in KEY},
+            "__any_success": grouped["success_max"],
+            "__first_at": grouped["at_min"],
+        }
     )
     latest = latest.join(ever_success, KEY, join_type="left outer")
     if current is not None and current.num_rows:
@@ -147,7 +152,7 @@ def apply_events(current: pa.Table | None, events: pa.Table, synced_at: pa.Scala
             "program_id": latest["program_id"],
             "lead_id": latest["lead_id"],
             "status_name": latest["status_name"],
-            "membership_date": pc.coalesce(latest["__date"], latest["at"]),
+            "membership_date": pc.coalesce(latest["__date"], latest["__first_at"]),
             "reached_success": pc.or_(
                 pc.fill_null(latest["__reached"], False), pc.fill_null(latest["__any_success"], False)
             ),

@@ -40,7 +40,9 @@ class ReadReport:
     windows: list[tuple[str, str]] = field(default_factory=list)
 
     def note(self, method: str) -> None:
-        self.method = method if not self.method or self.method == method else f"{self.method}+{method}"
+        used = self.method.split("+") if self.method else []
+        if method not in used:
+            self.method = "+".join([*used, method])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,253 @@
+"""Benchmark a sync at scale: an initial sync of N people, then one tick per churn level.
+
+The sandbox runs in its own process, and so does each sync phase, so the peak RSS reported is the sync's
+alone. Calls, exports and export bytes are counted by the sandbox (exports: bulk jobs our client created;
+bytes: their fileSize, what Marketo meters). One JSON line per phase on stdout:
+
+    {"phase": "initial"|"tick", "people", "churn", "wall_s", "cpu_s", "calls", "exports", "export_bytes",
+     "peak_rss_mib", ...}
+
+    .venv/bin/python scripts/bench_scale.py --people 100000 --history-days 62 --churn 0,0.001,0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OUR_CLIENT = "molequle-sandbox"
+
+
+def churn_rates(churn: float) -> dict[str, float]:
+    """The churn mix of scripts/bench_sync.py, scaled: a fraction of people changed before a tick."""
+    if churn <= 0:
+        return {}
+    return {
+        "new_people": churn,
+        "attribute_updates": churn,
+        "email_changes": churn / 5,
+        "merges": churn / 10,
+        "deletions": churn / 10,
+        "new_activities_per_person": churn * 5,
+        "program_status_changes": churn,
+        "new_programs": 1,
+    }
+
+
+# --- the sandbox's own process: commands as JSON lines on stdin --------------------------------------------
+def serve_sandbox(people: int, activities_per_person: float, seed: int) -> None:
+    from molequle_dagster.sandbox.config import SandboxConfig
+    from molequle_dagster.sandbox.server import SandboxServer
+
+    config = SandboxConfig.for_profile("fast")
+    config.data.people = people
+    config.data.activities_per_person = activities_per_person
+    config.data.seed = seed
+    started = time.monotonic()
+    with SandboxServer(config, port=0) as sandbox:
+        control = sandbox.control
+        state = control.state
+        print(
+            json.dumps(
+                {
+                    "base_url": sandbox.base_url,
+                    "generate_s": round(time.monotonic() - started, 1),
+                    "people": state.people.num_rows,
+                    "activities": state.activities.num_rows,
+                    "memberships": state.memberships.num_rows,
+                }
+            ),
+            flush=True,
+        )
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command["op"] == "churn":
+                report = control.apply_churn(command["rates"], seed=command["seed"])
+                answer: Any = report.counts()
+            elif command["op"] == "reset":
+                control.reset_counters()
+                answer = {"jobs": len(control.export_jobs())}
+            elif command["op"] == "counts":
+                jobs = [
+                    j
+                    for j in control.export_jobs()[command["since_jobs"] :]
+                    if j["apiUser"] != "other@sandbox"
+                ]
+                answer = {
+                    "calls": sum(control.call_counts().values()),
+                    "by_endpoint": control.call_counts(),
+                    "exports": len(jobs),
+                    "export_bytes": sum(int(j.get("fileSize") or 0) for j in jobs),
+                }
+            else:
+                answer = {"error": f"unknown op {command['op']!r}"}
+            print(json.dumps(answer, default=str), flush=True)
+
+
+class Sandbox:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve-sandbox",
+                "--people",
+                str(args.people),
+                "--activities-per-person",
+                str(args.activities_per_person),
+                "--seed",
+                str(args.seed),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.info = json.loads(self._line())
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit("the sandbox process ended before answering")
+        return line
+
+    def ask(self, **command: Any) -> Any:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self._line())
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+# --- one sync phase in its own process ---------------------------------------------------------------------
+def run_phase() -> None:
+    import dagster as dg
+
+    from molequle_dagster.definitions import build_definitions
+    from molequle_dagster.settings import load_settings
+    from molequle_dagster.sync_runner import run_sync
+
+    started = time.monotonic()
+    defs = build_definitions(load_settings())
+    with dg.DagsterInstance.get() as instance:
+        report = run_sync(defs, instance, log_level="ERROR")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "kind": report.kind,
+                "success": report.success,
+                "failures": report.failures[:3],
+                "wall_s": round(time.monotonic() - started, 1),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "runs": len(report.runs),
+            }
+        )
+    )
+
+
+def settings_file(root: Path, history_days: int) -> Path:
+    from molequle_dagster.settings import default_settings_path
+
+    data = yaml.safe_load(default_settings_path().read_text())
+    data["marketo"]["bulk"]["poll_interval_s"] = 0
+    data["sync"]["history_days"] = history_days
+    path = root / "settings.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, default=10_000)
+    parser.add_argument("--history-days", type=int, default=730)
+    parser.add_argument("--churn", default="0,0.001,0.01", help="comma-separated churn levels, one tick each")
+    parser.add_argument("--activities-per-person", type=float, default=20.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_sandbox:
+        serve_sandbox(args.people, args.activities_per_person, args.seed)
+        return
+    if args.phase:
+        run_phase()
+        return
+    try:
+        levels = [float(c) for c in args.churn.split(",") if c.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"--churn: expected comma-separated fractions such as 0,0.001,0.01, got {args.churn!r}"
+        )
+    if any(not 0 <= c < 1 for c in levels):
+        raise SystemExit(f"--churn: each level must be in [0, 1), got {args.churn!r}")
+    root = Path(tempfile.mkdtemp(prefix="molequle-scale-"))
+    sandbox = Sandbox(args)
+    print(json.dumps({"phase": "sandbox", **sandbox.info}), flush=True)
+    env = dict(
+        os.environ,
+        MARKETO_BASE_URL=sandbox.info["base_url"],
+        MARKETO_CLIENT_ID=OUR_CLIENT,
+        MARKETO_CLIENT_SECRET="sandbox-secret",
+        MOLEQULE_SETTINGS=str(settings_file(root, args.history_days)),
+        MOLEQULE_LAKE_URI=str(root / "lake"),
+        MOLEQULE_STATE_DIR=str(root / "state"),
+        DAGSTER_HOME=str(root / "home"),
+    )
+    (root / "home").mkdir()
+    try:
+        for phase, churn in [("initial", 0.0), *(("tick", c) for c in levels)]:
+            changed = sandbox.ask(op="churn", rates=churn_rates(churn), seed=11) if churn else {}
+            before = sandbox.ask(op="reset")["jobs"]
+            child = subprocess.run(
+                [sys.executable, __file__, "--phase"], env=env, capture_output=True, text=True
+            )
+            lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+            if child.returncode or not lines:
+                sys.stderr.write(child.stderr[-3000:])
+                raise SystemExit(f"{phase} failed")
+            figures = json.loads(lines[-1])
+            counted = sandbox.ask(op="counts", since_jobs=before)
+            print(
+                json.dumps(
+                    {
+                        "phase": phase,
+                        "people": args.people,
+                        "churn": churn,
+                        "wall_s": figures["wall_s"],
+                        "cpu_s": figures["cpu_s"],
+                        "calls": counted["calls"],
+                        "exports": counted["exports"],
+                        "export_bytes": counted["export_bytes"],
+                        "peak_rss_mib": figures["peak_rss_mib"],
+                        "runs": figures["runs"],
+                        "success": figures["success"],
+                        "changed": changed,
+                        "calls_by_endpoint": counted["by_endpoint"],
+                    }
+                ),
+                flush=True,
+            )
+            if not figures["success"]:
+                raise SystemExit(f"{phase}: {figures['failures']}")
+    finally:
+        sandbox.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -61,8 +61,8 @@ class Budget:
         bytes_room = self.export_bytes_left - reserve * self.export_bytes_limit
         if calls > calls_room:
             return False, (
-                f"{kind} deferred: needs about {calls:,} calls, {max(int(calls_room), 0):,} left today beyond "
-                f"the ticks' reserve; resumes after the quota reset at {self.usage.resets_at.isoformat()}"
+                f"{kind} deferred: needs about {calls:,} calls, {max(int(calls_room), 0):,} left today "
+                f"beyond the ticks' reserve; resumes after the quota reset at {self.usage.resets_at.isoformat()}"
             )
         if export_bytes > bytes_room:
             return False, (

@@ -193,7 +193,7 @@ def main() -> None:
     except ValueError:
         raise SystemExit(
             f"--churn: expected comma-separated fractions such as 0,0.001,0.01, got {args.churn!r}"
-        )
+        ) from None
     if any(not 0 <= c < 1 for c in levels):
         raise SystemExit(f"--churn: each level must be in [0, 1), got {args.churn!r}")
     root = Path(tempfile.mkdtemp(prefix="molequle-scale-"))

@@ -62,7 +62,8 @@ class Budget:
         if calls > calls_room:
             return False, (
                 f"{kind} deferred: needs about {calls:,} calls, {max(int(calls_room), 0):,} left today "
-                f"beyond the ticks' reserve; resumes after the quota reset at {self.usage.resets_at.isoformat()}"
+                "beyond the ticks' reserve; resumes after the quota reset at "
+                f"{self.usage.resets_at.isoformat()}"
             )
         if export_bytes > bytes_room:
             return False, (

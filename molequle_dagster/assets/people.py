@@ -17,7 +17,9 @@ email updates the same row.
 * `people` — the current people Molequle reads, folded from all of the above (`sync/people_fold.py`).
 """
 
+import itertools
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,6 +126,18 @@ def _sweeps(fields: list[str], start: datetime, now: datetime, window_days: int)
     ]
 
 
+def _population_requests(
+    settings: MolequleSettings, fields: list[str], smart: bool, now: datetime
+) -> list[dict]:
+    if smart:
+        ref = settings.people.smart_list
+        return [
+            {"fields": fields, "filter": {"smartListName": ref.name} if ref.name else {"smartListId": ref.id}}
+        ]
+    start = datetime.combine(settings.people.sweep_start, datetime.min.time()).replace(tzinfo=now.tzinfo)
+    return _sweeps(fields, start, now, settings.marketo.bulk.window_days)
+
+
 def _export_population(
     context: Any,
     client: Any,
@@ -132,29 +146,24 @@ def _export_population(
     schema: pa.Schema,
     report: ReadReport,
     now: datetime,
-) -> tuple[list[BulkStamp], str]:
-    smart = settings.people.smart_list
-    flt = {"smartListName": smart.name} if smart.name else {"smartListId": smart.id}
+) -> tuple[Iterator[BulkStamp], str]:
+    """The population's rows as a stream (never held whole): the smart-list export, or `createdAt`
+    sweeps over every lead when the instance refuses smart-list filters (1035)."""
     scope = run_scope(context)
+
+    def stream(smart: bool) -> Iterator[BulkStamp]:
+        requests = _population_requests(settings, fields, smart, now)
+        for _, rows in bulk_results(client, "leads", requests, report, now, schema, scope):
+            yield from rows
+
+    smart = stream(True)
     try:
-        requests = [{"fields": fields, "filter": flt}]
-        stamped = [
-            s
-            for _, stream in bulk_results(client, "leads", requests, report, now, schema, scope)
-            for s in stream
-        ]
-        return stamped, "smart list export"
+        first = next(smart, None)
     except UnsupportedFilterError:
         method = "createdAt sweeps (smart-list filter unsupported: 1035)"
         context.log.warning(f"Smart-list filter refused by Marketo (1035); falling back to {method}")
-        start = datetime.combine(settings.people.sweep_start, datetime.min.time()).replace(tzinfo=now.tzinfo)
-        requests = _sweeps(fields, start, now, settings.marketo.bulk.window_days)
-        stamped = [
-            s
-            for _, stream in bulk_results(client, "leads", requests, report, now, schema, scope)
-            for s in stream
-        ]
-        return stamped, method
+        return stream(False), method
+    return itertools.chain([first] if first is not None else [], smart), "smart list export"
 
 
 def refresh_population(context: Any, client: Any, lake: Lake, settings: MolequleSettings) -> dict[str, Any]:

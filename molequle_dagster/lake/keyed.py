@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -381,6 +381,41 @@ class KeyedTable:
                 compacted=True,
                 schema_b64=_schema_b64(table),
             )
+            self._publish(manifest)
+            self.vacuum()
+            return manifest
+
+    def rebuild_from(
+        self, tables: Iterable[pa.Table], schema: pa.Schema, meta: Mapping[str, Any] | None = None
+    ) -> Manifest:
+        """`rebuild` from a stream (e.g. a bulk export's batches) without holding it in memory: the rows go
+        straight into one base file. The stream's keys must be unique (checked before anything is
+        published; a stream that fails leaves the previous version)."""
+        with self._locks(f"lake:{self.name}"):
+            current = self.manifest()
+            version = current.version + 1
+            path = f"{DATA}/{version:012d}-base-{uuid.uuid4().hex[:12]}.parquet"
+            rows = 0
+            with self.storage.parquet_writer(self._path(path), schema) as sink:
+                for table in tables:
+                    part = table.select(schema.names).cast(schema)
+                    sink.write_table(part)
+                    rows += part.num_rows
+            manifest = Manifest(
+                version=version,
+                key=self.key,
+                base=(FileRef(path, rows),),
+                rows=rows,
+                meta={**current.meta, **(meta or {}), "rebuilt_at_version": version},
+                committed_at=_stamp(None),
+                compacted=True,
+                schema_b64=_schema_b64(schema.empty_table()),
+            )
+            distinct = _dedupe_last(self.read(list(self.key), manifest), self.key).num_rows
+            if distinct != rows:
+                raise LakeError(
+                    f"table {self.name!r}: the rebuild stream has {rows - distinct} duplicate keys"
+                )
             self._publish(manifest)
             self.vacuum()
             return manifest

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from molequle_dagster.sandbox import churn, model
+from molequle_dagster.sandbox import churn, model, mutations
 from molequle_dagster.sandbox.clock import SandboxClock
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.model import InstanceState
@@ -65,7 +65,7 @@ class SandboxControl:
         return churn.apply_churn(self.state, self.clock.now(), rates=rates, seed=seed)
 
     def rename_status(self, channel: str, old: str, new: str) -> None:
-        churn.rename_status(self.state, channel, old, new, now=self.clock.now())
+        mutations.rename_status(self.state, channel, old, new, now=self.clock.now())
 
     # --- faults and limits ---------------------------------------------------------------------------------
 

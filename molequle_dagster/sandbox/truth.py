@@ -5,7 +5,6 @@ Tests compare what a client extracted over HTTP with these views; they never go 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -94,14 +93,3 @@ def memberships_truth(state: InstanceState) -> pa.Table:
     )
     table = memberships.append_column("program", names)
     return table.take(pc.sort_indices(table, [("programId", "ascending"), ("leadId", "ascending")]))
-
-
-def channels_truth(state: InstanceState) -> list[dict[str, Any]]:
-    with state.lock:
-        return copy.deepcopy(state.channels)
-
-
-def programs_truth(state: InstanceState) -> pa.Table:
-    with state.lock:
-        programs = state.programs
-    return programs.take(pc.sort_indices(programs["id"]))

@@ -72,6 +72,16 @@ def rest_post(sandbox: SandboxServer, api: requests.Session, path: str, body: di
     return api.post(f"{sandbox.base_url}/rest/v1/{path}", json=body, timeout=10).json()
 
 
+def bulk_create(sandbox: SandboxServer, api: requests.Session, entity: str, body: dict) -> dict:
+    """POST /bulk/v1/{entity}/export/create.json; the parsed envelope."""
+    return api.post(f"{sandbox.base_url}/bulk/v1/{entity}/export/create.json", json=body, timeout=10).json()
+
+
+def error_code(envelope: dict) -> str | None:
+    """The first error code of a failed envelope, None on success."""
+    return None if envelope["success"] else envelope["errors"][0]["code"]
+
+
 def load_fixture(path: str) -> Any:
     """A captured response or doc example, by its path under the Marketo fixtures folder."""
     return json.loads((MARKETO_FIXTURES / path).read_text())

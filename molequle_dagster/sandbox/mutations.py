@@ -25,10 +25,8 @@ from molequle_dagster.sandbox import catalog, generator
 from molequle_dagster.sandbox.attributes import explicit_json, program_member_id, render_attributes
 from molequle_dagster.sandbox.model import (
     ACTIVITIES_SCHEMA,
-    DELETED_LEADS_SCHEMA,
     LEAD_FIELDS,
     MEMBERSHIPS_SCHEMA,
-    MERGES_SCHEMA,
     PEOPLE_SCHEMA,
     PROGRAMS_SCHEMA,
     TS,
@@ -343,18 +341,10 @@ def merge_groups(state: InstanceState, groups: list[tuple[int, list[int]]], now_
     for static in state.static_lists:
         mapping = dict(zip(losers.tolist(), winners.tolist(), strict=True))
         static["lead_ids"] = list(dict.fromkeys(mapping.get(x, x) for x in static["lead_ids"]))
-    state.merges = pa.concat_tables(
-        [
-            state.merges,
-            pa.table(
-                {
-                    "winnerId": winners,
-                    "loserId": losers,
-                    "mergedAt": pa.array(np.full(len(losers), now_s), TS),
-                },
-                schema=MERGES_SCHEMA,
-            ),
-        ]
+    _append_rows(
+        state,
+        "merges",
+        {"winnerId": winners, "loserId": losers, "mergedAt": pa.array(np.full(len(losers), now_s), TS)},
     )
     group_winners = np.array([w for w, _ in groups], np.int64)
     jsons = [
@@ -417,6 +407,12 @@ def _filter_table(state: InstanceState, name: str, keep: Any) -> None:
     setattr(state, name, pa.Table.from_arrays(columns, schema=schema))
 
 
+def _append_rows(state: InstanceState, name: str, columns: dict[str, Any]) -> None:
+    """Append rows, given as columns, to one of the state's tables (in its schema)."""
+    table: pa.Table = getattr(state, name)
+    setattr(state, name, pa.concat_tables([table, pa.table(columns, schema=table.schema)]))
+
+
 def _drop_people(state: InstanceState, lead_ids: np.ndarray) -> None:
     gone = pc.is_in(state.people["id"], value_set=pa.array(lead_ids, pa.int64()))
     state.people = state.people.filter(pc.invert(gone))
@@ -438,19 +434,15 @@ def delete_ids(state: InstanceState, lead_ids: np.ndarray, now_s: int) -> None:
     names = _full_names(state, rows)
     guids = np.arange(state.next_activity_guid, state.next_activity_guid + len(rows), dtype=np.int64)
     state.next_activity_guid += len(rows)
-    state.deleted_leads = pa.concat_tables(
-        [
-            state.deleted_leads,
-            pa.table(
-                {
-                    "marketoGUID": guids,
-                    "leadId": lead_ids,
-                    "deletedAt": pa.array(np.full(len(rows), now_s), TS),
-                    "name": names,
-                },
-                schema=DELETED_LEADS_SCHEMA,
-            ),
-        ]
+    _append_rows(
+        state,
+        "deleted_leads",
+        {
+            "marketoGUID": guids,
+            "leadId": lead_ids,
+            "deletedAt": pa.array(np.full(len(rows), now_s), TS),
+            "name": names,
+        },
     )
     _drop_people(state, lead_ids)
     gone = pa.array(lead_ids, pa.int64())

@@ -37,28 +37,17 @@ def _list_sizes(sandbox: SandboxServer) -> tuple[tuple[int, int], tuple[int, int
     return (big_id, big_n), (small_id, small_n)
 
 
-def _activities(sandbox: SandboxServer, api: requests.Session, list_id: int) -> dict:
+def _feed(sandbox: SandboxServer, api: requests.Session, path: str, list_id: int, **params: str) -> dict:
     token = rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime="2026-01-01T00:00:00Z")
-    return rest_get(
-        sandbox,
-        api,
-        "activities.json",
-        nextPageToken=token["nextPageToken"],
-        activityTypeIds="1,2",
-        listId=list_id,
-    )
+    return rest_get(sandbox, api, path, nextPageToken=token["nextPageToken"], listId=list_id, **params)
+
+
+def _activities(sandbox: SandboxServer, api: requests.Session, list_id: int) -> dict:
+    return _feed(sandbox, api, "activities.json", list_id, activityTypeIds="1,2")
 
 
 def _lead_changes(sandbox: SandboxServer, api: requests.Session, list_id: int) -> dict:
-    token = rest_get(sandbox, api, "activities/pagingtoken.json", sinceDatetime="2026-01-01T00:00:00Z")
-    return rest_get(
-        sandbox,
-        api,
-        "activities/leadchanges.json",
-        nextPageToken=token["nextPageToken"],
-        fields="email",
-        listId=list_id,
-    )
+    return _feed(sandbox, api, "activities/leadchanges.json", list_id, fields="email")
 
 
 def test_big_list_id_is_refused_from_the_cutoff_date(at_now: SandboxServer, monkeypatch) -> None:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.sandbox import catalog
+from molequle_dagster.sandbox.lead_fields import FIELD_IDS
 from molequle_dagster.sandbox.model import InstanceState
 
 DAY = 86_400
@@ -73,6 +74,17 @@ def attributes_as_list(json_text: str) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in parsed.items()]
 
 
+def splitmix64(seeds: np.ndarray, salt: int) -> np.ndarray:
+    """An independent pseudo-random uint64 per seed and salt (splitmix64): values derived at read time from a
+    per-row seed, as activity attributes and derived lead fields are, stay the same on every read."""
+    z = seeds.astype(np.uint64, copy=False) + np.uint64(
+        (0x9E3779B97F4A7C15 * (salt + 1)) & 0xFFFFFFFFFFFFFFFF
+    )
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 # --- rendering ----------------------------------------------------------------------------------------------
 
 
@@ -88,11 +100,7 @@ class Rows:
     state: InstanceState
 
     def hash(self, salt: int) -> np.ndarray:
-        """An independent pseudo-random uint64 per row and salt (splitmix64)."""
-        z = self.seeds + np.uint64((0x9E3779B97F4A7C15 * (salt + 1)) & 0xFFFFFFFFFFFFFFFF)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        return splitmix64(self.seeds, salt)
 
 
 Fragment = Callable[[Rows, int], pa.Array]  # returns ',"Name":value' (or '' when the attribute is omitted)
@@ -187,9 +195,9 @@ def score_change(rows: Rows, salt: int) -> pa.Array:
 
 
 FIELD_VALUE_POOLS: dict[int, tuple[str, ...]] = {
-    catalog.LEAD_FIELD_IDS["title"]: catalog.TITLES,
-    catalog.LEAD_FIELD_IDS["country"]: catalog.COUNTRIES,
-    catalog.LEAD_FIELD_IDS["company"]: tuple(
+    FIELD_IDS["title"]: catalog.TITLES,
+    FIELD_IDS["country"]: catalog.COUNTRIES,
+    FIELD_IDS["company"]: tuple(
         f"{a} {b}" for a in catalog.COMPANY_WORDS_A[:6] for b in catalog.COMPANY_WORDS_B[:4]
     ),
 }

@@ -16,13 +16,13 @@ import pyarrow.compute as pc
 
 from molequle_dagster.sandbox.config import BulkSettings
 from molequle_dagster.sandbox.envelope import MarketoApiError
-from molequle_dagster.sandbox.model import LEAD_FIELDS, InstanceState
+from molequle_dagster.sandbox.lead_fields import NAMES as LEAD_FIELD_NAMES
+from molequle_dagster.sandbox.model import InstanceState
 
 Entity = Literal["leads", "activities", "program/members"]
 ENTITIES: tuple[Entity, ...] = ("leads", "activities", "program/members")
 FORMATS = ("CSV", "TSV", "SSV")
 
-LEAD_FIELD_NAMES: tuple[str, ...] = tuple(f[0] for f in LEAD_FIELDS)
 ACTIVITY_DEFAULT_FIELDS: tuple[str, ...] = (
     "marketoGUID",
     "leadId",
@@ -194,6 +194,11 @@ def _headers(value: Any, fields: tuple[str, ...]) -> tuple[str, ...]:
     unknown = [k for k in value if k not in fields]
     if unknown:
         raise invalid(f"columnHeaderNames: {unknown[0]!r} is not one of the exported fields")
+    for name, header in value.items():
+        try:
+            header.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape cannot be written to the file
+            raise invalid(f"columnHeaderNames.{name}: {header!r} is not valid text") from None
     return tuple(value.get(name, name) for name in fields)
 
 

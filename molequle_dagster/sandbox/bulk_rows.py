@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 
 from molequle_dagster.sandbox.bulk_files import BooleanStyle
 from molequle_dagster.sandbox.bulk_requests import PM_BOOLEAN_FIELDS, PM_STORED_FIELDS, DateWindow, ExportSpec
+from molequle_dagster.sandbox.lead_fields import BY_NAME as LEAD_FIELDS
+from molequle_dagster.sandbox.lead_view import LeadView
 from molequle_dagster.sandbox.model import InstanceState
 
 BATCH_ROWS = 64 * 1024
@@ -53,9 +55,8 @@ def _lead_members(state: InstanceState, spec: ExportSpec) -> pa.Array | None:
     return None
 
 
-def _lead_batches(people: pa.Table, spec: ExportSpec, members: pa.Array | None) -> Iterator[pa.RecordBatch]:
-    indices = [people.schema.get_field_index(name) for name in spec.fields]
-    for batch in people.to_batches(BATCH_ROWS):
+def _lead_batches(view: LeadView, spec: ExportSpec, members: pa.Array | None) -> Iterator[pa.RecordBatch]:
+    for batch in view.people.to_batches(BATCH_ROWS):
         if "createdAt" in spec.filter:
             mask = _in_window(batch.column("createdAt"), spec.filter["createdAt"])
         elif "updatedAt" in spec.filter:  # the true last-modified time, not the visible field (§4.6)
@@ -65,7 +66,7 @@ def _lead_batches(people: pa.Table, spec: ExportSpec, members: pa.Array | None) 
             mask = _is_in(batch.column("id"), members)
         selected = batch.filter(mask)
         if selected.num_rows:
-            yield pa.record_batch([selected.column(i) for i in indices], names=list(spec.fields))
+            yield view.select(selected, spec.fields).combine_chunks().to_batches()[0]
 
 
 def _activity_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
@@ -128,16 +129,14 @@ def _member_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
 
 
 def _member_batches(
-    memberships: pa.Table, people: pa.Table, programs: pa.Table, spec: ExportSpec
+    memberships: pa.Table, view: LeadView, programs: pa.Table, spec: ExportSpec
 ) -> Iterator[pa.RecordBatch]:
+    people = view.people
     lead_ids = people.column("id").combine_chunks()
     program_ids = programs.column("id").combine_chunks()
     program_names = programs.column("name").combine_chunks()
-    lead_columns = {  # the lead fields this export asks for, as contiguous arrays to take from
-        name: people.column(name).combine_chunks()
-        for name in spec.fields
-        if name not in PM_STORED_FIELDS and name in people.column_names and not name.startswith("_")
-    }
+    # the lead fields this export asks for (a program member field of the same name wins)
+    lead_names = [name for name in spec.fields if name not in PM_STORED_FIELDS and name in LEAD_FIELDS]
     for batch in memberships.to_batches(BATCH_ROWS):
         selected = batch.filter(_member_mask(batch, spec))
         lead_rows = pc.index_in(selected.column("leadId"), value_set=lead_ids)
@@ -145,6 +144,7 @@ def _member_batches(
         selected, lead_rows = selected.filter(alive), lead_rows.filter(alive)
         if not selected.num_rows:
             continue
+        leads = view.select(people.take(lead_rows), lead_names) if lead_names else None
         columns = []
         for name in spec.fields:
             if name in PM_STORED_FIELDS:
@@ -154,8 +154,8 @@ def _member_batches(
                 columns.append(pc.take(program_names, program_rows))
             elif name == "id":
                 columns.append(selected.column("leadId"))
-            elif name in lead_columns:
-                columns.append(pc.take(lead_columns[name], lead_rows))
+            elif leads is not None and name in lead_names:
+                columns.append(leads[name].combine_chunks())
             else:  # a standard program member field the sandbox does not track
                 columns.append(pa.nulls(selected.num_rows, pa.string()))
         yield pa.record_batch(columns, names=list(spec.fields))
@@ -173,12 +173,11 @@ def open_rows(
     booleans: list[BooleanStyle] = ["true_false"] * len(spec.fields)
     with state.lock:
         if spec.entity == "leads":
-            people = state.people
             members = _lead_members(state, spec)
-            batches = _lead_batches(people, spec, members)
+            batches = _lead_batches(LeadView(state), spec, members)
         elif spec.entity == "activities":
             batches = _activity_batches(state, state.activities, spec, at, enforce_retention)
         else:
-            batches = _member_batches(state.memberships, state.people, state.programs, spec)
+            batches = _member_batches(state.memberships, LeadView(state), state.programs, spec)
             booleans = [member_booleans if f in PM_BOOLEAN_FIELDS else "true_false" for f in spec.fields]
     return ExportRows(batches=batches, booleans=booleans)

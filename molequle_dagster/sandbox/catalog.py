@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from molequle_dagster.sandbox.model import LEAD_FIELDS
-
 # --- activity types (types.json shape) ----------------------------------------------------------------
 
 
@@ -272,12 +270,6 @@ ACTIVITY_MIX: dict[int, float] = {
 def activity_types(interesting_moments: bool) -> list[dict[str, Any]]:
     """The types.json list of an instance; some instances lack Interesting Moment entirely."""
     return [dict(t) for t in ACTIVITY_TYPES if interesting_moments or t["id"] != INTERESTING_MOMENT]
-
-
-# Lead field ids as Describe Lead reports them (position in LEAD_FIELDS, from 1); Change Data Value (13) and
-# Change Score (22) use them as primaryAttributeValueId, and the bulk filter matches on them (§5).
-LEAD_FIELD_IDS: dict[str, int] = {name: index for index, (name, *_rest) in enumerate(LEAD_FIELDS, start=1)}
-LEAD_FIELD_DISPLAY: dict[str, str] = {name: display for name, display, *_rest in LEAD_FIELDS}
 
 
 # --- channels (program types) with progression statuses (§9.2) ----------------------------------------

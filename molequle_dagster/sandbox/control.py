@@ -111,6 +111,10 @@ class SandboxControl:
     def request_log(self) -> list[dict]:
         return list(self._ctx.request_log)
 
+    def internal_errors(self) -> list[dict]:
+        """Sandbox bugs (unhandled exceptions) that were answered 611 System error, with their tracebacks."""
+        return list(self._ctx.internal_errors)
+
     def reset_counters(self) -> None:
         """Forget call counts, the request log and the limiter's windows (not the data)."""
         self._ctx.call_counts.clear()

@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 
 from molequle_dagster.sandbox import catalog
 from molequle_dagster.sandbox.config import DataSettings
+from molequle_dagster.sandbox.lead_fields import DISPLAY, FIELD_IDS
+from molequle_dagster.sandbox.lead_view import profile_seeds
 from molequle_dagster.sandbox.model import (
     ACTIVITIES_SCHEMA,
     COMPANIES_SCHEMA,
@@ -34,10 +36,10 @@ from molequle_dagster.sandbox.model import (
 DAY = 86_400
 TS_ZONE = UTC
 MEMBERSHIPS_PER_PERSON = 1.2
-SCORE_FIELD_ID = catalog.LEAD_FIELD_IDS["leadScore"]
+SCORE_FIELD_ID = FIELD_IDS["leadScore"]
 # Lead fields whose history the generator fakes with Change Data Value (13): (field id, display name).
 CHANGE_DATA_FIELDS: tuple[tuple[int, str], ...] = tuple(
-    (catalog.LEAD_FIELD_IDS[f], catalog.LEAD_FIELD_DISPLAY[f]) for f in ("title", "country", "company")
+    (FIELD_IDS[f], DISPLAY[f]) for f in ("title", "country", "company")
 )
 FIRST_EMAIL_ID, FIRST_FORM_ID, FIRST_PAGE_ID, FIRST_LINK_ID = 5001, 6001, 7001, 8001
 FIRST_PROGRAM_ID, FIRST_CAMPAIGN_ID, FIRST_STATIC_LIST_ID, FIRST_SMART_LIST_ID = 1001, 2001, 3001, 4001
@@ -98,7 +100,7 @@ def generate(data: DataSettings, now: datetime) -> InstanceState:
     programs = build_programs(rng, data.programs, channels, start_s, now_s)
     companies = build_companies(rng, max(1, round(data.people * data.companies_ratio)), start_s, now_s)
     named_accounts = build_named_accounts(rng, companies)
-    people = build_people(rng, data.people, companies, start_s, now_s)
+    people = build_people(rng, data.people, companies, start_s, now_s, profile_seed=data.seed)
     campaigns = build_campaigns(programs, start_s)
     memberships = build_memberships(rng, people, programs, channels, now_s)
     static_lists = build_static_lists(rng, people, start_s)
@@ -346,7 +348,7 @@ def build_named_accounts(rng: np.random.Generator, companies: pa.Table) -> pa.Ta
 
 
 def build_people(
-    rng: np.random.Generator, count: int, companies: pa.Table, start_s: int, now_s: int
+    rng: np.random.Generator, count: int, companies: pa.Table, start_s: int, now_s: int, *, profile_seed: int
 ) -> pa.Table:
     ids = np.arange(1, count + 1, dtype=np.int64)
     created = np.sort(rng.integers(start_s, now_s, count))  # ids grow with creation time, as in Marketo
@@ -406,6 +408,7 @@ def build_people(
             "createdAt": ts_array(created),
             "updatedAt": ts_array(updated),
             "_modifiedAt": ts_array(modified),
+            "_seed": profile_seeds(ids, profile_seed),
         },
         schema=PEOPLE_SCHEMA,
     )

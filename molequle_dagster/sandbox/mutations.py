@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from molequle_dagster.sandbox import catalog, generator
+from molequle_dagster.sandbox import catalog, generator, lead_fields
 from molequle_dagster.sandbox.attributes import explicit_json, program_member_id, render_attributes
+from molequle_dagster.sandbox.lead_view import LeadView, profile_seeds
 from molequle_dagster.sandbox.model import (
     ACTIVITIES_SCHEMA,
-    LEAD_FIELDS,
     MEMBERSHIPS_SCHEMA,
     PEOPLE_SCHEMA,
     PROGRAMS_SCHEMA,
@@ -33,13 +33,10 @@ from molequle_dagster.sandbox.model import (
     InstanceState,
 )
 
-WRITABLE_FIELDS: dict[str, str] = {
-    name: data_type for name, _d, data_type, _l, read_only in LEAD_FIELDS if not read_only
-}
-CUSTOM_FIELDS = frozenset({"molequlePersonId"})  # changing these does not move the visible updatedAt (§4.6)
 EMAIL_PATTERN = re.compile(r"^[\x21-\x7e]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 MAX_CHUNKS = 64  # appends add chunks; compact the activities table past this many
 REASON = "Changed by sandbox churn"
+API_SOURCE = "Web service API"
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -163,7 +160,7 @@ def add_people(state: InstanceState, n: int, now: datetime, seed: int) -> list[i
 def insert_people(state: InstanceState, n: int, now_s: int, rng: np.random.Generator) -> list[int]:
     if n == 0:
         return []
-    fresh = generator.build_people(rng, n, state.companies, now_s - 1, now_s)
+    fresh = generator.build_people(rng, n, state.companies, now_s - 1, now_s, profile_seed=state.seed)
     ids = np.arange(state.next_lead_id, state.next_lead_id + n, dtype=np.int64)
     state.next_lead_id += n
     stamp = pa.array(np.full(n, now_s, np.int64), TS)
@@ -183,6 +180,7 @@ def insert_people(state: InstanceState, n: int, now_s: int, rng: np.random.Gener
         ("createdAt", stamp),
         ("updatedAt", stamp),
         ("_modifiedAt", stamp),
+        ("_seed", pa.array(profile_seeds(ids, state.seed))),
     ):
         fresh = fresh.set_column(fresh.schema.get_field_index(name), fresh.schema.field(name), values)
     state.people = pa.concat_tables([state.people, fresh.cast(state.people.schema)])
@@ -197,24 +195,45 @@ def insert_people(state: InstanceState, n: int, now_s: int, rng: np.random.Gener
     return ids.tolist()
 
 
-def _typed_value(field_name: str, value: Any) -> Any:
-    if field_name not in WRITABLE_FIELDS:
+def typed_value(field_name: str, value: Any) -> Any:
+    """A value for a writable lead field in the field's Python type, or ValueError naming field and type.
+
+    Text for text types (email: ASCII address), int for integer/reference, float for currency/float/percent
+    (ints accepted), bool for boolean, `date` or 'YYYY-MM-DD' for date, aware `datetime` or ISO-8601 for
+    datetime. Text with a lone surrogate (not encodable as UTF-8) is refused like any invalid value.
+    """
+    spec = lead_fields.WRITABLE.get(field_name)
+    if spec is None:
         raise ValueError(
-            f"field: {field_name!r} is not a writable lead field; expected one of {sorted(WRITABLE_FIELDS)}"
+            f"field: {field_name!r} is not a writable lead field; expected one of "
+            f"{sorted(lead_fields.WRITABLE)}"
         )
     if value is None:
         return None
-    arrow_type = PEOPLE_SCHEMA.field(field_name).type
-    expected = WRITABLE_FIELDS[field_name]
-    ok = (
-        isinstance(value, bool)
-        if pa.types.is_boolean(arrow_type)
-        else isinstance(value, int) and not isinstance(value, bool)
-        if pa.types.is_integer(arrow_type)
-        else isinstance(value, str)
-    )
-    if not ok:
-        raise ValueError(f"value: field {field_name!r} expects a {expected} value, got {value!r}")
+    kind = spec.arrow_type
+    expected = spec.data_type
+    article = "an" if expected[0] in "aeiou" else "a"
+    refused = ValueError(f"value: field {field_name!r} expects {article} {expected} value, got {value!r}")
+    if pa.types.is_boolean(kind):
+        if not isinstance(value, bool):
+            raise refused
+        return value
+    if isinstance(value, bool):
+        raise refused
+    if pa.types.is_integer(kind):
+        if not isinstance(value, int):
+            raise refused
+        return value
+    if pa.types.is_floating(kind):
+        if not isinstance(value, int | float):
+            raise refused
+        return float(value)
+    if pa.types.is_date(kind):
+        return _parse_date(value, refused)
+    if pa.types.is_timestamp(kind):
+        return _parse_datetime(value, refused)
+    if not isinstance(value, str) or not _encodable(value):
+        raise refused
     if field_name == "email" and not EMAIL_PATTERN.match(value):
         raise ValueError(
             f"value: field 'email' expects an ASCII address like name@example.com, got {value!r}"
@@ -222,9 +241,39 @@ def _typed_value(field_name: str, value: Any) -> Any:
     return value
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" from a JSON escape
+        return False
+    return True
+
+
+def _parse_date(value: Any, refused: ValueError) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise refused
+
+
+def _parse_datetime(value: Any, refused: ValueError) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise refused from None
+    if not isinstance(value, datetime):
+        raise refused
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).replace(microsecond=0)
+
+
 def update_attribute(state: InstanceState, lead_id: int, field: str, value: Any, now: datetime) -> None:
     """Set one lead field; bumps updatedAt (standard fields) and _modifiedAt, and logs the change activity."""
-    typed = _typed_value(field, value)
+    typed = typed_value(field, value)
     with state.lock:
         update_field(state, field, np.array([lead_id], np.int64), [typed], epoch_s(now))
 
@@ -235,16 +284,37 @@ def change_email(state: InstanceState, lead_id: int, new_email: str, now: dateti
 
 
 def update_field(
-    state: InstanceState, field_name: str, lead_ids: np.ndarray, values: list[Any], now_s: int
-) -> None:
-    """Batch edit of one field for distinct leads, with one Change Data Value / Change Score activity each."""
+    state: InstanceState,
+    field_name: str,
+    lead_ids: np.ndarray,
+    values: list[Any],
+    now_s: int,
+    *,
+    reason: str = REASON,
+    source: str = API_SOURCE,
+) -> list[int]:
+    """Batch edit of one field (stored or derived) for distinct leads, with one Change Data Value (or Change
+    Score, for leadScore) activity per lead whose value really changed; returns those leads' ids.
+
+    A standard field moves the visible `updatedAt` and the hidden `_modifiedAt`; a custom one only the
+    hidden time (§4.6). Values must already be typed (`typed_value`).
+    """
+    spec = lead_fields.BY_NAME[field_name]
+    lead_ids = np.asarray(lead_ids, np.int64)
     rows = people_rows(state, lead_ids)
-    old = state.people[field_name].combine_chunks().take(pa.array(rows)).to_pylist()
-    arrow_type = state.people.schema.field(field_name).type
-    _replace_people(state, rows, field_name, pa.array(values, arrow_type))
-    _touch_people(state, rows, now_s, visible=field_name not in CUSTOM_FIELDS)
-    field_id = catalog.LEAD_FIELD_IDS[field_name]
-    display = catalog.LEAD_FIELD_DISPLAY[field_name]
+    old = LeadView(state).select(state.people.take(pa.array(rows)), [field_name])[field_name].to_pylist()
+    changed = np.array([was != new for was, new in zip(old, values, strict=True)], dtype=bool)
+    if not changed.any():
+        return []
+    rows, lead_ids = rows[changed], lead_ids[changed]
+    old = [v for v, keep in zip(old, changed.tolist(), strict=True) if keep]
+    values = [v for v, keep in zip(values, changed.tolist(), strict=True) if keep]
+    if spec.stored:
+        _replace_people(state, rows, field_name, pa.array(values, spec.arrow_type))
+    else:
+        written = state.lead_overrides.setdefault(field_name, {})
+        written.update(zip(lead_ids.tolist(), values, strict=True))
+    _touch_people(state, rows, now_s, visible=not spec.custom)
     if field_name == "leadScore":
         type_id = catalog.CHANGE_SCORE
         jsons = [
@@ -253,7 +323,7 @@ def update_field(
                     "Change Value": f"{(new or 0) - (was or 0):+d}",
                     "Old Value": was,
                     "New Value": new,
-                    "Reason": REASON,
+                    "Reason": reason,
                 }
             )
             for was, new in zip(old, values, strict=True)
@@ -263,18 +333,10 @@ def update_field(
         jsons = [
             explicit_json(
                 {
-                    "Old Value": None
-                    if was is None
-                    else str(was).lower()
-                    if isinstance(was, bool)
-                    else str(was),
-                    "New Value": None
-                    if new is None
-                    else str(new).lower()
-                    if isinstance(new, bool)
-                    else str(new),
-                    "Reason": REASON,
-                    "Source": "Web service API",
+                    "Old Value": change_text(was),
+                    "New Value": change_text(new),
+                    "Reason": reason,
+                    "Source": source,
                 }
             )
             for was, new in zip(old, values, strict=True)
@@ -282,12 +344,50 @@ def update_field(
     append_activities(
         state,
         now_s,
-        np.asarray(lead_ids, np.int64),
+        lead_ids,
         np.full(len(rows), type_id),
-        pav_ids=[field_id] * len(rows),
-        pav_values=[display] * len(rows),
+        pav_ids=[spec.id] * len(rows),
+        pav_values=[spec.display] * len(rows),
         attributes=jsons,
     )
+    return lead_ids.tolist()
+
+
+def change_text(value: Any) -> str | None:
+    """How Change Data Value shows old and new values: text, `True`/`False`, datetimes as
+    `2023-01-26 18:46:00` (fixture realtransformed_airbyte__activity_records_selected)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def create_leads(
+    state: InstanceState, records: list[dict[str, Any]], now_s: int, *, attributes: dict[str, Any]
+) -> None:
+    """Append leads written through the API (each `{"id": …, field: typed value, …}`), with no generated
+    profile, and log a New Lead (12) activity for each with `attributes`."""
+    if not records:
+        return
+    stamp = datetime.fromtimestamp(now_s, UTC)
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {name: None for name in PEOPLE_SCHEMA.names}
+        for name, value in record.items():
+            if name in row:
+                row[name] = value
+            else:
+                state.lead_overrides.setdefault(name, {})[record["id"]] = value
+        row.update(createdAt=stamp, updatedAt=stamp, _modifiedAt=stamp)
+        rows.append(row)
+    state.people = pa.concat_tables([state.people, pa.Table.from_pylist(rows, schema=PEOPLE_SCHEMA)])
+    ids = np.array([r["id"] for r in records], np.int64)
+    names = [" ".join(str(r[k]) for k in ("firstName", "lastName") if r.get(k)) or None for r in records]
+    new_lead, jsons = np.full(len(ids), catalog.NEW_LEAD), [explicit_json(attributes)] * len(ids)
+    append_activities(state, now_s, ids, new_lead, pav_ids=ids, pav_values=names, attributes=jsons)
 
 
 # --- merges and deletions -----------------------------------------------------------------------------
@@ -316,12 +416,21 @@ def merge_groups(state: InstanceState, groups: list[tuple[int, list[int]]], now_
         first_loser.setdefault(w_row, l_row)
     w_unique = np.array(list(first_loser), np.int64)
     l_first = np.array(list(first_loser.values()), np.int64)
-    for column in (f for f in WRITABLE_FIELDS if f != "email"):
-        values = state.people[column].combine_chunks()
-        mine, theirs = values.take(pa.array(w_unique)), values.take(pa.array(l_first))
-        fill = pc.and_(pc.is_null(mine), pc.is_valid(theirs)).to_numpy(zero_copy_only=False)
-        if fill.any():
-            _replace_people(state, w_unique[fill], column, theirs.filter(pa.array(fill)))
+    fillable = [name for name in lead_fields.WRITABLE if name != "email"]
+    view = LeadView(state)
+    mine = view.select(state.people.take(pa.array(w_unique)), fillable)
+    theirs = view.select(state.people.take(pa.array(l_first)), fillable)
+    winner_ids = state.people["id"].to_numpy()[w_unique]
+    for column in fillable:
+        fill = pc.and_(pc.is_null(mine[column]), pc.is_valid(theirs[column])).to_numpy(zero_copy_only=False)
+        if not fill.any():
+            continue
+        values = theirs[column].combine_chunks().filter(pa.array(fill))
+        if lead_fields.BY_NAME[column].stored:
+            _replace_people(state, w_unique[fill], column, values)
+        else:
+            written = state.lead_overrides.setdefault(column, {})
+            written.update(zip(winner_ids[fill].tolist(), values.to_pylist(), strict=True))
     _touch_people(state, w_unique, now_s, visible=True)
     names = _full_names(state, np.array([r for r in people_rows(state, [w for w, _ in groups])], np.int64))
 
@@ -416,6 +525,10 @@ def _append_rows(state: InstanceState, name: str, columns: dict[str, Any]) -> No
 def _drop_people(state: InstanceState, lead_ids: np.ndarray) -> None:
     gone = pc.is_in(state.people["id"], value_set=pa.array(lead_ids, pa.int64()))
     state.people = state.people.filter(pc.invert(gone))
+    dropped = set(np.asarray(lead_ids).tolist())
+    for written in state.lead_overrides.values():  # ids are never reused, but the values go with the person
+        for lead_id in dropped & written.keys():
+            del written[lead_id]
 
 
 def delete_lead(state: InstanceState, lead_id: int, now: datetime) -> None:

@@ -22,6 +22,7 @@ from molequle_dagster.sandbox.bulk import MAX_BATCH_SIZE, BulkExtractService
 from molequle_dagster.sandbox.bulk_requests import ENTITIES
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, ok
+from molequle_dagster.sandbox.params import parse_json
 
 JSON_TYPE = "application/json;charset=UTF-8"
 FILE_TYPE = "text/csv"
@@ -71,11 +72,7 @@ async def _json_body(request: Request) -> Any:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("application/json"):
         raise MarketoApiError("612", "Invalid Content Type")
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise MarketoApiError("609", "Invalid JSON") from None
+    return parse_json(await request.body())
 
 
 def _statuses(request: Request) -> list[str] | None:

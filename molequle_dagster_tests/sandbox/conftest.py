@@ -77,6 +77,18 @@ def bulk_create(sandbox: SandboxServer, api: requests.Session, entity: str, body
     return api.post(f"{sandbox.base_url}/bulk/v1/{entity}/export/create.json", json=body, timeout=10).json()
 
 
+def export_csv(sandbox: SandboxServer, api: requests.Session, entity: str, body: dict) -> tuple[dict, str]:
+    """Create, enqueue and download one export on a "fast" sandbox: (the Completed job, the file's text)."""
+    base = f"{sandbox.base_url}/bulk/v1/{entity}/export"
+    created = bulk_create(sandbox, api, entity, body)
+    assert created["success"] is True, created
+    export_id = created["result"][0]["exportId"]
+    assert api.post(f"{base}/{export_id}/enqueue.json", timeout=10).json()["success"] is True
+    job = api.get(f"{base}/{export_id}/status.json", timeout=10).json()["result"][0]
+    assert job["status"] == "Completed", job
+    return job, api.get(f"{base}/{export_id}/file.json", timeout=30).text
+
+
 def error_code(envelope: dict) -> str | None:
     """The first error code of a failed envelope, None on success."""
     return None if envelope["success"] else envelope["errors"][0]["code"]

@@ -14,6 +14,7 @@ from molequle_dagster.sandbox import catalog
 from molequle_dagster.sandbox.attributes import render_attributes
 from molequle_dagster.sandbox.config import DataSettings
 from molequle_dagster.sandbox.generator import generate
+from molequle_dagster.sandbox.lead_fields import FIELD_IDS
 from molequle_dagster.sandbox.model import (
     ACTIVITIES_SCHEMA,
     COMPANIES_SCHEMA,
@@ -177,7 +178,7 @@ def test_primary_attributes_follow_marketo_semantics(state: InstanceState) -> No
             } or (value.endswith(".Form") and value.removesuffix(".Form") in program_names), value
         elif kind == 22:
             assert (row["primaryAttributeValueId"], value) == (
-                catalog.LEAD_FIELD_IDS["leadScore"],
+                FIELD_IDS["leadScore"],
                 "Lead Score",
             )
         elif kind == 104:

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from molequle_dagster.sandbox import catalog, mutations
+from molequle_dagster.sandbox import mutations
+from molequle_dagster.sandbox.lead_fields import FIELD_IDS
 from molequle_dagster.sandbox.model import InstanceState
 from molequle_dagster.sandbox.truth import activities_truth, memberships_truth, people_truth
 from molequle_dagster_tests.sandbox.instance_checks import (
@@ -59,7 +60,7 @@ def test_update_attribute_bumps_timestamps_and_logs_change_data_value(state: Ins
         13,
         "Job Title",
     )
-    assert logged["primaryAttributeValueId"] == catalog.LEAD_FIELD_IDS["title"]
+    assert logged["primaryAttributeValueId"] == FIELD_IDS["title"]
     assert logged["attributes"]["Old Value"] == before["title"]
     assert logged["attributes"]["New Value"] == 'Chief "Data", Officer'
 
@@ -91,7 +92,7 @@ def test_score_changes_log_change_score(state: InstanceState) -> None:
     [
         (1, "nickname", "x", "field: 'nickname' is not a writable lead field"),
         (1, "createdAt", "x", "field: 'createdAt' is not a writable"),
-        (1, "leadScore", "high", "value: field 'leadScore' expects a score"),
+        (1, "leadScore", "high", "value: field 'leadScore' expects an integer"),
         (1, "unsubscribed", "yes", "value: field 'unsubscribed' expects a boolean"),
         (1, "email", "not-an-email", "value: field 'email' expects an ASCII address"),
         (99_999, "title", "CEO", "lead_id: no current person with id"),

@@ -255,7 +255,7 @@ def _activity_filter(raw: dict[str, Any], settings: BulkSettings) -> dict[str, A
     result: dict[str, Any] = {"createdAt": parse_window(raw["createdAt"], "filter.createdAt", settings)}
     if "activityTypeIds" in raw:
         type_ids = _int_list(raw["activityTypeIds"], "filter.activityTypeIds")
-        if DELETE_LEAD_TYPE in type_ids:
+        if DELETE_LEAD_TYPE in type_ids and settings.delete_lead_in_activity_export == "refuse":
             raise invalid(
                 "filter.activityTypeIds: Delete Lead (37) cannot be exported; use Get Deleted Leads"
             )

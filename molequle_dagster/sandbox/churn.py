@@ -20,6 +20,7 @@ from molequle_dagster.sandbox import catalog, mutations
 from molequle_dagster.sandbox.model import InstanceState
 
 CHURNED_FIELDS = ("title", "country", "leadScore", "lastName", "unsubscribed")
+CAMPAIGN_STREAM = 17
 
 
 class ChurnRates(BaseModel):
@@ -36,6 +37,9 @@ class ChurnRates(BaseModel):
     program_status_changes: float = Field(0.01, ge=0, le=1, description="fraction of memberships advancing")
     new_programs: int = Field(1, ge=0, description="programs created")
     status_renames: int = Field(0, ge=0, description="channel progression statuses renamed")
+    campaign_updates: float = Field(
+        0.05, ge=0, le=1, description="fraction of smart campaigns edited (their updatedAt moves)"
+    )
 
 
 @dataclass
@@ -49,6 +53,7 @@ class ChurnReport:
     status_changes: list[tuple[int, int, str]] = field(default_factory=list)  # (programId, leadId, status)
     new_program_ids: list[int] = field(default_factory=list)
     renamed_statuses: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, old, new)
+    updated_campaign_ids: list[int] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -61,6 +66,7 @@ class ChurnReport:
             "program_status_changes": len(self.status_changes),
             "new_programs": len(self.new_program_ids),
             "status_renames": len(self.renamed_statuses),
+            "campaign_updates": len(self.updated_campaign_ids),
         }
 
 
@@ -99,7 +105,20 @@ def apply_churn(
             state, _count(rates.deletions, state.people.num_rows), now_s, rng
         )
         report.renamed_statuses = _churn_renames(state, rates.status_renames, now, rng)
+        # its own random stream: campaign edits leave every other choice of this round as it was
+        campaign_rng = np.random.default_rng([seed, state.seed, CAMPAIGN_STREAM])
+        report.updated_campaign_ids = _churn_campaigns(state, rates.campaign_updates, now_s, campaign_rng)
     return report
+
+
+def _churn_campaigns(state: InstanceState, share: float, now_s: int, rng: np.random.Generator) -> list[int]:
+    """Edit some campaigns that existed before this round (new programs' campaigns are already new)."""
+    older = [c["id"] for c in state.campaigns if c["createdAt"].timestamp() < now_s]
+    count = _count(share, len(older))
+    if count == 0:
+        return []
+    chosen = sorted(int(i) for i in rng.choice(older, size=count, replace=False))
+    return mutations.touch_campaigns(state, chosen, now_s)
 
 
 def _pick_people(state: InstanceState, count: int, rng: np.random.Generator) -> np.ndarray:

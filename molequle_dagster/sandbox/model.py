@@ -155,7 +155,11 @@ class InstanceState:
     # {id, name, rule: {"kind": "subscribed"}}; membership is computed from the rule (see smart_list_lead_ids)
     smart_lists: list[dict[str, Any]] = field(default_factory=list)
     static_lists: list[dict[str, Any]] = field(default_factory=list)  # {id, name, lead_ids: list[int], ...}
-    campaigns: list[dict[str, Any]] = field(default_factory=list)  # asset shape incl. tokens: {name: value}
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # asset shape
+    emails: list[dict[str, Any]] = field(default_factory=list)  # asset shape (emails.json)
+    segmentations: list[dict[str, Any]] = field(default_factory=list)  # asset shape, with their `segments`
+    # My Tokens {folderType: "Program"|"Folder", folderId, name, type, value}; programs inherit folders'
+    my_tokens: list[dict[str, Any]] = field(default_factory=list)
     activity_types: list[dict[str, Any]] = field(default_factory=list)  # types.json shape
     # Ground truth of what the API received (for test assertions).
     campaign_requests: list[dict[str, Any]] = field(default_factory=list)

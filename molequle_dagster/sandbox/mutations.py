@@ -742,8 +742,31 @@ def add_programs(state: InstanceState, specs: list[tuple[str, str]], now_s: int)
                 "updatedAt": datetime.fromtimestamp(now_s, UTC),
             }
         )
+    first = state.programs.num_rows
     state.programs = pa.concat_tables([state.programs, pa.Table.from_pylist(rows, schema=PROGRAMS_SCHEMA)])
+    # A program comes with its assets, as when cloned from a template: emails, a send campaign, My Tokens.
+    state.emails += generator.build_emails(state.programs, now_s, state.seed, first_program=first)
+    next_campaign = max((c["id"] for c in state.campaigns), default=generator.FIRST_CAMPAIGN_ID - 1) + 1
+    state.campaigns += generator.build_campaigns(
+        state.programs, now_s, state.seed, first_program=first, first_id=next_campaign
+    )
+    state.my_tokens += generator.build_tokens(state.programs, first_program=first)
     return [r["id"] for r in rows]
+
+
+def touch_campaigns(state: InstanceState, campaign_ids: Sequence[int], now_s: int) -> list[int]:
+    """Edit smart campaigns (their smart list or flow): `updatedAt` moves to now; returns the ids touched."""
+    wanted = set(campaign_ids)
+    stamp = datetime.fromtimestamp(now_s, UTC)
+    touched = []
+    for campaign in state.campaigns:
+        if campaign["id"] in wanted:
+            campaign["updatedAt"] = max(campaign["updatedAt"], stamp)
+            touched.append(campaign["id"])
+    missing = sorted(wanted - set(touched))
+    if missing:
+        raise ValueError(f"campaign_ids: no smart campaign with id {missing[:5]}")
+    return touched
 
 
 def rename_status(

@@ -3,13 +3,23 @@ the unknown bulk field code, whether an activity export needs `fields`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.sandbox.conftest import bulk_create, error_code, fast_config, rest_post
+from molequle_dagster_tests.sandbox.conftest import (
+    bulk_create,
+    error_code,
+    export_csv,
+    fast_config,
+    rest_post,
+)
 
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+HOUR = timedelta(hours=1)
 JAN = {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-20T00:00:00Z"}
 
 
@@ -74,3 +84,20 @@ def test_activity_export_fields_optional_or_required(
     }
     with_fields = {"fields": ["leadId", "activityDate"], "filter": {"createdAt": JAN}}
     assert bulk_create(sandbox, api, "activities", with_fields)["success"] is True
+
+
+def test_delete_lead_in_an_activity_export_is_refused_or_exports_nothing(
+    sandbox: SandboxServer, api: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"filter": {"createdAt": JAN, "activityTypeIds": [37, 12]}}
+    refused = bulk_create(sandbox, api, "activities", body)  # default: refused at create
+    assert error_code(refused) == "1003" and "Delete Lead (37)" in refused["errors"][0]["message"]
+    monkeypatch.setattr(sandbox.config.bulk, "delete_lead_in_activity_export", "no_rows")
+    report = sandbox.control.apply_churn({"deletions": 0.05}, seed=2)  # leads deleted now
+    assert report.deleted_lead_ids
+    now = sandbox.control.clock.now()
+    around_now = {"startAt": (now - HOUR).strftime(ISO), "endAt": (now + HOUR).strftime(ISO)}
+    body = {"filter": {"createdAt": around_now, "activityTypeIds": [37, 12]}}
+    _job, text = export_csv(sandbox, api, "activities", body)
+    assert text.splitlines()[0].startswith("marketoGUID,")
+    assert all(line.split(",")[3] != "37" for line in text.splitlines()[1:])  # no Delete Lead rows

@@ -7,11 +7,12 @@ millions of activities is rendered while it is written. Churned activities carry
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -88,6 +89,26 @@ def splitmix64(seeds: np.ndarray, salt: int) -> np.ndarray:
 # --- rendering ----------------------------------------------------------------------------------------------
 
 
+class Sources(Protocol):
+    """What rendering attributes reads besides the rows: an `InstanceState`, or an `AttributeSources`
+    snapshot when the rendering runs on another thread while the instance keeps changing."""
+
+    programs: pa.Table
+    channels: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AttributeSources:
+    programs: pa.Table
+    channels: list[dict[str, Any]]
+
+    @classmethod
+    def snapshot(cls, state: InstanceState) -> AttributeSources:
+        """Taken under the state lock: status renames edit channel dicts in place, so they are copied."""
+        with state.lock:
+            return cls(state.programs, copy.deepcopy(state.channels))
+
+
 @dataclass
 class Rows:
     """The rows of one activity type being rendered, with what value builders need."""
@@ -97,7 +118,7 @@ class Rows:
     pav_ids: np.ndarray  # -1 where null
     pav_values: pa.Array
     dates: pa.Array  # timestamp
-    state: InstanceState
+    state: Sources
 
     def hash(self, salt: int) -> np.ndarray:
         return splitmix64(self.seeds, salt)
@@ -430,7 +451,7 @@ def _render_type(type_id: int, rows: Rows) -> pa.Array:
     return pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(body, 1), "}", "")
 
 
-def render_attributes(state: InstanceState, activities: pa.Table) -> pa.StringArray:
+def render_attributes(state: Sources, activities: pa.Table) -> pa.StringArray:
     """The bulk `attributes` cell per row: a JSON object keyed by attribute display names (§5).
 
     Uses `attributesJson` where set, else renders from `attributeSeed`. Pass batches (up to a few million

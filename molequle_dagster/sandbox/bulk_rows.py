@@ -14,6 +14,7 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from molequle_dagster.sandbox.attributes import AttributeSources, render_attributes, retained_mask
 from molequle_dagster.sandbox.bulk_files import BooleanStyle
 from molequle_dagster.sandbox.bulk_requests import PM_BOOLEAN_FIELDS, PM_STORED_FIELDS, DateWindow, ExportSpec
 from molequle_dagster.sandbox.lead_fields import BY_NAME as LEAD_FIELDS
@@ -24,10 +25,14 @@ BATCH_ROWS = 64 * 1024
 ACTION_RESULT = "succeeded"  # the sandbox's activities all succeeded
 
 
+Selection = Iterator[tuple[pa.RecordBatch, pa.Array]]  # (batch of the source table, rows to export)
+
+
 @dataclass
 class ExportRows:
     batches: Iterator[pa.RecordBatch]  # columns in spec.fields order
     booleans: list[BooleanStyle]  # rendering of each column's booleans
+    count: int  # rows the file will hold: known at once, while the batches are rendered later
 
 
 def _in_window(values: pa.Array, window: DateWindow) -> pa.Array:
@@ -55,8 +60,8 @@ def _lead_members(state: InstanceState, spec: ExportSpec) -> pa.Array | None:
     return None
 
 
-def _lead_batches(view: LeadView, spec: ExportSpec, members: pa.Array | None) -> Iterator[pa.RecordBatch]:
-    for batch in view.people.to_batches(BATCH_ROWS):
+def _lead_selection(people: pa.Table, spec: ExportSpec, members: pa.Array | None) -> Selection:
+    for batch in people.to_batches(BATCH_ROWS):
         if "createdAt" in spec.filter:
             mask = _in_window(batch.column("createdAt"), spec.filter["createdAt"])
         elif "updatedAt" in spec.filter:  # the true last-modified time, not the visible field (§4.6)
@@ -64,6 +69,11 @@ def _lead_batches(view: LeadView, spec: ExportSpec, members: pa.Array | None) ->
         else:
             assert members is not None
             mask = _is_in(batch.column("id"), members)
+        yield batch, mask
+
+
+def _lead_batches(view: LeadView, spec: ExportSpec, selection: Selection) -> Iterator[pa.RecordBatch]:
+    for batch, mask in selection:
         selected = batch.filter(mask)
         if selected.num_rows:
             yield view.select(selected, spec.fields).combine_chunks().to_batches()[0]
@@ -83,28 +93,35 @@ def _activity_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
     return mask
 
 
-def _activity_batches(
-    state: InstanceState, activities: pa.Table, spec: ExportSpec, at: datetime, enforce_retention: bool
-) -> Iterator[pa.RecordBatch]:
-    # Same rows as attributes.visible_activities, but retention is applied per batch after the date
-    # window, so an export never copies the whole activity table.
-    from molequle_dagster.sandbox.attributes import render_attributes, retained_mask
-
+def _activity_selection(
+    activities: pa.Table, spec: ExportSpec, at: datetime, enforce_retention: bool
+) -> Selection:
+    # Same rows as attributes.visible_activities, but retention is applied per batch of the date window,
+    # so an export never copies the whole activity table.
     window: DateWindow = spec.filter["createdAt"]
     for batch in activities.to_batches(BATCH_ROWS):
         bounds = pc.min_max(batch.column("activityDate"))
         low, high = bounds["min"].as_py(), bounds["max"].as_py()
         if low is None or high < window.start or low > window.end:
             continue  # the table is sorted by date, so most batches fall outside the window
-        selected = batch.filter(_activity_mask(batch, spec))
-        if enforce_retention and selected.num_rows:
-            selected = selected.filter(pa.array(retained_mask(pa.Table.from_batches([selected]), at)))
+        mask = _activity_mask(batch, spec)
+        if enforce_retention and pc.any(mask).as_py():
+            kept = retained_mask(pa.Table.from_batches([batch]), at)
+            mask = pc.and_(mask, pa.array(kept))
+        yield batch, mask
+
+
+def _activity_batches(
+    sources: AttributeSources, spec: ExportSpec, selection: Selection
+) -> Iterator[pa.RecordBatch]:
+    for batch, mask in selection:
+        selected = batch.filter(mask)
         if not selected.num_rows:
             continue
         columns = []
         for name in spec.fields:
             if name == "attributes":
-                columns.append(render_attributes(state, pa.Table.from_batches([selected])))
+                columns.append(render_attributes(sources, pa.Table.from_batches([selected])))
             elif name == "actionResult":
                 columns.append(pa.repeat(pa.scalar(ACTION_RESULT, pa.string()), selected.num_rows))
             else:
@@ -128,8 +145,15 @@ def _member_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
     return mask
 
 
+def _member_selection(memberships: pa.Table, lead_ids: pa.Array, spec: ExportSpec) -> Selection:
+    for batch in memberships.to_batches(BATCH_ROWS):
+        # members whose lead was deleted or merged away are not exported
+        alive = pc.is_valid(pc.index_in(batch.column("leadId"), value_set=lead_ids))
+        yield batch, pc.and_(_member_mask(batch, spec), alive)
+
+
 def _member_batches(
-    memberships: pa.Table, view: LeadView, programs: pa.Table, spec: ExportSpec
+    view: LeadView, programs: pa.Table, spec: ExportSpec, selection: Selection
 ) -> Iterator[pa.RecordBatch]:
     people = view.people
     lead_ids = people.column("id").combine_chunks()
@@ -137,13 +161,11 @@ def _member_batches(
     program_names = programs.column("name").combine_chunks()
     # the lead fields this export asks for (a program member field of the same name wins)
     lead_names = [name for name in spec.fields if name not in PM_STORED_FIELDS and name in LEAD_FIELDS]
-    for batch in memberships.to_batches(BATCH_ROWS):
-        selected = batch.filter(_member_mask(batch, spec))
-        lead_rows = pc.index_in(selected.column("leadId"), value_set=lead_ids)
-        alive = pc.is_valid(lead_rows)  # members whose lead was deleted or merged away are not exported
-        selected, lead_rows = selected.filter(alive), lead_rows.filter(alive)
+    for batch, mask in selection:
+        selected = batch.filter(mask)
         if not selected.num_rows:
             continue
+        lead_rows = pc.index_in(selected.column("leadId"), value_set=lead_ids)
         leads = view.select(people.take(lead_rows), lead_names) if lead_names else None
         columns = []
         for name in spec.fields:
@@ -169,15 +191,35 @@ def open_rows(
     enforce_retention: bool,
     member_booleans: BooleanStyle,
 ) -> ExportRows:
-    """Resolve the export's population as of `at` and return its batches (lazily rendered)."""
+    """Resolve the export's population as of `at`: count its rows now (a cheap pass of masks, so the job's
+    modelled processing time is known at once) and return its batches, rendered lazily from a snapshot
+    (immutable Arrow tables and copies of the small mutable parts), so the file can be written on another
+    thread while the instance keeps changing."""
     booleans: list[BooleanStyle] = ["true_false"] * len(spec.fields)
     with state.lock:
         if spec.entity == "leads":
             members = _lead_members(state, spec)
-            batches = _lead_batches(LeadView(state), spec, members)
+            view = LeadView(state)
+
+            def selection() -> Selection:
+                return _lead_selection(view.people, spec, members)
+
+            batches = _lead_batches(view, spec, selection())
         elif spec.entity == "activities":
-            batches = _activity_batches(state, state.activities, spec, at, enforce_retention)
+            sources, activities = AttributeSources.snapshot(state), state.activities
+
+            def selection() -> Selection:
+                return _activity_selection(activities, spec, at, enforce_retention)
+
+            batches = _activity_batches(sources, spec, selection())
         else:
-            batches = _member_batches(state.memberships, LeadView(state), state.programs, spec)
+            view, memberships, programs = LeadView(state), state.memberships, state.programs
+            lead_ids = view.people.column("id").combine_chunks()
+
+            def selection() -> Selection:
+                return _member_selection(memberships, lead_ids, spec)
+
+            batches = _member_batches(view, programs, spec, selection())
             booleans = [member_booleans if f in PM_BOOLEAN_FIELDS else "true_false" for f in spec.fields]
-    return ExportRows(batches=batches, booleans=booleans)
+    count = sum(pc.sum(mask).as_py() or 0 for _batch, mask in selection())
+    return ExportRows(batches=batches, booleans=booleans, count=count)

@@ -97,6 +97,12 @@ class SandboxControl:
         """Every live access token goes stale now: the next use answers 602, later ones 601."""
         self._ctx.tokens.expire_all()
 
+    def wait_for_exports(self, timeout: float = 120.0) -> bool:
+        """Block until no bulk export file is being written (renders run off the request path), including
+        jobs that start meanwhile; False on timeout. With a frozen clock, call this before advancing it or
+        reading a status, and job progress is deterministic."""
+        return self._ctx.bulk.wait_for_renders(timeout)
+
     def wait_for_in_flight(self, count: int, timeout: float = 5.0) -> bool:
         return self._ctx.limiter.wait_for_in_flight(count, timeout)
 

@@ -84,6 +84,7 @@ def export_csv(sandbox: SandboxServer, api: requests.Session, entity: str, body:
     assert created["success"] is True, created
     export_id = created["result"][0]["exportId"]
     assert api.post(f"{base}/{export_id}/enqueue.json", timeout=10).json()["success"] is True
+    assert sandbox.control.wait_for_exports()  # the file is written off the request path
     job = api.get(f"{base}/{export_id}/status.json", timeout=10).json()["result"][0]
     assert job["status"] == "Completed", job
     return job, api.get(f"{base}/{export_id}/file.json", timeout=30).text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -19,8 +20,41 @@ LEADS_JAN = {
 }
 
 
+class SettledService(BulkExtractService):
+    """The engine as a frozen-clock test sees it after `wait_for_renders()`: every read waits until no file
+    is being written (renders run off the request path; the timeline does not depend on them)."""
+
+    def status(self, *args: Any) -> dict:
+        assert self.wait_for_renders()
+        return super().status(*args)
+
+    def enqueue(self, *args: Any) -> dict:
+        assert self.wait_for_renders()
+        return super().enqueue(*args)
+
+    def cancel(self, *args: Any) -> dict:
+        assert self.wait_for_renders()
+        return super().cancel(*args)
+
+    def jobs_truth(self) -> list[dict]:
+        assert self.wait_for_renders()
+        return super().jobs_truth()
+
+    def file_path(self, *args: Any) -> Any:
+        assert self.wait_for_renders()
+        return super().file_path(*args)
+
+    def list_jobs(self, *args: Any) -> dict:
+        assert self.wait_for_renders()
+        return super().list_jobs(*args)
+
+    def exported_bytes_today(self) -> int:
+        assert self.wait_for_renders()
+        return super().exported_bytes_today()
+
+
 def _service(profile: str = "fast", **bulk: object) -> BulkExtractService:
-    return BulkExtractService(make_context(profile, **bulk))
+    return SettledService(make_context(profile, **bulk))
 
 
 def _error(call, *args) -> MarketoApiError:  # type: ignore[no-untyped-def]

@@ -84,7 +84,9 @@ class _Job:
             return CANCELLED
         if self.finished_at is not None and at >= self.finished_at:
             assert self.outcome is not None
-            return PROCESSING if self.render is not None else self.outcome  # the file is not ready yet
+            if self.outcome == COMPLETED and self.render is not None:
+                return PROCESSING  # finished on the timeline, but the file is not written yet
+            return self.outcome
         if self.started_at is not None and at >= self.started_at:
             return PROCESSING
         if self.queued_at is not None and at >= self.queued_at:
@@ -200,10 +202,19 @@ class BulkExtractService:
             self._fill_slots(now)
             return job.action_view
 
-    def status(self, entity: str, export_id: str, api_user: str) -> dict:
+    def status(self, entity: str, export_id: str, api_user: str, fault: str | None = None) -> dict:
+        """The job as its owner sees it. Fault `job_failed` fails a job still queued or processing now."""
         with self._lock:
             now = self._observe()
-            return self._view(self._job(entity, export_id, api_user), now)
+            job = self._job(entity, export_id, api_user)
+            if fault == "job_failed" and job.status_at(now) in (QUEUED, PROCESSING) and job.outcome is None:
+                job.fault = "job_failed"
+                job.started_at = job.started_at or now
+                job.finished_at = job.finish_due = now
+                job.seen_from = now
+                self._fail(job)
+                self._fill_slots(now)  # its slot goes to the next queued job
+            return self._view(job, now)
 
     def cancel(self, entity: str, export_id: str, api_user: str) -> dict:
         with self._lock:
@@ -371,7 +382,7 @@ class BulkExtractService:
             rows.batches,
             delimiter,
             rows.booleans,
-            lambda: self._closed.is_set() or job.cancelled_at is not None,
+            lambda: self._closed.is_set() or job.cancelled_at is not None or job.outcome == FAILED,
         )
         job.render.add_done_callback(lambda done: self._render_done(job, done))
 
@@ -381,7 +392,8 @@ class BulkExtractService:
         with self._lock:
             job.render = None
             error = done.exception()
-            if job.cancelled_at is not None or isinstance(error, RenderCancelled) or self._closed.is_set():
+            abandoned = job.cancelled_at is not None or job.outcome == FAILED or self._closed.is_set()
+            if abandoned or isinstance(error, RenderCancelled):
                 self._drop_file(job)
             elif error is not None:  # a sandbox bug must not wedge the queue: the job fails visibly
                 job.fault = "job_failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,36 +22,20 @@ LEADS_JAN = {
 
 
 class SettledService(BulkExtractService):
-    """The engine as a frozen-clock test sees it after `wait_for_renders()`: every read waits until no file
-    is being written (renders run off the request path; the timeline does not depend on them)."""
+    """The engine as a frozen-clock test sees it after `wait_for_renders()`: every call waits until no file
+    is being written first (renders run off the request path; the timeline does not depend on them)."""
 
-    def status(self, *args: Any) -> dict:
-        assert self.wait_for_renders()
-        return super().status(*args)
 
-    def enqueue(self, *args: Any) -> dict:
+def _settled(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: BulkExtractService, *args: Any) -> Any:
         assert self.wait_for_renders()
-        return super().enqueue(*args)
+        return method(self, *args)
 
-    def cancel(self, *args: Any) -> dict:
-        assert self.wait_for_renders()
-        return super().cancel(*args)
+    return call
 
-    def jobs_truth(self) -> list[dict]:
-        assert self.wait_for_renders()
-        return super().jobs_truth()
 
-    def file_path(self, *args: Any) -> Any:
-        assert self.wait_for_renders()
-        return super().file_path(*args)
-
-    def list_jobs(self, *args: Any) -> dict:
-        assert self.wait_for_renders()
-        return super().list_jobs(*args)
-
-    def exported_bytes_today(self) -> int:
-        assert self.wait_for_renders()
-        return super().exported_bytes_today()
+for _name in ("status", "enqueue", "cancel", "jobs_truth", "file_path", "list_jobs", "exported_bytes_today"):
+    setattr(SettledService, _name, _settled(getattr(BulkExtractService, _name)))
 
 
 def _service(profile: str = "fast", **bulk: object) -> BulkExtractService:

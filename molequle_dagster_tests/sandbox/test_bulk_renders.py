@@ -63,16 +63,23 @@ def _enqueued(sandbox: SandboxServer, api: requests.Session) -> str:
     return export_id
 
 
+@pytest.fixture
+def rendering(sandbox: SandboxServer, held: HeldRenders) -> tuple[requests.Session, str]:
+    """A session and a job whose file is being written (held at the gate)."""
+    api = authorized_session(sandbox)
+    export_id = _enqueued(sandbox, api)
+    assert held.started.wait(timeout=10)
+    return api, export_id
+
+
 def _status(sandbox: SandboxServer, api: requests.Session, export_id: str) -> dict:
     return api.get(f"{sandbox.base_url}{LEADS}/{export_id}/status.json", timeout=10).json()["result"][0]
 
 
 def test_enqueue_and_status_answer_at_once_while_the_file_is_written(
-    sandbox: SandboxServer, held: HeldRenders
+    sandbox: SandboxServer, held: HeldRenders, rendering: tuple[requests.Session, str]
 ) -> None:
-    api = authorized_session(sandbox)
-    export_id = _enqueued(sandbox, api)
-    assert held.started.wait(timeout=10)
+    api, export_id = rendering
     assert _status(sandbox, api, export_id)["status"] == "Processing"  # past its finish, file not ready
     assert api.get(f"{sandbox.base_url}{LEADS}/{export_id}/file.json", timeout=10).status_code == 404
     assert sandbox.control.wait_for_exports(timeout=0.05) is False
@@ -104,11 +111,9 @@ def test_the_finish_time_is_the_modelled_one_however_late_the_file_is(
 
 
 def test_cancelling_during_a_render_stops_it_and_leaves_no_file(
-    sandbox: SandboxServer, held: HeldRenders
+    sandbox: SandboxServer, held: HeldRenders, rendering: tuple[requests.Session, str]
 ) -> None:
-    api = authorized_session(sandbox)
-    export_id = _enqueued(sandbox, api)
-    assert held.started.wait(timeout=10)
+    api, export_id = rendering
     cancelled = api.post(f"{sandbox.base_url}{LEADS}/{export_id}/cancel.json", timeout=10).json()
     assert cancelled["result"][0]["status"] == "Cancelled"
     held.gate.set()

@@ -43,6 +43,7 @@ from molequle_dagster.sandbox.faults import (
 )
 from molequle_dagster.sandbox.limits import UNCOUNTED_CODES, Limiter, check_uri_and_body
 from molequle_dagster.sandbox.model import InstanceState
+from molequle_dagster.sandbox.neighbours import Neighbours
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -68,7 +69,8 @@ HTML_502 = (
 def build_context(config: SandboxConfig, state: InstanceState, clock: SandboxClock) -> SandboxContext:
     ctx = SandboxContext(config=config, state=state, clock=clock)
     ctx.tokens = TokenStore(config, clock)
-    ctx.limiter = Limiter(config.limits, clock)
+    ctx.neighbours = Neighbours(config)
+    ctx.limiter = Limiter(config.limits, clock, ctx.neighbours)
     ctx.faults = FaultPlan()
     ctx.bulk = _bulk_service(ctx)
     return ctx

@@ -302,9 +302,12 @@ class BulkExtractService:
     # --- admission -----------------------------------------------------------------------------------
     def _check_admission(self, now: datetime, fault: str | None, *, queue: bool) -> None:
         settings = self._settings
-        if fault == "queue_full" or (queue and self._active_count() >= settings.queue_slots):
+        neighbours = self._ctx.neighbours
+        theirs = neighbours.queued(now) if neighbours else 0
+        if fault == "queue_full" or (queue and self._active_count() + theirs >= settings.queue_slots):
             raise MarketoApiError("1029", TOO_MANY_JOBS)
-        if fault == "export_quota" or self._bytes_today(now) >= settings.daily_export_bytes:
+        their_bytes = neighbours.export_bytes_today(now) if neighbours else 0
+        if fault == "export_quota" or self._bytes_today(now) + their_bytes >= settings.daily_export_bytes:
             megabytes = settings.daily_export_bytes / (1024 * 1024)
             raise MarketoApiError("1029", f"Export daily quota {megabytes:g}MB exceeded.")
 
@@ -332,9 +335,13 @@ class BulkExtractService:
         if now < start:  # the clock was moved back: keep the simulated past, act at the latest time
             now = start
         moment = start
+        neighbours = self._ctx.neighbours
         while True:
             self._fill_slots(moment)
             due = [job.finish_due for job in self._jobs.values() if job.processing and job.finish_due]
+            startable = any(j.waiting and j.fault != "job_stuck" for j in self._jobs.values())
+            if neighbours is not None and neighbours.on and startable:
+                due.append(neighbours.next_export_change(moment))  # they may free a slot then
             if not due or min(due) > now:
                 break
             moment = max(moment, min(due))
@@ -347,6 +354,8 @@ class BulkExtractService:
 
     def _fill_slots(self, at: datetime) -> None:
         running = sum(1 for job in self._jobs.values() if job.processing)
+        if self._ctx.neighbours is not None:
+            running += self._ctx.neighbours.processing(at)  # slots the other integrations' jobs hold
         waiting = sorted(
             (job for job in self._jobs.values() if job.waiting and job.fault != "job_stuck"),
             key=lambda j: (j.queued_at, j.seq),

@@ -98,6 +98,26 @@ class BehaviourSettings(_Cfg):
     unknown_token_folder_code: Literal["702", "710", "warning"] = "702"
 
 
+class NeighbourSettings(_Cfg):
+    """Other integrations on the same subscription (a CRM sync, a BI extract, a webinar app), sharing every
+    limit with us as Marketo shares them (§3). Amounts are shares of the instance's limits, scaled by
+    `level`: 0 (default) leaves the instance to us; 1 is the full load described here."""
+
+    level: float = Field(0.0, ge=0, le=1)
+    users: list[str] = Field(
+        default_factory=lambda: ["crm-sync@customer", "bi-extract@customer", "webinar-app@customer"]
+    )
+    rate_share: float = Field(0.4, ge=0, le=1, description="of the rate window, while their burst is on")
+    daily_share: float = Field(0.3, ge=0, le=1, description="of the daily call quota, over a whole day")
+    in_flight_share: float = Field(0.3, ge=0, le=1, description="of the in-flight limit, during a burst")
+    call_cycle_s: float = Field(600.0, gt=0, description="their bursts start every this many seconds")
+    processing_slots: int = Field(1, ge=0, description="export processing slots they hold while busy")
+    queue_share: float = Field(0.2, ge=0, le=1, description="of the export queue their jobs keep waiting")
+    export_cycle_s: float = Field(1800.0, gt=0, description="their export work repeats this often")
+    export_busy_share: float = Field(0.5, ge=0, le=1, description="of each export cycle they process")
+    export_share: float = Field(0.2, ge=0, le=1, description="of the daily export bytes, over a day")
+
+
 class DataSettings(_Cfg):
     seed: int = 42
     people: int = 2_000
@@ -118,6 +138,7 @@ class SandboxConfig(_Cfg):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings)
+    neighbours: NeighbourSettings = Field(default_factory=NeighbourSettings)
     clients: list[ApiClient] = Field(
         default_factory=lambda: [
             ApiClient(

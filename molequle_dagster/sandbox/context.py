@@ -26,3 +26,4 @@ class SandboxContext:
     request_log: list[dict[str, Any]] = field(default_factory=list)
     tokens: Any = None  # auth.TokenStore: access tokens per client_id (set up by app.py)
     internal_errors: list[dict[str, Any]] = field(default_factory=list)  # sandbox bugs answered as 611
+    neighbours: Any = None  # neighbours.Neighbours: the other integrations' share of every limit

@@ -90,6 +90,17 @@ def export_csv(sandbox: SandboxServer, api: requests.Session, entity: str, body:
     return job, api.get(f"{base}/{export_id}/file.json", timeout=30).text
 
 
+def call_codes(
+    sandbox: SandboxServer, api: requests.Session, n: int, path: str = "/rest/v1/stats/usage.json"
+) -> list[str | None]:
+    """Make `n` GET calls; the error code of each (None for a success)."""
+    out = []
+    for _ in range(n):
+        body = api.get(f"{sandbox.base_url}{path}", timeout=10).json()
+        out.append(None if body["success"] else body["errors"][0]["code"])
+    return out
+
+
 def error_code(envelope: dict) -> str | None:
     """The first error code of a failed envelope, None on success."""
     return None if envelope["success"] else envelope["errors"][0]["code"]

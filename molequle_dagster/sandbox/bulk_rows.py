@@ -61,14 +61,18 @@ def _lead_members(state: InstanceState, spec: ExportSpec) -> pa.Array | None:
 
 
 def _lead_selection(people: pa.Table, spec: ExportSpec, members: pa.Array | None) -> Selection:
+    # List membership is one lookup over the whole table: a hash of ~1M ids built once, not per batch.
+    listed = _is_in(people.column("id").combine_chunks(), members) if members is not None else None
+    offset = 0
     for batch in people.to_batches(BATCH_ROWS):
         if "createdAt" in spec.filter:
             mask = _in_window(batch.column("createdAt"), spec.filter["createdAt"])
         elif "updatedAt" in spec.filter:  # the true last-modified time, not the visible field (§4.6)
             mask = _in_window(batch.column("_modifiedAt"), spec.filter["updatedAt"])
         else:
-            assert members is not None
-            mask = _is_in(batch.column("id"), members)
+            assert listed is not None
+            mask = listed.slice(offset, batch.num_rows)
+        offset += batch.num_rows
         yield batch, mask
 
 
@@ -145,27 +149,31 @@ def _member_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
     return mask
 
 
-def _member_selection(memberships: pa.Table, lead_ids: pa.Array, spec: ExportSpec) -> Selection:
+def _member_selection(memberships: pa.Table, lead_rows: pa.Array, spec: ExportSpec) -> Selection:
+    """`lead_rows`: each membership's row in the people table (null: the lead was deleted or merged away,
+    and the member is not exported), looked up once for the whole table."""
+    offset = 0
     for batch in memberships.to_batches(BATCH_ROWS):
-        # members whose lead was deleted or merged away are not exported
-        alive = pc.is_valid(pc.index_in(batch.column("leadId"), value_set=lead_ids))
+        alive = pc.is_valid(lead_rows.slice(offset, batch.num_rows))
+        offset += batch.num_rows
         yield batch, pc.and_(_member_mask(batch, spec), alive)
 
 
 def _member_batches(
-    view: LeadView, programs: pa.Table, spec: ExportSpec, selection: Selection
+    view: LeadView, programs: pa.Table, spec: ExportSpec, selection: Selection, lead_rows_all: pa.Array
 ) -> Iterator[pa.RecordBatch]:
     people = view.people
-    lead_ids = people.column("id").combine_chunks()
     program_ids = programs.column("id").combine_chunks()
     program_names = programs.column("name").combine_chunks()
     # the lead fields this export asks for (a program member field of the same name wins)
     lead_names = [name for name in spec.fields if name not in PM_STORED_FIELDS and name in LEAD_FIELDS]
+    offset = 0
     for batch, mask in selection:
+        lead_rows = lead_rows_all.slice(offset, batch.num_rows).filter(mask)
+        offset += batch.num_rows
         selected = batch.filter(mask)
         if not selected.num_rows:
             continue
-        lead_rows = pc.index_in(selected.column("leadId"), value_set=lead_ids)
         leads = view.select(people.take(lead_rows), lead_names) if lead_names else None
         columns = []
         for name in spec.fields:
@@ -215,11 +223,12 @@ def open_rows(
         else:
             view, memberships, programs = LeadView(state), state.memberships, state.programs
             lead_ids = view.people.column("id").combine_chunks()
+            lead_rows = pc.index_in(memberships.column("leadId").combine_chunks(), value_set=lead_ids)
 
             def selection() -> Selection:
-                return _member_selection(memberships, lead_ids, spec)
+                return _member_selection(memberships, lead_rows, spec)
 
-            batches = _member_batches(view, programs, spec, selection())
+            batches = _member_batches(view, programs, spec, selection(), lead_rows)
             booleans = [member_booleans if f in PM_BOOLEAN_FIELDS else "true_false" for f in spec.fields]
     count = sum(pc.sum(mask).as_py() or 0 for _batch, mask in selection())
     return ExportRows(batches=batches, booleans=booleans, count=count)

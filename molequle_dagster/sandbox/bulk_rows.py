@@ -7,7 +7,8 @@ resolves list membership, then yields batches of the export's columns without co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -204,31 +205,27 @@ def open_rows(
     (immutable Arrow tables and copies of the small mutable parts), so the file can be written on another
     thread while the instance keeps changing."""
     booleans: list[BooleanStyle] = ["true_false"] * len(spec.fields)
+    # The selection (zero-copy batches of the snapshot, a mask each) is computed once, after the lock: it
+    # gives the count now and the rows to render later.
+    render: Callable[[Selection], Iterator[pa.RecordBatch]]
     with state.lock:
         if spec.entity == "leads":
             members = _lead_members(state, spec)
             view = LeadView(state)
-
-            def selection() -> Selection:
-                return _lead_selection(view.people, spec, members)
-
-            batches = _lead_batches(view, spec, selection())
+            selection = _lead_selection(view.people, spec, members)
+            render = functools.partial(_lead_batches, view, spec)
         elif spec.entity == "activities":
-            sources, activities = AttributeSources.snapshot(state), state.activities
-
-            def selection() -> Selection:
-                return _activity_selection(activities, spec, at, enforce_retention)
-
-            batches = _activity_batches(sources, spec, selection())
+            sources = AttributeSources.snapshot(state)
+            selection = _activity_selection(state.activities, spec, at, enforce_retention)
+            render = functools.partial(_activity_batches, sources, spec)
         else:
             view, memberships, programs = LeadView(state), state.memberships, state.programs
             lead_ids = view.people.column("id").combine_chunks()
             lead_rows = pc.index_in(memberships.column("leadId").combine_chunks(), value_set=lead_ids)
-
-            def selection() -> Selection:
-                return _member_selection(memberships, lead_rows, spec)
-
-            batches = _member_batches(view, programs, spec, selection(), lead_rows)
+            selection = _member_selection(memberships, lead_rows, spec)
+            render = functools.partial(_member_batches, view, programs, spec, lead_rows_all=lead_rows)
             booleans = [member_booleans if f in PM_BOOLEAN_FIELDS else "true_false" for f in spec.fields]
-    count = sum(pc.sum(mask).as_py() or 0 for _batch, mask in selection())
+    selected = list(selection)
+    count = sum(pc.sum(mask).as_py() or 0 for _batch, mask in selected)
+    batches = render(iter(selected))
     return ExportRows(batches=batches, booleans=booleans, count=count)

@@ -239,3 +239,20 @@ def _plus_days(start, days: int) -> str:
     from datetime import timedelta
 
     return (start + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_every_field_reads_in_its_describe_type_and_generated_people_have_values(
+    sandbox: SandboxServer,
+) -> None:
+    from molequle_dagster.sandbox.lead_view import DERIVATIONS, LeadView
+
+    assert set(DERIVATIONS) == set(lead_fields.DERIVED)
+    view = LeadView(sandbox.control.state)
+    table = view.select(view.people, lead_fields.NAMES)
+    assert [table.schema.field(n).type for n in lead_fields.NAMES] == [
+        lead_fields.BY_NAME[n].arrow_type for n in lead_fields.NAMES
+    ]
+    profiled = pc.is_valid(view.people["_seed"])
+    for name in ("site", "leadStatus", "city", "cookies"):  # generated people have values, not all
+        values = table[name].filter(profiled)
+        assert 0 < values.null_count < len(values), name

@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument(
         "--churn", type=float, default=0.01, help="fraction of people changed before the tick"
     )
+    parser.add_argument(
+        "--neighbours", type=float, default=0.0, help="other integrations' load on the sandbox, 0..1"
+    )
     parser.add_argument("--phase", choices=["initial", "tick"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -81,6 +84,7 @@ def main() -> None:
     config = SandboxConfig.for_profile("fast")
     config.data.people = args.people
     config.data.activities_per_person = args.activities_per_person
+    config.neighbours.level = args.neighbours  # they share every Marketo limit with the sync
     t0 = time.monotonic()
     with SandboxServer(config, port=0) as sandbox:
         generated = time.monotonic() - t0

@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import gzip
 import json
+import logging
 import socket
 import struct
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +43,7 @@ from molequle_dagster.sandbox.faults import (
 )
 from molequle_dagster.sandbox.limits import UNCOUNTED_CODES, Limiter, check_uri_and_body
 from molequle_dagster.sandbox.model import InstanceState
+from molequle_dagster.sandbox.neighbours import Neighbours
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -54,6 +57,7 @@ HTTP_REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+LOG = logging.getLogger(__name__)
 MAX_REQUEST_LOG = 20_000  # oldest half dropped beyond this, so long runs do not grow without bound
 SECRET_PARAMS = frozenset({"access_token", "client_secret"})
 HTML_502 = (
@@ -65,7 +69,8 @@ HTML_502 = (
 def build_context(config: SandboxConfig, state: InstanceState, clock: SandboxClock) -> SandboxContext:
     ctx = SandboxContext(config=config, state=state, clock=clock)
     ctx.tokens = TokenStore(config, clock)
-    ctx.limiter = Limiter(config.limits, clock)
+    ctx.neighbours = Neighbours(config)
+    ctx.limiter = Limiter(config.limits, clock, ctx.neighbours)
     ctx.faults = FaultPlan()
     ctx.bulk = _bulk_service(ctx)
     return ctx
@@ -116,9 +121,22 @@ def create_app(ctx: SandboxContext) -> MarketoGate:
     from molequle_dagster.sandbox.control import control_routes
 
     routes = marketo_routes(ctx)
+
+    async def render_unexpected(request: Request, exc: Exception) -> Response:
+        """What Marketo answers an unhandled exception with (611 System error), never a bare HTTP 500; the
+        traceback is kept for tests (`control.internal_errors()`) and logged."""
+        ctx.internal_errors.append(
+            {"path": request.url.path, "error": "".join(traceback.format_exception(exc)).strip()}
+        )
+        LOG.error("sandbox bug answered as 611: %s %s", request.method, request.url.path, exc_info=exc)
+        request.state.error_code = "611"
+        return _envelope_response(
+            error("611", "System error", asset_api=request.url.path.startswith("/rest/asset/"))
+        )
+
     starlette = Starlette(
         routes=[*routes, Mount("/_sandbox", routes=control_routes(ctx))],
-        exception_handlers={MarketoApiError: _render_marketo_error},
+        exception_handlers={MarketoApiError: _render_marketo_error, Exception: render_unexpected},
     )
     return MarketoGate(starlette, ctx, routes)
 

@@ -7,17 +7,19 @@ millions of activities is rendered while it is written. Churned activities carry
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.sandbox import catalog
+from molequle_dagster.sandbox.lead_fields import FIELD_IDS
 from molequle_dagster.sandbox.model import InstanceState
 
 DAY = 86_400
@@ -73,7 +75,38 @@ def attributes_as_list(json_text: str) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in parsed.items()]
 
 
+def splitmix64(seeds: np.ndarray, salt: int) -> np.ndarray:
+    """An independent pseudo-random uint64 per seed and salt (splitmix64): values derived at read time from a
+    per-row seed, as activity attributes and derived lead fields are, stay the same on every read."""
+    z = seeds.astype(np.uint64, copy=False) + np.uint64(
+        (0x9E3779B97F4A7C15 * (salt + 1)) & 0xFFFFFFFFFFFFFFFF
+    )
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 # --- rendering ----------------------------------------------------------------------------------------------
+
+
+class Sources(Protocol):
+    """What rendering attributes reads besides the rows: an `InstanceState`, or an `AttributeSources`
+    snapshot when the rendering runs on another thread while the instance keeps changing."""
+
+    programs: pa.Table
+    channels: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AttributeSources:
+    programs: pa.Table
+    channels: list[dict[str, Any]]
+
+    @classmethod
+    def snapshot(cls, state: InstanceState) -> AttributeSources:
+        """Taken under the state lock: status renames edit channel dicts in place, so they are copied."""
+        with state.lock:
+            return cls(state.programs, copy.deepcopy(state.channels))
 
 
 @dataclass
@@ -85,14 +118,10 @@ class Rows:
     pav_ids: np.ndarray  # -1 where null
     pav_values: pa.Array
     dates: pa.Array  # timestamp
-    state: InstanceState
+    state: Sources
 
     def hash(self, salt: int) -> np.ndarray:
-        """An independent pseudo-random uint64 per row and salt (splitmix64)."""
-        z = self.seeds + np.uint64((0x9E3779B97F4A7C15 * (salt + 1)) & 0xFFFFFFFFFFFFFFFF)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        return splitmix64(self.seeds, salt)
 
 
 Fragment = Callable[[Rows, int], pa.Array]  # returns ',"Name":value' (or '' when the attribute is omitted)
@@ -187,9 +216,9 @@ def score_change(rows: Rows, salt: int) -> pa.Array:
 
 
 FIELD_VALUE_POOLS: dict[int, tuple[str, ...]] = {
-    catalog.LEAD_FIELD_IDS["title"]: catalog.TITLES,
-    catalog.LEAD_FIELD_IDS["country"]: catalog.COUNTRIES,
-    catalog.LEAD_FIELD_IDS["company"]: tuple(
+    FIELD_IDS["title"]: catalog.TITLES,
+    FIELD_IDS["country"]: catalog.COUNTRIES,
+    FIELD_IDS["company"]: tuple(
         f"{a} {b}" for a in catalog.COMPANY_WORDS_A[:6] for b in catalog.COMPANY_WORDS_B[:4]
     ),
 }
@@ -422,7 +451,7 @@ def _render_type(type_id: int, rows: Rows) -> pa.Array:
     return pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(body, 1), "}", "")
 
 
-def render_attributes(state: InstanceState, activities: pa.Table) -> pa.StringArray:
+def render_attributes(state: Sources, activities: pa.Table) -> pa.StringArray:
     """The bulk `attributes` cell per row: a JSON object keyed by attribute display names (§5).
 
     Uses `attributesJson` where set, else renders from `attributeSeed`. Pass batches (up to a few million

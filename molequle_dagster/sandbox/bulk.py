@@ -2,11 +2,17 @@
 
 Jobs move Created -> Queued -> Processing -> Completed|Failed (Cancelled from the first three) on the
 virtual clock. One queue of `queue_slots` and `processing_slots` is shared by all export types and all API
-users; a user sees only their own jobs. Nothing runs in the background: every call first replays the
-queue up to `clock.now()` (`_observe`), so frozen-clock tests drive jobs with `clock.advance`.
+users; a user sees only their own jobs. The queue is replayed up to `clock.now()` at every call
+(`_observe`), so frozen-clock tests drive jobs with `clock.advance`.
 
-A job's file is rendered when it starts processing (when Marketo evaluates membership) into a hidden
-`.part` file and published whole at completion; files live in a per-service temp dir, never in memory.
+When a job starts processing (when Marketo evaluates membership) its rows are counted at once (a cheap
+pass of masks) and its file is written from a snapshot on a render thread, into a hidden `.part` file
+published whole at completion: create, enqueue and status answer at once, as Marketo does, however big
+the file. The count fixes the job's finish on the virtual timeline (start + overhead + rows / speed), so
+slots, queue and finish times are deterministic whatever the render's real speed; only what a status shows
+waits for the file: a job past its finish whose file is still being written still reads Processing. Tests
+wait for that with `wait_for_renders()` (the control surface's `wait_for_exports()`), never with sleeps.
+Files live in a per-service temp dir, never in memory.
 """
 
 from __future__ import annotations
@@ -18,15 +24,17 @@ import math
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from molequle_dagster.sandbox.bulk_files import FileFacts, write_export
+from molequle_dagster.sandbox.bulk_files import FileFacts, RenderCancelled, write_export
 from molequle_dagster.sandbox.bulk_requests import ENTITIES, ExportSpec, invalid, parse_create
 from molequle_dagster.sandbox.bulk_rows import open_rows
 from molequle_dagster.sandbox.config import BulkSettings
@@ -44,6 +52,7 @@ ALREADY_QUEUED = "Job already queued"
 FAILED_MESSAGE = "Export job failed: an internal error occurred while generating the file"
 DELIMITERS = {"CSV": ",", "TSV": "\t"}
 TOKEN_PREFIX = "bulk-export-list:"
+RENDER_THREADS = 2  # as many files written at once as Marketo processes jobs
 
 
 @dataclass
@@ -67,6 +76,7 @@ class _Job:
     file: Path | None = None
     file_expired: bool = False
     internal_error: str | None = None  # a sandbox rendering bug, for jobs_truth only
+    render: Future[FileFacts] | None = None  # the file being written (None: no render, or done)
     action_view: dict[str, Any] | None = None  # what the last create/enqueue/cancel answered
 
     def status_at(self, at: datetime) -> str:
@@ -74,6 +84,8 @@ class _Job:
             return CANCELLED
         if self.finished_at is not None and at >= self.finished_at:
             assert self.outcome is not None
+            if self.outcome == COMPLETED and self.render is not None:
+                return PROCESSING  # finished on the timeline, but the file is not written yet
             return self.outcome
         if self.started_at is not None and at >= self.started_at:
             return PROCESSING
@@ -121,11 +133,28 @@ class BulkExtractService:
         self._seq = itertools.count(1)
         self._simulated_to: datetime | None = None
         self.files_dir = Path(tempfile.mkdtemp(prefix="molequle-bulk-"))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.files_dir), True)
+        self._closed = threading.Event()
+        self._renders = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="sandbox-render")
+        self._cleanup = weakref.finalize(self, _close, self._renders, self._closed, str(self.files_dir))
 
     def close(self) -> None:
-        """Delete every export file (also done when the service is garbage collected)."""
+        """Stop rendering and delete every export file (also done when the service is garbage collected)."""
         self._cleanup()
+
+    def wait_for_renders(self, timeout: float = 120.0) -> bool:
+        """Block until no export file is being written, starting (and waiting for) the jobs that become able
+        to start meanwhile; False on timeout. Frozen-clock tests call this instead of sleeping."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._observe()
+                pending = [job.render for job in self._jobs.values() if job.render is not None]
+            if not pending:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait(pending, timeout=remaining)
 
     @property
     def _settings(self) -> BulkSettings:
@@ -173,10 +202,19 @@ class BulkExtractService:
             self._fill_slots(now)
             return job.action_view
 
-    def status(self, entity: str, export_id: str, api_user: str) -> dict:
+    def status(self, entity: str, export_id: str, api_user: str, fault: str | None = None) -> dict:
+        """The job as its owner sees it. Fault `job_failed` fails a job still queued or processing now."""
         with self._lock:
             now = self._observe()
-            return self._view(self._job(entity, export_id, api_user), now)
+            job = self._job(entity, export_id, api_user)
+            if fault == "job_failed" and job.status_at(now) in (QUEUED, PROCESSING) and job.outcome is None:
+                job.fault = "job_failed"
+                job.started_at = job.started_at or now
+                job.finished_at = job.finish_due = now
+                job.seen_from = now
+                self._fail(job)
+                self._fill_slots(now)  # its slot goes to the next queued job
+            return self._view(job, now)
 
     def cancel(self, entity: str, export_id: str, api_user: str) -> dict:
         with self._lock:
@@ -191,7 +229,8 @@ class BulkExtractService:
                 )
             job.cancelled_at = now
             job.seen_from = now
-            self._drop_file(job)
+            if job.render is None:  # a render in flight stops at its next batch and drops its file then
+                self._drop_file(job)
             self._fill_slots(now)  # a freed processing slot goes to the next queued job
             job.action_view = self._json(job, now)
             return job.action_view
@@ -251,6 +290,7 @@ class BulkExtractService:
                     "fields": list(job.spec.fields),
                     "fileExpired": job.file_expired,
                     "internalError": job.internal_error,
+                    "rendering": job.render is not None,
                 }
                 for job in sorted(self._jobs.values(), key=lambda j: j.seq)
             ]
@@ -262,9 +302,12 @@ class BulkExtractService:
     # --- admission -----------------------------------------------------------------------------------
     def _check_admission(self, now: datetime, fault: str | None, *, queue: bool) -> None:
         settings = self._settings
-        if fault == "queue_full" or (queue and self._active_count() >= settings.queue_slots):
+        neighbours = self._ctx.neighbours
+        theirs = neighbours.queued(now) if neighbours else 0
+        if fault == "queue_full" or (queue and self._active_count() + theirs >= settings.queue_slots):
             raise MarketoApiError("1029", TOO_MANY_JOBS)
-        if fault == "export_quota" or self._bytes_today(now) >= settings.daily_export_bytes:
+        their_bytes = neighbours.export_bytes_today(now) if neighbours else 0
+        if fault == "export_quota" or self._bytes_today(now) + their_bytes >= settings.daily_export_bytes:
             megabytes = settings.daily_export_bytes / (1024 * 1024)
             raise MarketoApiError("1029", f"Export daily quota {megabytes:g}MB exceeded.")
 
@@ -292,9 +335,13 @@ class BulkExtractService:
         if now < start:  # the clock was moved back: keep the simulated past, act at the latest time
             now = start
         moment = start
+        neighbours = self._ctx.neighbours
         while True:
             self._fill_slots(moment)
             due = [job.finish_due for job in self._jobs.values() if job.processing and job.finish_due]
+            startable = any(j.waiting and j.fault != "job_stuck" for j in self._jobs.values())
+            if neighbours is not None and neighbours.on and startable:
+                due.append(neighbours.next_export_change(moment))  # they may free a slot then
             if not due or min(due) > now:
                 break
             moment = max(moment, min(due))
@@ -307,6 +354,8 @@ class BulkExtractService:
 
     def _fill_slots(self, at: datetime) -> None:
         running = sum(1 for job in self._jobs.values() if job.processing)
+        if self._ctx.neighbours is not None:
+            running += self._ctx.neighbours.processing(at)  # slots the other integrations' jobs hold
         waiting = sorted(
             (job for job in self._jobs.values() if job.waiting and job.fault != "job_stuck"),
             key=lambda j: (j.queued_at, j.seq),
@@ -318,43 +367,71 @@ class BulkExtractService:
             running += 1
 
     def _start(self, job: _Job, at: datetime) -> None:
+        """Processing starts at `at`: rows counted and finish fixed now, the file written by a thread."""
         settings = self._settings
         job.started_at = at
-        rows = 0
-        if job.fault != "job_failed":
-            try:
-                job.facts = self._render(job, at)
-                rows = job.facts.number_of_records
-            except Exception as error:  # a sandbox bug must not wedge the queue: the job fails visibly
-                job.fault = "job_failed"
-                job.internal_error = f"{type(error).__name__}: {error}"
-                self._drop_file(job)
-        seconds = settings.job_overhead_s + (rows / settings.rows_per_s if settings.rows_per_s > 0 else 0.0)
-        job.finish_due = at + timedelta(seconds=seconds)
-
-    def _render(self, job: _Job, at: datetime) -> FileFacts:
-        settings = self._settings
-        behaviour = self._ctx.config.behaviour
-        delimiter = DELIMITERS.get(job.spec.format, settings.ssv_delimiter)
+        if job.fault == "job_failed":
+            job.finish_due = at + timedelta(seconds=settings.job_overhead_s)
+            return
         rows = open_rows(
             self._ctx.state,
             job.spec,
             at,
-            enforce_retention=behaviour.enforce_retention,
+            enforce_retention=self._ctx.config.behaviour.enforce_retention,
             member_booleans=settings.program_member_booleans,
         )
+        speed = rows.count / settings.rows_per_s if settings.rows_per_s > 0 else 0.0
+        job.finish_due = at + timedelta(seconds=settings.job_overhead_s + speed)
         job.file = self.files_dir / f"{job.export_id}.part"
-        return write_export(job.file, job.spec.headers, rows.batches, delimiter, rows.booleans)
+        delimiter = DELIMITERS.get(job.spec.format, settings.ssv_delimiter)
+        job.render = self._renders.submit(
+            write_export,
+            job.file,
+            job.spec.headers,
+            rows.batches,
+            delimiter,
+            rows.booleans,
+            lambda: self._closed.is_set() or job.cancelled_at is not None or job.outcome == FAILED,
+        )
+        job.render.add_done_callback(lambda done: self._render_done(job, done))
+
+    def _render_done(self, job: _Job, done: Future[FileFacts]) -> None:
+        """On the render thread: the file is written (or failed). A job already past its finish shows its
+        outcome from now on."""
+        with self._lock:
+            job.render = None
+            error = done.exception()
+            abandoned = job.cancelled_at is not None or job.outcome == FAILED or self._closed.is_set()
+            if abandoned or isinstance(error, RenderCancelled):
+                self._drop_file(job)
+            elif error is not None:  # a sandbox bug must not wedge the queue: the job fails visibly
+                job.fault = "job_failed"
+                job.internal_error = f"{type(error).__name__}: {error}"
+                self._drop_file(job)
+                if job.outcome is not None:
+                    self._fail(job)
+            else:
+                job.facts = done.result()
+                if job.outcome == COMPLETED:
+                    self._publish(job)
 
     def _finish(self, job: _Job) -> None:
         job.finished_at = job.finish_due
         if job.fault == "job_failed":
-            job.outcome = FAILED
-            job.error_msg = FAILED_MESSAGE
-            job.facts = None
-            self._drop_file(job)
+            self._fail(job)
             return
         job.outcome = COMPLETED
+        if job.render is None:
+            self._publish(job)
+
+    def _fail(self, job: _Job) -> None:
+        job.outcome = FAILED
+        job.error_msg = FAILED_MESSAGE
+        job.facts = None
+        self._drop_file(job)
+
+    def _publish(self, job: _Job) -> None:
+        """The finished file becomes downloadable: renamed from its hidden `.part` name, whole."""
         assert job.file is not None
         published = job.file.with_suffix(".csv")
         job.file.rename(published)
@@ -399,6 +476,12 @@ class BulkExtractService:
 
     def _spell(self, status: str) -> str:
         return self._settings.cancelled_spelling if status == CANCELLED else status
+
+
+def _close(renders: ThreadPoolExecutor, closed: threading.Event, files_dir: str) -> None:
+    closed.set()  # renders in flight stop at their next batch
+    renders.shutdown(wait=True, cancel_futures=True)
+    shutil.rmtree(files_dir, ignore_errors=True)
 
 
 def _status_name(value: str) -> str:

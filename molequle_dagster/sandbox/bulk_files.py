@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,10 @@ import pyarrow.compute as pc
 
 NULL_TEXT = "null"
 BooleanStyle = Literal["true_false", "zero_one"]
+
+
+class RenderCancelled(Exception):
+    """The job was cancelled (or the service closed) while its file was being written."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,10 @@ def write_export(
     batches: Iterable[pa.RecordBatch],
     delimiter: str,
     booleans: Sequence[BooleanStyle] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> FileFacts:
-    """Stream the batches into `path` (header first) and return the job's file facts."""
+    """Stream the batches into `path` (header first) and return the job's file facts. `cancelled` is asked
+    before each batch: when it says so, writing stops with `RenderCancelled`."""
     digest = hashlib.sha256()
     rows = 0
     size = 0
@@ -115,6 +121,8 @@ def write_export(
         digest.update(head)
         size += len(head)
         for batch in batches:
+            if cancelled():
+                raise RenderCancelled(str(path))
             if batch.num_rows == 0:
                 continue
             chunk = _string_bytes(render_lines(batch, delimiter, booleans))

@@ -16,13 +16,13 @@ import pyarrow.compute as pc
 
 from molequle_dagster.sandbox.config import BulkSettings
 from molequle_dagster.sandbox.envelope import MarketoApiError
-from molequle_dagster.sandbox.model import LEAD_FIELDS, InstanceState
+from molequle_dagster.sandbox.lead_fields import NAMES as LEAD_FIELD_NAMES
+from molequle_dagster.sandbox.model import InstanceState
 
 Entity = Literal["leads", "activities", "program/members"]
 ENTITIES: tuple[Entity, ...] = ("leads", "activities", "program/members")
 FORMATS = ("CSV", "TSV", "SSV")
 
-LEAD_FIELD_NAMES: tuple[str, ...] = tuple(f[0] for f in LEAD_FIELDS)
 ACTIVITY_DEFAULT_FIELDS: tuple[str, ...] = (
     "marketoGUID",
     "leadId",
@@ -194,6 +194,11 @@ def _headers(value: Any, fields: tuple[str, ...]) -> tuple[str, ...]:
     unknown = [k for k in value if k not in fields]
     if unknown:
         raise invalid(f"columnHeaderNames: {unknown[0]!r} is not one of the exported fields")
+    for name, header in value.items():
+        try:
+            header.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape cannot be written to the file
+            raise invalid(f"columnHeaderNames.{name}: {header!r} is not valid text") from None
     return tuple(value.get(name, name) for name in fields)
 
 
@@ -250,7 +255,7 @@ def _activity_filter(raw: dict[str, Any], settings: BulkSettings) -> dict[str, A
     result: dict[str, Any] = {"createdAt": parse_window(raw["createdAt"], "filter.createdAt", settings)}
     if "activityTypeIds" in raw:
         type_ids = _int_list(raw["activityTypeIds"], "filter.activityTypeIds")
-        if DELETE_LEAD_TYPE in type_ids:
+        if DELETE_LEAD_TYPE in type_ids and settings.delete_lead_in_activity_export == "refuse":
             raise invalid(
                 "filter.activityTypeIds: Delete Lead (37) cannot be exported; use Get Deleted Leads"
             )

@@ -7,25 +7,33 @@ resolves list membership, then yields batches of the export's columns without co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from molequle_dagster.sandbox.attributes import AttributeSources, render_attributes, retained_mask
 from molequle_dagster.sandbox.bulk_files import BooleanStyle
 from molequle_dagster.sandbox.bulk_requests import PM_BOOLEAN_FIELDS, PM_STORED_FIELDS, DateWindow, ExportSpec
+from molequle_dagster.sandbox.lead_fields import BY_NAME as LEAD_FIELDS
+from molequle_dagster.sandbox.lead_view import LeadView
 from molequle_dagster.sandbox.model import InstanceState
 
 BATCH_ROWS = 64 * 1024
 ACTION_RESULT = "succeeded"  # the sandbox's activities all succeeded
 
 
+Selection = Iterator[tuple[pa.RecordBatch, pa.Array]]  # (batch of the source table, rows to export)
+
+
 @dataclass
 class ExportRows:
     batches: Iterator[pa.RecordBatch]  # columns in spec.fields order
     booleans: list[BooleanStyle]  # rendering of each column's booleans
+    count: int  # rows the file will hold: known at once, while the batches are rendered later
 
 
 def _in_window(values: pa.Array, window: DateWindow) -> pa.Array:
@@ -53,19 +61,27 @@ def _lead_members(state: InstanceState, spec: ExportSpec) -> pa.Array | None:
     return None
 
 
-def _lead_batches(people: pa.Table, spec: ExportSpec, members: pa.Array | None) -> Iterator[pa.RecordBatch]:
-    indices = [people.schema.get_field_index(name) for name in spec.fields]
+def _lead_selection(people: pa.Table, spec: ExportSpec, members: pa.Array | None) -> Selection:
+    # List membership is one lookup over the whole table: a hash of ~1M ids built once, not per batch.
+    listed = _is_in(people.column("id").combine_chunks(), members) if members is not None else None
+    offset = 0
     for batch in people.to_batches(BATCH_ROWS):
         if "createdAt" in spec.filter:
             mask = _in_window(batch.column("createdAt"), spec.filter["createdAt"])
         elif "updatedAt" in spec.filter:  # the true last-modified time, not the visible field (§4.6)
             mask = _in_window(batch.column("_modifiedAt"), spec.filter["updatedAt"])
         else:
-            assert members is not None
-            mask = _is_in(batch.column("id"), members)
+            assert listed is not None
+            mask = listed.slice(offset, batch.num_rows)
+        offset += batch.num_rows
+        yield batch, mask
+
+
+def _lead_batches(view: LeadView, spec: ExportSpec, selection: Selection) -> Iterator[pa.RecordBatch]:
+    for batch, mask in selection:
         selected = batch.filter(mask)
         if selected.num_rows:
-            yield pa.record_batch([selected.column(i) for i in indices], names=list(spec.fields))
+            yield view.select(selected, spec.fields).combine_chunks().to_batches()[0]
 
 
 def _activity_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
@@ -82,28 +98,35 @@ def _activity_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
     return mask
 
 
-def _activity_batches(
-    state: InstanceState, activities: pa.Table, spec: ExportSpec, at: datetime, enforce_retention: bool
-) -> Iterator[pa.RecordBatch]:
-    # Same rows as attributes.visible_activities, but retention is applied per batch after the date
-    # window, so an export never copies the whole activity table.
-    from molequle_dagster.sandbox.attributes import render_attributes, retained_mask
-
+def _activity_selection(
+    activities: pa.Table, spec: ExportSpec, at: datetime, enforce_retention: bool
+) -> Selection:
+    # Same rows as attributes.visible_activities, but retention is applied per batch of the date window,
+    # so an export never copies the whole activity table.
     window: DateWindow = spec.filter["createdAt"]
     for batch in activities.to_batches(BATCH_ROWS):
         bounds = pc.min_max(batch.column("activityDate"))
         low, high = bounds["min"].as_py(), bounds["max"].as_py()
         if low is None or high < window.start or low > window.end:
             continue  # the table is sorted by date, so most batches fall outside the window
-        selected = batch.filter(_activity_mask(batch, spec))
-        if enforce_retention and selected.num_rows:
-            selected = selected.filter(pa.array(retained_mask(pa.Table.from_batches([selected]), at)))
+        mask = _activity_mask(batch, spec)
+        if enforce_retention and pc.any(mask).as_py():
+            kept = retained_mask(pa.Table.from_batches([batch]), at)
+            mask = pc.and_(mask, pa.array(kept))
+        yield batch, mask
+
+
+def _activity_batches(
+    sources: AttributeSources, spec: ExportSpec, selection: Selection
+) -> Iterator[pa.RecordBatch]:
+    for batch, mask in selection:
+        selected = batch.filter(mask)
         if not selected.num_rows:
             continue
         columns = []
         for name in spec.fields:
             if name == "attributes":
-                columns.append(render_attributes(state, pa.Table.from_batches([selected])))
+                columns.append(render_attributes(sources, pa.Table.from_batches([selected])))
             elif name == "actionResult":
                 columns.append(pa.repeat(pa.scalar(ACTION_RESULT, pa.string()), selected.num_rows))
             else:
@@ -127,24 +150,32 @@ def _member_mask(batch: pa.RecordBatch, spec: ExportSpec) -> pa.Array:
     return mask
 
 
+def _member_selection(memberships: pa.Table, lead_rows: pa.Array, spec: ExportSpec) -> Selection:
+    """`lead_rows`: each membership's row in the people table (null: the lead was deleted or merged away,
+    and the member is not exported), looked up once for the whole table."""
+    offset = 0
+    for batch in memberships.to_batches(BATCH_ROWS):
+        alive = pc.is_valid(lead_rows.slice(offset, batch.num_rows))
+        offset += batch.num_rows
+        yield batch, pc.and_(_member_mask(batch, spec), alive)
+
+
 def _member_batches(
-    memberships: pa.Table, people: pa.Table, programs: pa.Table, spec: ExportSpec
+    view: LeadView, programs: pa.Table, spec: ExportSpec, selection: Selection, lead_rows_all: pa.Array
 ) -> Iterator[pa.RecordBatch]:
-    lead_ids = people.column("id").combine_chunks()
+    people = view.people
     program_ids = programs.column("id").combine_chunks()
     program_names = programs.column("name").combine_chunks()
-    lead_columns = {  # the lead fields this export asks for, as contiguous arrays to take from
-        name: people.column(name).combine_chunks()
-        for name in spec.fields
-        if name not in PM_STORED_FIELDS and name in people.column_names and not name.startswith("_")
-    }
-    for batch in memberships.to_batches(BATCH_ROWS):
-        selected = batch.filter(_member_mask(batch, spec))
-        lead_rows = pc.index_in(selected.column("leadId"), value_set=lead_ids)
-        alive = pc.is_valid(lead_rows)  # members whose lead was deleted or merged away are not exported
-        selected, lead_rows = selected.filter(alive), lead_rows.filter(alive)
+    # the lead fields this export asks for (a program member field of the same name wins)
+    lead_names = [name for name in spec.fields if name not in PM_STORED_FIELDS and name in LEAD_FIELDS]
+    offset = 0
+    for batch, mask in selection:
+        lead_rows = lead_rows_all.slice(offset, batch.num_rows).filter(mask)
+        offset += batch.num_rows
+        selected = batch.filter(mask)
         if not selected.num_rows:
             continue
+        leads = view.select(people.take(lead_rows), lead_names) if lead_names else None
         columns = []
         for name in spec.fields:
             if name in PM_STORED_FIELDS:
@@ -154,8 +185,8 @@ def _member_batches(
                 columns.append(pc.take(program_names, program_rows))
             elif name == "id":
                 columns.append(selected.column("leadId"))
-            elif name in lead_columns:
-                columns.append(pc.take(lead_columns[name], lead_rows))
+            elif leads is not None and name in lead_names:
+                columns.append(leads[name].combine_chunks())
             else:  # a standard program member field the sandbox does not track
                 columns.append(pa.nulls(selected.num_rows, pa.string()))
         yield pa.record_batch(columns, names=list(spec.fields))
@@ -169,16 +200,32 @@ def open_rows(
     enforce_retention: bool,
     member_booleans: BooleanStyle,
 ) -> ExportRows:
-    """Resolve the export's population as of `at` and return its batches (lazily rendered)."""
+    """Resolve the export's population as of `at`: count its rows now (a cheap pass of masks, so the job's
+    modelled processing time is known at once) and return its batches, rendered lazily from a snapshot
+    (immutable Arrow tables and copies of the small mutable parts), so the file can be written on another
+    thread while the instance keeps changing."""
     booleans: list[BooleanStyle] = ["true_false"] * len(spec.fields)
+    # The selection (zero-copy batches of the snapshot, a mask each) is computed once, after the lock: it
+    # gives the count now and the rows to render later.
+    render: Callable[[Selection], Iterator[pa.RecordBatch]]
     with state.lock:
         if spec.entity == "leads":
-            people = state.people
             members = _lead_members(state, spec)
-            batches = _lead_batches(people, spec, members)
+            view = LeadView(state)
+            selection = _lead_selection(view.people, spec, members)
+            render = functools.partial(_lead_batches, view, spec)
         elif spec.entity == "activities":
-            batches = _activity_batches(state, state.activities, spec, at, enforce_retention)
+            sources = AttributeSources.snapshot(state)
+            selection = _activity_selection(state.activities, spec, at, enforce_retention)
+            render = functools.partial(_activity_batches, sources, spec)
         else:
-            batches = _member_batches(state.memberships, state.people, state.programs, spec)
+            view, memberships, programs = LeadView(state), state.memberships, state.programs
+            lead_ids = view.people.column("id").combine_chunks()
+            lead_rows = pc.index_in(memberships.column("leadId").combine_chunks(), value_set=lead_ids)
+            selection = _member_selection(memberships, lead_rows, spec)
+            render = functools.partial(_member_batches, view, programs, spec, lead_rows_all=lead_rows)
             booleans = [member_booleans if f in PM_BOOLEAN_FIELDS else "true_false" for f in spec.fields]
-    return ExportRows(batches=batches, booleans=booleans)
+    selected = list(selection)
+    count = sum(pc.sum(mask).as_py() or 0 for _batch, mask in selected)
+    batches = render(iter(selected))
+    return ExportRows(batches=batches, booleans=booleans, count=count)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from molequle_dagster.sandbox.model import LEAD_FIELDS
-
 # --- activity types (types.json shape) ----------------------------------------------------------------
 
 
@@ -274,12 +272,6 @@ def activity_types(interesting_moments: bool) -> list[dict[str, Any]]:
     return [dict(t) for t in ACTIVITY_TYPES if interesting_moments or t["id"] != INTERESTING_MOMENT]
 
 
-# Lead field ids as Describe Lead reports them (position in LEAD_FIELDS, from 1); Change Data Value (13) and
-# Change Score (22) use them as primaryAttributeValueId, and the bulk filter matches on them (§5).
-LEAD_FIELD_IDS: dict[str, int] = {name: index for index, (name, *_rest) in enumerate(LEAD_FIELDS, start=1)}
-LEAD_FIELD_DISPLAY: dict[str, str] = {name: display for name, display, *_rest in LEAD_FIELDS}
-
-
 # --- channels (program types) with progression statuses (§9.2) ----------------------------------------
 # (channel name, program type, [(status, success)]) — every channel starts with "Not in Program" at step 0.
 CHANNEL_SPECS: tuple[tuple[str, str, tuple[tuple[str, bool], ...]], ...] = (
@@ -385,6 +377,14 @@ PROGRAM_TOPICS: tuple[str, ...] = (
     "Healthcare Forum",
     "Developer Day",
 )
+# UI URL prefix of each program type (observed: #PG default, #ME event, #NP engagement, #EBP email)
+PROGRAM_URL_PREFIX = {
+    "Default": "PG",
+    "Event": "ME",
+    "Event with Webinar": "ME",
+    "Engagement": "NP",
+    "Email": "EBP",
+}
 FOLDERS: tuple[tuple[int, str], ...] = (
     (1001, "Marketing Activities"),
     (1002, "Events"),
@@ -408,6 +408,58 @@ REQUIRED_CAMPAIGNS: tuple[tuple[str, str, bool, bool, str, dict[str, str]], ...]
     ("Molequle Inactive Trigger", "trigger", False, True, "Inactive", {"Message": "Paused"}),
     ("Molequle Form Fill Trigger", "trigger", True, False, "Active", {}),  # active but not requestable
 )
+
+# --- program "My Tokens" (§10.2): by channel, plus the folder tokens every program below a folder inherits
+# (type, value) per token name; token types as the Tokens API lists them (date, number, rich text, score,
+# sfdc campaign, text).
+CHANNEL_TOKENS: dict[str, dict[str, tuple[str, str]]] = {
+    "Webinar": {
+        "Event Date": ("date", "2026-05-14"),
+        "Webinar URL": ("text", "https://webinar.example.com/j/42"),
+    },
+    "Live Event": {"Event Date": ("date", "2026-06-02"), "Venue": ("text", "Moscone West, San Francisco")},
+    "Email Blast": {"Email Subject": ("text", "What's new this month")},
+    "Nurture": {"Nurture Stream": ("text", "Default stream")},
+    "Content": {"Asset URL": ("text", "https://www.example.com/resources/guide.pdf")},
+    "Online Advertising": {"Landing Page URL": ("text", "https://www.example.com/lp/offer")},
+    "Tradeshow": {"Booth Number": ("number", "214")},
+}
+FOLDER_TOKENS: dict[int, dict[str, tuple[str, str]]] = {
+    1001: {
+        "Company Name": ("text", "Molequle"),
+        "Email Footer": ("rich text", "<p>Molequle Inc., 1 Main St, Springfield</p>"),
+        "Support Email": ("text", "support@molequle.example"),
+    },
+    1002: {"Event Team": ("text", "events@molequle.example")},
+    1003: {"Nurture Score": ("score", "+5")},
+}
+
+# --- email assets (emails.json): three per program, named as activities show them ("Program.Email 2")
+EMAILS_PER_PROGRAM = 3
+EMAIL_TEMPLATES = (1001, 1002, 1003)
+EMAIL_FROM = ("Molequle Marketing", "marketing@molequle.example")
+
+# --- segmentations (Get Segmentations) and their segments; every segmentation has a Default segment
+SEGMENTATION_SPECS: tuple[
+    tuple[str, str, str, tuple[str, ...]], ...
+] = (  # (name, description, status, segments)
+    ("Region", "Where the person is", "approved", ("North America", "EMEA", "APAC", "LATAM", "Default")),
+    (
+        "Industry",
+        "The person's company industry",
+        "approved",
+        ("Software", "Financial Services", "Healthcare", "Default"),
+    ),
+    (
+        "Lifecycle Stage",
+        "Funnel position (being reworked)",
+        "draft",
+        ("Prospect", "MQL", "SQL", "Customer", "Default"),
+    ),
+)
+# Captured segmentations sit in folder {"type": "Program", "value": 16, "folderName": null}
+# (programs/real_airbyte__segmentation_records.jsonl): the Lead Database's Segmentations node.
+SEGMENTATION_FOLDER = {"type": "Program", "value": 16, "folderName": None}
 
 # --- smart lists: rules evaluated by truth.smart_list_lead_ids ----------------------------------------
 ALL_PEOPLE_SMART_LIST = "All People for Molequle"

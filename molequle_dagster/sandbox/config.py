@@ -59,7 +59,16 @@ class BulkSettings(_Cfg):
     program_member_booleans: Literal["true_false", "zero_one"] = "true_false"  # [UNCONFIRMED]
     cancel_finished_job: Literal["error", "noop"] = "error"  # [UNCONFIRMED]
     enqueue_finished_job: Literal["error", "noop"] = "error"  # [UNCONFIRMED]
-    unknown_field_error_code: str = "1006"  # [UNCONFIRMED] probably 1006, maybe 1003
+    # [UNCONFIRMED] Code for an unknown field in a bulk create. 1006 by default: the error-code table pairs
+    # 1006 with "Field '%s' not found" ("an included field in the call is not a valid field"), the lead REST
+    # reads answer an unknown `fields` entry with it, and bulk create validates `fields` against the same
+    # describe. The 1003 claim comes from one client's code comment, with no captured response behind it.
+    unknown_field_error_code: str = "1006"
+    # [UNCONFIRMED] Delete Lead (37) in an activity export's activityTypeIds. The docs say only that the bulk
+    # activity export "does not support" it (use Get Deleted Leads). "refuse" (default): 1003 at create,
+    # like every other filter value Marketo validates there; "no_rows": accepted, and the file has no Delete
+    # Lead rows. Refusing is the stricter choice: a client that copes with it copes with an empty export too.
+    delete_lead_in_activity_export: Literal["refuse", "no_rows"] = "refuse"
     activity_fields: Literal["optional", "required"] = "optional"  # [CONFLICT] docs: optional; swagger: req.
     # [CONFLICT] PM filter nurtureCadence: swagger `paus` (field length 4) vs docs `pause`; `norm` in both.
     nurture_cadence_pause: Literal["paus", "pause"] = "paus"
@@ -79,6 +88,34 @@ class BehaviourSettings(_Cfg):
     enforce_retention: bool = True  # Marketo's activity retention (90 days / 25 months)
     max_empty_activity_pages: int = 2  # empty pages with moreResult:true the server may emit in a row
     gzip_min_bytes: int = 1024
+    # [UNCONFIRMED] Get Tokens by Folder Id lists "the available My Tokens in the target folder"; the UI's
+    # My Tokens tab of a program shows the tokens it inherits from its folders too. Default: included,
+    # nearest definition wins; False: only the folder's own.
+    tokens_include_inherited: bool = True
+    # [UNCONFIRMED] Get Tokens for a folder or program that does not exist: not documented. 702 ("No data
+    # found for given search scenario") by default; "710" (Parent Folder Not Found); "warning" answers
+    # success with the asset API's "No assets found" warning.
+    unknown_token_folder_code: Literal["702", "710", "warning"] = "702"
+
+
+class NeighbourSettings(_Cfg):
+    """Other integrations on the same subscription (a CRM sync, a BI extract, a webinar app), sharing every
+    limit with us as Marketo shares them (§3). Amounts are shares of the instance's limits, scaled by
+    `level`: 0 (default) leaves the instance to us; 1 is the full load described here."""
+
+    level: float = Field(0.0, ge=0, le=1)
+    users: list[str] = Field(
+        default_factory=lambda: ["crm-sync@customer", "bi-extract@customer", "webinar-app@customer"]
+    )
+    rate_share: float = Field(0.4, ge=0, le=1, description="of the rate window, while their burst is on")
+    daily_share: float = Field(0.3, ge=0, le=1, description="of the daily call quota, over a whole day")
+    in_flight_share: float = Field(0.3, ge=0, le=1, description="of the in-flight limit, during a burst")
+    call_cycle_s: float = Field(600.0, gt=0, description="their bursts start every this many seconds")
+    processing_slots: int = Field(1, ge=0, description="export processing slots they hold while busy")
+    queue_share: float = Field(0.2, ge=0, le=1, description="of the export queue their jobs keep waiting")
+    export_cycle_s: float = Field(1800.0, gt=0, description="their export work repeats this often")
+    export_busy_share: float = Field(0.5, ge=0, le=1, description="of each export cycle they process")
+    export_share: float = Field(0.2, ge=0, le=1, description="of the daily export bytes, over a day")
 
 
 class DataSettings(_Cfg):
@@ -101,6 +138,7 @@ class SandboxConfig(_Cfg):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     behaviour: BehaviourSettings = Field(default_factory=BehaviourSettings)
+    neighbours: NeighbourSettings = Field(default_factory=NeighbourSettings)
     clients: list[ApiClient] = Field(
         default_factory=lambda: [
             ApiClient(

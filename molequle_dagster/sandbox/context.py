@@ -25,3 +25,5 @@ class SandboxContext:
     call_counts: dict[str, int] = field(default_factory=dict)  # endpoint key -> calls received
     request_log: list[dict[str, Any]] = field(default_factory=list)
     tokens: Any = None  # auth.TokenStore: access tokens per client_id (set up by app.py)
+    internal_errors: list[dict[str, Any]] = field(default_factory=list)  # sandbox bugs answered as 611
+    neighbours: Any = None  # neighbours.Neighbours: the other integrations' share of every limit

@@ -8,12 +8,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from molequle_dagster.sandbox import churn, model
+from molequle_dagster.sandbox import churn, model, mutations
 from molequle_dagster.sandbox.clock import SandboxClock
+from molequle_dagster.sandbox.config import NeighbourSettings
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.model import InstanceState
 from molequle_dagster.sandbox.truth import people_truth
@@ -65,7 +67,7 @@ class SandboxControl:
         return churn.apply_churn(self.state, self.clock.now(), rates=rates, seed=seed)
 
     def rename_status(self, channel: str, old: str, new: str) -> None:
-        churn.rename_status(self.state, channel, old, new, now=self.clock.now())
+        mutations.rename_status(self.state, channel, old, new, now=self.clock.now())
 
     # --- faults and limits ---------------------------------------------------------------------------------
 
@@ -97,6 +99,12 @@ class SandboxControl:
         """Every live access token goes stale now: the next use answers 602, later ones 601."""
         self._ctx.tokens.expire_all()
 
+    def wait_for_exports(self, timeout: float = 120.0) -> bool:
+        """Block until no bulk export file is being written (renders run off the request path), including
+        jobs that start meanwhile; False on timeout. With a frozen clock, call this before advancing it or
+        reading a status, and job progress is deterministic."""
+        return self._ctx.bulk.wait_for_renders(timeout)
+
     def wait_for_in_flight(self, count: int, timeout: float = 5.0) -> bool:
         return self._ctx.limiter.wait_for_in_flight(count, timeout)
 
@@ -107,6 +115,33 @@ class SandboxControl:
         """Every bulk export job as it really is now (all users), e.g. to sum the bytes a sync exported."""
         return self._ctx.bulk.jobs_truth()
 
+    # --- neighbours: the other integrations on the subscription ---------------------------------------------
+
+    def set_neighbours(self, level: float, **settings: Any) -> dict:
+        """Turn the simulated other integrations on (`level` 0..1 of their full load; 0 turns them off),
+        optionally changing their other settings (`config.NeighbourSettings`); returns their load now."""
+        current = self._ctx.config.neighbours.model_dump()
+        self._ctx.config.neighbours = NeighbourSettings.model_validate(
+            {**current, **settings, "level": level}
+        )
+        return self.neighbours()
+
+    def neighbours(self) -> dict:
+        """Their settings and their share of every limit at the current virtual time."""
+        return {
+            "settings": self._ctx.config.neighbours.model_dump(),
+            "load": self._ctx.neighbours.snapshot(self.clock.now()),
+        }
+
+    def calls_by_user(self) -> dict[str, int]:
+        """Calls counted today per API user, ours and the neighbours' (what stats/usage.json reports)."""
+        (today,) = self._ctx.limiter.usage(1)
+        return {row["userId"]: row["count"] for row in today["users"]}
+
+    def peak_calls_in_window(self) -> dict[str, int]:
+        """Per API user, the most calls the sandbox saw from it in one rate window (since the last reset)."""
+        return self._ctx.limiter.peak_calls_in_window()
+
     # --- what arrived ---------------------------------------------------------------------------------------
 
     def call_counts(self) -> dict[str, int]:
@@ -114,6 +149,10 @@ class SandboxControl:
 
     def request_log(self) -> list[dict]:
         return list(self._ctx.request_log)
+
+    def internal_errors(self) -> list[dict]:
+        """Sandbox bugs (unhandled exceptions) that were answered 611 System error, with their tracebacks."""
+        return list(self._ctx.internal_errors)
 
     def reset_counters(self) -> None:
         """Forget call counts, the request log and the limiter's windows (not the data)."""
@@ -217,7 +256,22 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
             "in_flight": ctx.limiter.in_flight,
             "calls_in_window": ctx.limiter.calls_in_window(),
             "usage": control.usage(),
+            "peak_calls_in_window": control.peak_calls_in_window(),
+            "neighbours": control.neighbours()["load"],
         }
+
+    async def neighbours_get(request: Request) -> dict:
+        return control.neighbours()
+
+    async def neighbours_post(request: Request) -> dict:
+        data = await body(request)
+        level = data.pop("level", None)
+        if not isinstance(level, int | float) or isinstance(level, bool):
+            raise BadControlInput(f"level: expected a number from 0 to 1, got {level!r}")
+        try:
+            return control.set_neighbours(float(level), **data)
+        except ValidationError as exc:
+            raise BadControlInput(str(exc)) from exc
 
     async def counters_reset(request: Request) -> None:
         control.reset_counters()
@@ -271,6 +325,8 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
         ("/rename-status", rename_status, "POST"),
         ("/quota/exhaust", exhaust_quota, "POST"),
         ("/tokens/expire", expire_tokens, "POST"),
+        ("/neighbours", neighbours_get, "GET"),
+        ("/neighbours", neighbours_post, "POST"),
     ]
     return [Route(path, handler(fn), methods=[method]) for path, fn, method in table]
 

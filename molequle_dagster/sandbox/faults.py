@@ -5,6 +5,11 @@ and when it fires: the Nth matching call after injection (and the `times - 1` ca
 call with probability `rate` from a seeded RNG (at most `times` firings; `times=None` for no cap), or,
 with neither, the next `times` calls. The gate middleware in app.py acts on generic kinds; bulk-only
 kinds are handed to the bulk routes in `request.state.fault`.
+
+A bulk-only kind only ever sees the calls it can act on (`BULK_FAULT_ENDPOINTS`): a rule `("*",
+"truncated_body", rate=0.1)` counts and fires on file downloads only, so a rare call family is hit at the
+rate asked for and `nth` counts that family's calls. Naming an endpoint where the kind cannot act is an
+error at injection.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ HTTP_FAULTS = {"http_500": 500, "http_502": 502, "http_503": 503, "http_504": 50
 WIRE_FAULTS = frozenset({"connection_reset", "slow", "html_502", "malformed_json"})
 BULK_ONLY_FAULTS = frozenset({"truncated_body", "queue_full", "export_quota", "job_failed", "job_stuck"})
 FAULT_KINDS = frozenset(ENVELOPE_FAULTS) | frozenset(HTTP_FAULTS) | WIRE_FAULTS | BULK_ONLY_FAULTS
+
+_CREATE, _ENQUEUE = "POST /bulk/v1/*/export/create.json", "POST /bulk/v1/*/export/{}/enqueue.json"
+_STATUS, _FILE = "GET /bulk/v1/*/export/{}/status.json", "GET /bulk/v1/*/export/{}/file.json"
+# Where each bulk-only kind acts: queue_full/export_quota answer 1029 on create or enqueue; job_failed marks
+# the job on create or enqueue (it fails when it would have finished) or fails a running job on a status
+# poll; job_stuck keeps it queued forever; truncated_body cuts a download short.
+BULK_FAULT_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "queue_full": (_CREATE, _ENQUEUE),
+    "export_quota": (_CREATE, _ENQUEUE),
+    "job_failed": (_CREATE, _ENQUEUE, _STATUS),
+    "job_stuck": (_CREATE, _ENQUEUE),
+    "truncated_body": (_FILE,),
+}
 
 # Short aliases people reach for first.
 ALIASES = {
@@ -71,6 +89,8 @@ class FaultRule:
         self._rng = random.Random(self.seed)
 
     def matches(self, endpoint_key: str) -> bool:
+        if not acts_on(self.kind, endpoint_key):
+            return False
         if self.endpoint in ("*", endpoint_key):
             return True
         # Placeholder names do not matter: "{exportId}" in a rule matches a route's "{export_id}".
@@ -106,6 +126,13 @@ class FaultRule:
             "seen": self.seen,
             "fired": self.fired,
         }
+
+
+def acts_on(kind: str, endpoint_key: str) -> bool:
+    """Whether a fault of this kind can do anything on this endpoint (generic kinds act everywhere)."""
+    places = BULK_FAULT_ENDPOINTS.get(kind)
+    key = _PLACEHOLDER.sub("{}", endpoint_key)
+    return places is None or any(fnmatch.fnmatchcase(key, place) for place in places)
 
 
 @dataclass
@@ -148,6 +175,9 @@ class FaultPlan:
             raise ValueError(f"times: expected >= 1 (or None for no cap), got {times}")
         if seconds < 0:
             raise ValueError(f"seconds: expected >= 0, got {seconds}")
+        if not any(c in endpoint for c in "*?[") and not acts_on(kind, endpoint):
+            places = " or ".join(BULK_FAULT_ENDPOINTS[kind])
+            raise ValueError(f"endpoint: {kind!r} acts only on {places}; {endpoint!r} is neither")
         rule = FaultRule(
             endpoint=endpoint, kind=kind, nth=nth, rate=rate, times=times, seconds=seconds, seed=seed
         )

@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 
 from molequle_dagster.sandbox import catalog
 from molequle_dagster.sandbox.config import DataSettings
+from molequle_dagster.sandbox.lead_fields import DISPLAY, FIELD_IDS
+from molequle_dagster.sandbox.lead_view import profile_seeds
 from molequle_dagster.sandbox.model import (
     ACTIVITIES_SCHEMA,
     COMPANIES_SCHEMA,
@@ -34,13 +36,15 @@ from molequle_dagster.sandbox.model import (
 DAY = 86_400
 TS_ZONE = UTC
 MEMBERSHIPS_PER_PERSON = 1.2
-SCORE_FIELD_ID = catalog.LEAD_FIELD_IDS["leadScore"]
+SCORE_FIELD_ID = FIELD_IDS["leadScore"]
 # Lead fields whose history the generator fakes with Change Data Value (13): (field id, display name).
 CHANGE_DATA_FIELDS: tuple[tuple[int, str], ...] = tuple(
-    (catalog.LEAD_FIELD_IDS[f], catalog.LEAD_FIELD_DISPLAY[f]) for f in ("title", "country", "company")
+    (FIELD_IDS[f], DISPLAY[f]) for f in ("title", "country", "company")
 )
 FIRST_EMAIL_ID, FIRST_FORM_ID, FIRST_PAGE_ID, FIRST_LINK_ID = 5001, 6001, 7001, 8001
 FIRST_PROGRAM_ID, FIRST_CAMPAIGN_ID, FIRST_STATIC_LIST_ID, FIRST_SMART_LIST_ID = 1001, 2001, 3001, 4001
+FIRST_SEGMENTATION_ID, FIRST_SEGMENT_ID = 1001, 2001  # captured segmentation ids start at 1001
+CAMPAIGN_STREAM, EMAIL_STREAM = 17, 18  # their own random streams: adding them changes nothing else
 GLOBAL_FORMS = ("Contact Us Form", "Newsletter Signup", "Demo Request", "Whitepaper Download")
 
 
@@ -98,8 +102,8 @@ def generate(data: DataSettings, now: datetime) -> InstanceState:
     programs = build_programs(rng, data.programs, channels, start_s, now_s)
     companies = build_companies(rng, max(1, round(data.people * data.companies_ratio)), start_s, now_s)
     named_accounts = build_named_accounts(rng, companies)
-    people = build_people(rng, data.people, companies, start_s, now_s)
-    campaigns = build_campaigns(programs, start_s)
+    people = build_people(rng, data.people, companies, start_s, now_s, profile_seed=data.seed)
+    campaigns = build_campaigns(programs, now_s, data.seed)
     memberships = build_memberships(rng, people, programs, channels, now_s)
     static_lists = build_static_lists(rng, people, start_s)
     smart_lists = build_smart_lists(start_s)
@@ -123,6 +127,9 @@ def generate(data: DataSettings, now: datetime) -> InstanceState:
         smart_lists=smart_lists,
         static_lists=static_lists,
         campaigns=campaigns,
+        emails=build_emails(programs, now_s, data.seed),
+        segmentations=build_segmentations(start_s),
+        my_tokens=build_tokens(programs),
         activity_types=catalog.activity_types(data.interesting_moments),
         next_lead_id=data.people + 1,
         next_activity_guid=guid_max + 1,
@@ -157,31 +164,32 @@ def build_channels(start_s: int) -> list[dict[str, Any]]:
     ]
 
 
-def build_campaigns(programs: pa.Table, start_s: int) -> list[dict[str, Any]]:
-    program_ids = programs["id"].to_pylist()
-    program_names = programs["name"].to_pylist()
-    created = datetime.fromtimestamp(start_s, tz=TS_ZONE)
+def build_campaigns(
+    programs: pa.Table, now_s: int, seed: int, first_program: int = 0, first_id: int = FIRST_CAMPAIGN_ID
+) -> list[dict[str, Any]]:
+    """The required campaigns (in the first programs) and one "Send Email" batch campaign per program.
+
+    Each is created after its program and edited some time later (distinct createdAt/updatedAt, so
+    incremental reads by `earliestUpdatedAt` have something to find). Dates come from their own random
+    stream (`seed`), so adding campaigns changes nothing else the generator draws.
+    """
+    rng = np.random.default_rng([seed, CAMPAIGN_STREAM])
+    program_rows = programs.slice(first_program).to_pylist()
     campaigns: list[dict[str, Any]] = []
 
-    def add(
-        name: str,
-        kind: str,
-        active: bool,
-        requestable: bool,
-        status: str,
-        program_index: int,
-        tokens: dict[str, str],
-    ) -> None:
-        campaign_id = FIRST_CAMPAIGN_ID + len(campaigns)
-        program_id = program_ids[program_index % len(program_ids)]
+    def add(name: str, kind: str, active: bool, requestable: bool, status: str, program: dict) -> None:
+        campaign_id = first_id + len(campaigns)
+        program_created = int(program["createdAt"].timestamp())
+        created = min(now_s, program_created + int(rng.integers(60, 14 * DAY)))
+        updated = created + int(rng.random() ** 2 * (now_s - created))  # most edits come soon after creation
         campaigns.append(
             {
                 "id": campaign_id,
                 "name": name,
                 "description": "",
-                "createdAt": created,
-                "updatedAt": created,
-                "folder": {"id": program_id, "type": "Program"},
+                "createdAt": datetime.fromtimestamp(created, tz=TS_ZONE),
+                "updatedAt": datetime.fromtimestamp(updated, tz=TS_ZONE),
+                "folder": {"id": program["id"], "type": "Program"},
                 "status": status,
                 "type": kind,
                 "isSystem": False,
@@ -194,17 +202,124 @@ def build_campaigns(programs: pa.Table, start_s: int) -> list[dict[str, Any]]:
                 "smartListId": 9000 + campaign_id,
                 "flowId": 10000 + campaign_id,
                 "computedUrl": f"https://app-sandbox.marketo.com/#SC{campaign_id}A1",
-                "parentProgramId": program_id,
-                "programName": program_names[program_index % len(program_ids)],
-                "tokens": dict(tokens),
+                "parentProgramId": program["id"],
+                "programName": program["name"],
             }
         )
 
-    for index, (name, kind, active, requestable, status, tokens) in enumerate(catalog.REQUIRED_CAMPAIGNS):
-        add(name, kind, active, requestable, status, index, tokens)
-    for index, name in enumerate(program_names):
-        add(f"{name}.Send Email", "batch", False, False, "Single Run", index, {})
+    if first_program == 0:
+        for index, (name, kind, active, requestable, status, _tokens) in enumerate(
+            catalog.REQUIRED_CAMPAIGNS
+        ):
+            add(name, kind, active, requestable, status, program_rows[index % len(program_rows)])
+    for program in program_rows:
+        add(f"{program['name']}.Send Email", "batch", False, False, "Single Run", program)
     return campaigns
+
+
+def build_emails(programs: pa.Table, now_s: int, seed: int, first_program: int = 0) -> list[dict[str, Any]]:
+    """Three email assets per program, with the ids and "Program.Email n" names activities point at."""
+    rng = np.random.default_rng([seed, EMAIL_STREAM, first_program])
+    sender, address = catalog.EMAIL_FROM
+    emails = []
+    for offset, program in enumerate(programs.slice(first_program).to_pylist()):
+        index = first_program + offset
+        program_created = int(program["createdAt"].timestamp())
+        for k in range(catalog.EMAILS_PER_PROGRAM):
+            email_id = FIRST_EMAIL_ID + catalog.EMAILS_PER_PROGRAM * index + k
+            created = min(now_s, program_created + int(rng.integers(60, 7 * DAY)))
+            updated = created + int(rng.random() ** 3 * (now_s - created))
+            draft = rng.random() < 0.15
+            emails.append(
+                {
+                    "id": email_id,
+                    "name": f"Email {k + 1}",
+                    "description": "",
+                    "createdAt": datetime.fromtimestamp(created, tz=TS_ZONE),
+                    "updatedAt": datetime.fromtimestamp(updated, tz=TS_ZONE),
+                    "url": f"https://app-sandbox.marketo.com/#EM{email_id}A1",
+                    "subject": {"type": "Text", "value": f"{program['name']}: part {k + 1}"},
+                    "fromName": {"type": "Text", "value": sender},
+                    "fromEmail": {"type": "Text", "value": address},
+                    "replyEmail": {"type": "Text", "value": address},
+                    "folder": {"type": "Program", "value": program["id"], "folderName": program["name"]},
+                    "operational": False,
+                    "textOnly": False,
+                    "publishToMSI": False,
+                    "webView": k == 0,
+                    "status": "draft" if draft else "approved",
+                    "template": catalog.EMAIL_TEMPLATES[index % len(catalog.EMAIL_TEMPLATES)],
+                    "workspace": "Default",
+                    "isOpenTrackingDisabled": False,
+                    "version": 2,
+                    "autoCopyToText": True,
+                    "ccFields": [],
+                    "preHeader": "",
+                }
+            )
+    return emails
+
+
+def build_segmentations(start_s: int) -> list[dict[str, Any]]:
+    created = datetime.fromtimestamp(start_s - 20 * DAY, tz=TS_ZONE)
+    segmentations = []
+    for i, (name, description, status, segment_names) in enumerate(catalog.SEGMENTATION_SPECS):
+        segmentation_id = FIRST_SEGMENTATION_ID + i
+        updated = datetime.fromtimestamp(start_s + i * 37 * DAY, tz=TS_ZONE)
+        segmentations.append(
+            {
+                "id": segmentation_id,
+                "name": name,
+                "description": description,
+                "createdAt": created,
+                "updatedAt": updated,
+                "url": f"https://app-sandbox.marketo.com/#SG{segmentation_id}A1",
+                "folder": dict(catalog.SEGMENTATION_FOLDER),
+                "status": status,
+                "workspace": "Default",
+                "segments": [
+                    {
+                        "id": FIRST_SEGMENT_ID + 100 * i + k,
+                        "name": segment,
+                        "description": "Leads that match no other segment" if segment == "Default" else "",
+                        "createdAt": created,
+                        "updatedAt": updated,
+                        "url": f"https://app-sandbox.marketo.com/#SG{segmentation_id}B{k + 1}",
+                        "segmentationId": segmentation_id,
+                    }
+                    for k, segment in enumerate(segment_names)
+                ],
+            }
+        )
+    return segmentations
+
+
+def build_tokens(programs: pa.Table, first_program: int = 0) -> list[dict[str, Any]]:
+    """My Tokens: the folders' (inherited by the programs below them) and each program's own, by channel;
+    the first programs also carry the tokens their required campaigns send."""
+    tokens = []
+    if first_program == 0:
+        for folder_id, folder_tokens in catalog.FOLDER_TOKENS.items():
+            tokens += [_token("Folder", folder_id, n, t, v) for n, (t, v) in folder_tokens.items()]
+    rows = programs.slice(first_program).to_pylist()
+    for offset, program in enumerate(rows):
+        own = dict(catalog.CHANNEL_TOKENS.get(program["channel"], {}))
+        if first_program == 0 and offset < len(
+            catalog.REQUIRED_CAMPAIGNS
+        ):  # the required campaigns' programs
+            own.update({n: ("text", v) for n, v in catalog.REQUIRED_CAMPAIGNS[offset][5].items()})
+        tokens += [_token("Program", program["id"], n, t, v) for n, (t, v) in own.items()]
+    return tokens
+
+
+def _token(folder_type: str, folder_id: int, name: str, token_type: str, value: str) -> dict[str, Any]:
+    return {
+        "folderType": folder_type,
+        "folderId": folder_id,
+        "name": name,
+        "type": token_type,
+        "value": value,
+    }
 
 
 def build_smart_lists(start_s: int) -> list[dict[str, Any]]:
@@ -346,7 +461,7 @@ def build_named_accounts(rng: np.random.Generator, companies: pa.Table) -> pa.Ta
 
 
 def build_people(
-    rng: np.random.Generator, count: int, companies: pa.Table, start_s: int, now_s: int
+    rng: np.random.Generator, count: int, companies: pa.Table, start_s: int, now_s: int, *, profile_seed: int
 ) -> pa.Table:
     ids = np.arange(1, count + 1, dtype=np.int64)
     created = np.sort(rng.integers(start_s, now_s, count))  # ids grow with creation time, as in Marketo
@@ -406,6 +521,7 @@ def build_people(
             "createdAt": ts_array(created),
             "updatedAt": ts_array(updated),
             "_modifiedAt": ts_array(modified),
+            "_seed": profile_seeds(ids, profile_seed),
         },
         schema=PEOPLE_SCHEMA,
     )

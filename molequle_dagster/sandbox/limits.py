@@ -1,8 +1,11 @@
 """Marketo's instance-wide limits (§3) on the virtual clock: 606 rate, 615 concurrency, 607 daily quota.
 
-All clients share one Limiter, as all integrations share one Marketo subscription. The daily quota and
-the usage statistics roll over at midnight in `limits.quota_timezone` (America/Chicago by default).
-Calls answered with an asterisked code (§2.3) never reach the limiter, so they are not counted.
+All clients share one Limiter, as all integrations share one Marketo subscription, and so do the simulated
+other integrations (`neighbours.py`): their calls in the window, their calls in flight and their calls of
+the day are added at every decision. The daily quota and the usage statistics roll over at midnight in
+`limits.quota_timezone` (America/Chicago by default). Calls answered with an asterisked code (§2.3) never
+reach the limiter, so they are not counted. The limiter also keeps, per API user, the most calls it ever
+saw in one window (`peak_calls_in_window`), so a test can show a client kept to its share.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from molequle_dagster.sandbox.clock import SandboxClock
 from molequle_dagster.sandbox.config import LimitSettings
 from molequle_dagster.sandbox.envelope import MarketoApiError
+from molequle_dagster.sandbox.neighbours import Neighbours
 
 # §2.3: codes documented as not counted against the quota or the rate limit.
 UNCOUNTED_CODES = frozenset({"601", "602", "604", "605", "608", "611"})
@@ -39,12 +43,17 @@ class DayUsage:
 
 
 class Limiter:
-    def __init__(self, limits: LimitSettings, clock: SandboxClock) -> None:
+    def __init__(
+        self, limits: LimitSettings, clock: SandboxClock, neighbours: Neighbours | None = None
+    ) -> None:
         self.limits = limits
         self._clock = clock
+        self._neighbours = neighbours
         self._zone = ZoneInfo(limits.quota_timezone)
         self._cond = threading.Condition()
         self._window: deque[float] = deque()  # virtual timestamps of counted calls, oldest first
+        self._user_windows: dict[str, deque[float]] = {}
+        self._peaks: Counter = Counter()  # per API user: most calls seen in one window
         self.in_flight = 0
         self._days: dict[date, DayUsage] = {}
 
@@ -56,10 +65,11 @@ class Limiter:
         with self._cond:
             usage = self._today()
             self._trim(now)
-            rejection = self._rejection(usage)
+            rejection = self._rejection(usage, now)
             self._window.append(now)
             usage.total += 1
             usage.users[api_user] += 1
+            self._count_for_user(api_user, now)
             if rejection is not None:
                 usage.errors[rejection.code] += 1
                 raise rejection
@@ -74,19 +84,35 @@ class Limiter:
                 self._today().errors[error_code] += 1
             self._cond.notify_all()
 
-    def _rejection(self, usage: DayUsage) -> MarketoApiError | None:
+    def _rejection(self, usage: DayUsage, now: float) -> MarketoApiError | None:
         if not self.limits.enforce:
             return None
-        if self.in_flight >= self.limits.max_in_flight:
+        nb = self._neighbours
+        theirs_in_flight, theirs_in_window = (nb.in_flight(now), nb.calls_in_window(now)) if nb else (0, 0)
+        if self.in_flight + theirs_in_flight >= self.limits.max_in_flight:
             return MarketoApiError(615, f"Concurrent access limit '{self.limits.max_in_flight}' reached")
-        if len(self._window) >= self.limits.rate_calls:
+        if len(self._window) + theirs_in_window >= self.limits.rate_calls:
             window = _plain_number(self.limits.rate_window_s)
             return MarketoApiError(
                 606, f"Max rate limit '{self.limits.rate_calls}' exceeded with in '{window}' secs"
             )
-        if usage.total >= self.limits.daily_quota:
+        theirs_today = sum(nb.calls_today(self._clock.now()).values()) if nb else 0
+        if usage.total + theirs_today >= self.limits.daily_quota:
             return MarketoApiError(607, "Daily quota reached")
         return None
+
+    def _count_for_user(self, api_user: str, now: float) -> None:
+        calls = self._user_windows.setdefault(api_user, deque())
+        horizon = now - self.limits.rate_window_s
+        while calls and calls[0] <= horizon:
+            calls.popleft()
+        calls.append(now)
+        self._peaks[api_user] = max(self._peaks[api_user], len(calls))
+
+    def peak_calls_in_window(self) -> dict[str, int]:
+        """Per API user, the most calls it had in one trailing rate window since the last reset."""
+        with self._cond:
+            return dict(self._peaks)
 
     def _trim(self, now: float) -> None:
         horizon = now - self.limits.rate_window_s
@@ -114,9 +140,20 @@ class Limiter:
             for back in range(days):
                 day = today - timedelta(days=back)
                 usage = self._days.get(day, DayUsage())
-                users = [{"userId": user, "count": count} for user, count in sorted(usage.users.items())]
-                rows.append({"date": day.isoformat(), "total": usage.total, "users": users})
+                counts = Counter(usage.users) + Counter(self._neighbour_calls(day, back == 0))
+                users = [{"userId": user, "count": count} for user, count in sorted(counts.items())]
+                rows.append({"date": day.isoformat(), "total": sum(counts.values()), "users": users})
             return rows
+
+    def _neighbour_calls(self, day: date, today: bool) -> dict[str, int]:
+        if self._neighbours is None:
+            return {}
+        now = self._clock.now()
+        if today:
+            return self._neighbours.calls_today(now)
+        start = datetime(day.year, day.month, day.day, tzinfo=self._zone)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=self._zone)
+        return self._neighbours.calls_between(start, end)
 
     def errors(self, days: int = 1) -> list[dict]:
         """stats/errors.json rows: {date, total, errors:[{errorCode, count}]}."""
@@ -140,6 +177,8 @@ class Limiter:
         with self._cond:
             self._window.clear()
             self._days.clear()
+            self._user_windows.clear()
+            self._peaks.clear()
 
     def wait_for_in_flight(self, count: int, timeout: float) -> bool:
         """Block until at least `count` calls are in flight (tests synchronise on this, not on sleeps)."""

@@ -21,24 +21,7 @@ import pyarrow as pa
 
 TS = pa.timestamp("s", tz="UTC")
 
-# --- lead fields: what describe/describe2 report, and the people table's columns ----------------------
-# (rest name, display name, Marketo dataType, length or None, readOnly)
-LEAD_FIELDS: tuple[tuple[str, str, str, int | None, bool], ...] = (
-    ("id", "Id", "integer", None, True),
-    ("email", "Email Address", "email", 255, False),
-    ("firstName", "First Name", "string", 255, False),
-    ("lastName", "Last Name", "string", 255, False),
-    ("title", "Job Title", "string", 255, False),
-    ("company", "Company Name", "string", 255, False),
-    ("externalCompanyId", "External Company Id", "string", 100, False),
-    ("leadScore", "Lead Score", "score", None, False),
-    ("country", "Country", "string", 255, False),
-    ("unsubscribed", "Unsubscribed", "boolean", None, False),
-    ("molequlePersonId", "Molequle Person Id", "string", 255, False),
-    ("createdAt", "Created At", "datetime", None, True),
-    ("updatedAt", "Updated At", "datetime", None, True),
-)
-
+# --- people: the stored lead fields (lead_fields.py lists every field, lead_view.py derives the rest) -----
 PEOPLE_SCHEMA = pa.schema(
     [
         ("id", pa.int64()),
@@ -56,6 +39,9 @@ PEOPLE_SCHEMA = pa.schema(
         ("updatedAt", TS),  # the visible field: reflects standard-field changes
         # True last-modified time of any field; what the bulk `updatedAt` filter uses (§4.6). Not a field.
         ("_modifiedAt", TS),
+        # Seed of the person's generated profile, from which lead_view derives the other ~90 fields at read
+        # time; null for leads created through the API (their unset fields stay empty). Not a field.
+        ("_seed", pa.int64()),
     ]
 )
 
@@ -169,11 +155,17 @@ class InstanceState:
     # {id, name, rule: {"kind": "subscribed"}}; membership is computed from the rule (see smart_list_lead_ids)
     smart_lists: list[dict[str, Any]] = field(default_factory=list)
     static_lists: list[dict[str, Any]] = field(default_factory=list)  # {id, name, lead_ids: list[int], ...}
-    campaigns: list[dict[str, Any]] = field(default_factory=list)  # asset shape incl. tokens: {name: value}
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # asset shape
+    emails: list[dict[str, Any]] = field(default_factory=list)  # asset shape (emails.json)
+    segmentations: list[dict[str, Any]] = field(default_factory=list)  # asset shape, with their `segments`
+    # My Tokens {folderType: "Program"|"Folder", folderId, name, type, value}; programs inherit folders'
+    my_tokens: list[dict[str, Any]] = field(default_factory=list)
     activity_types: list[dict[str, Any]] = field(default_factory=list)  # types.json shape
     # Ground truth of what the API received (for test assertions).
     campaign_requests: list[dict[str, Any]] = field(default_factory=list)
     leads_written: list[dict[str, Any]] = field(default_factory=list)
+    # Values written to derived lead fields: {field: {lead id: value}}; they win over the derived value.
+    lead_overrides: dict[str, dict[int, Any]] = field(default_factory=dict)
     next_lead_id: int = 1
     next_activity_guid: int = 1
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)

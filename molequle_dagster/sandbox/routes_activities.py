@@ -24,8 +24,8 @@ from molequle_dagster.sandbox import catalog
 from molequle_dagster.sandbox.attributes import attributes_as_list, render_attributes, retained_mask
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
+from molequle_dagster.sandbox.lead_fields import BY_DISPLAY, BY_NAME
 from molequle_dagster.sandbox.limits import MAX_ACTIVITY_TYPE_IDS, MAX_LEAD_IDS
-from molequle_dagster.sandbox.model import LEAD_FIELDS
 from molequle_dagster.sandbox.params import (
     batch_size,
     decode_token,
@@ -41,7 +41,6 @@ SCAN_CHUNK = 20_000  # rows examined per step; a page stops scanning after MAX_S
 MAX_SCAN_CHUNKS = 8
 TOKEN_KIND = "A"
 LEAD_CHANGE_TYPES = (catalog.NEW_LEAD, 13)
-LEAD_FIELD_IDS = {name: index for index, (name, *_rest) in enumerate(LEAD_FIELDS, start=1)}
 
 
 @dataclass
@@ -154,7 +153,7 @@ def lead_change_item(item: dict[str, Any], wanted: set[str]) -> dict[str, Any] |
             return None
         item["fields"] = [
             {
-                "id": LEAD_FIELD_IDS.get(name, 0),
+                "id": BY_NAME[name].id if name in BY_NAME else 0,
                 "name": name,
                 "newValue": values.get("New Value"),
                 "oldValue": values.get("Old Value"),
@@ -166,10 +165,8 @@ def lead_change_item(item: dict[str, Any], wanted: set[str]) -> dict[str, Any] |
 
 
 def _field_name(display: str | None) -> str | None:
-    for name, shown, *_rest in LEAD_FIELDS:
-        if display in (name, shown):
-            return name
-    return display
+    spec = BY_DISPLAY.get(display or "") or BY_NAME.get(display or "")
+    return spec.name if spec is not None else display
 
 
 def check_list_size(ctx: SandboxContext, list_id: str, members: int) -> None:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from molequle_dagster.sandbox import catalog
+from molequle_dagster.sandbox import catalog, my_tokens
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, asset_timestamp, ok
 from molequle_dagster.sandbox.limits import MAX_ASSET_RETURN
@@ -30,8 +30,10 @@ from molequle_dagster.sandbox.params import (
 )
 
 NO_ASSETS = "No assets found for the given search criteria."
-INTERNAL_KEYS = frozenset({"lead_ids", "rule", "tokens", "programName"})
-URL_PREFIX = {"Default": "PG", "Event": "ME", "Event with Webinar": "ME", "Engagement": "NP", "Email": "EBP"}
+APP_URL = "https://app-sandbox.marketo.com/#"
+INTERNAL_KEYS = frozenset({"lead_ids", "rule", "programName", "segments"})
+BROWSE_PARAMS = ("offset", "maxReturn")
+ASSET_STATUSES = ("approved", "draft")
 PROGRAM_FILTERS = {"id": "id", "programId": "id", "folderId": "folderId", "workspace": "workspace"}
 RULE_FILTERS = {
     "all": [],
@@ -70,7 +72,7 @@ def program_item(row: dict[str, Any], *, detail: bool = False) -> dict[str, Any]
         "description": row["description"] or "",
         "createdAt": asset_timestamp(row["createdAt"]),
         "updatedAt": asset_timestamp(row["updatedAt"]),
-        "url": f"https://app-sandbox.marketo.com/#{URL_PREFIX.get(row['type'], 'PG')}{row['id']}A1",
+        "url": f"{APP_URL}{catalog.PROGRAM_URL_PREFIX.get(row['type'], 'PG')}{row['id']}A1",
         "type": row["type"],
         "channel": row["channel"],
         "folder": {"type": "Folder", "value": row["folderId"], "folderName": row["folderName"]},
@@ -124,6 +126,14 @@ def browse(
 
         items = [i for i in items if in_range(updated(i)) or (created is not None and in_range(created(i)))]
     return found(items[offset : offset + max_return])
+
+
+def status_param(request: Request) -> str | None:
+    """The draft/approved filter of emails and segmentations (swagger enum)."""
+    status = request.query_params.get("status") or None
+    if status is not None and status not in ASSET_STATUSES:
+        raise MarketoApiError(1003, f"status: expected 'approved' or 'draft', got {status!r}", asset_api=True)
+    return status
 
 
 def folder_param(request: Request) -> dict[str, Any] | None:
@@ -273,15 +283,15 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
 
     async def smart_campaigns(request: Request) -> Response:
         folder = folder_param(request)
-        active = bool_param(request, "isActive", asset_api=True)
+        # swagger: "Set true to return only active campaigns. Default false" - false filters nothing
+        active_only = bool_param(request, "isActive", asset_api=True) is True
         items = [
             c
             for c in small(state.campaigns)
-            if in_folder(c, folder) and (active is None or bool(c.get("isActive")) == active)
+            if in_folder(c, folder) and (not active_only or bool(c.get("isActive")))
         ]
-        body = browse(
-            request, items, updated=lambda c: c.get("updatedAt"), created=lambda c: c.get("createdAt")
-        )
+        # "Exclude smart campaigns prior to / after this date": the window applies to updatedAt
+        body = browse(request, items, updated=lambda c: c.get("updatedAt"))
         return respond(_render(body, asset_item))
 
     async def smart_campaign_by_id(request: Request) -> Response:
@@ -290,6 +300,65 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
 
     async def smart_campaign_by_name(request: Request) -> Response:
         return respond(found([asset_item(c) for c in by_name(small(state.campaigns), request)]))
+
+    def emails_in(request: Request) -> list[dict[str, Any]]:
+        status = status_param(request)
+        folder = folder_param(request)
+        return [e for e in small(state.emails) if in_folder(e, folder) and status in (None, e["status"])]
+
+    async def emails(request: Request) -> Response:
+        allow_params(request, *BROWSE_PARAMS, "status", "folder", "earliestUpdatedAt", "latestUpdatedAt")
+        body = browse(
+            request, emails_in(request), updated=lambda e: e["updatedAt"]
+        )  # "Exclude emails prior to"
+        return respond(_render(body, asset_item))
+
+    async def email_by_id(request: Request) -> Response:
+        allow_params(request, "status", asset_api=True)
+        items = [e for e in emails_in(request) if e["id"] == request.path_params["id"]]
+        return respond(found([asset_item(e) for e in items]))
+
+    async def email_by_name(request: Request) -> Response:
+        allow_params(request, "name", "status", "folder", asset_api=True)
+        return respond(found([asset_item(e) for e in by_name(emails_in(request), request)]))
+
+    async def segmentations(request: Request) -> Response:
+        allow_params(request, *BROWSE_PARAMS, "status")
+        status = status_param(request)
+        items = [s for s in small(state.segmentations) if status in (None, s["status"])]
+        return respond(_render(browse(request, items), asset_item))
+
+    async def segments(request: Request) -> Response:
+        allow_params(request, *BROWSE_PARAMS, "status")
+        status = status_param(request)
+        segmentation = next(
+            (s for s in small(state.segmentations) if s["id"] == request.path_params["id"]), None
+        )
+        if segmentation is None or status not in (None, segmentation["status"]):
+            return respond(found([]))
+        return respond(_render(browse(request, list(segmentation["segments"])), asset_item))
+
+    async def folder_tokens(request: Request) -> Response:
+        allow_params(request, "folderType", asset_api=True)
+        folder_type = request.query_params.get("folderType") or "Folder"  # swagger default
+        if folder_type not in my_tokens.FOLDER_TYPES:
+            raise MarketoApiError(
+                1003, f"folderType: expected 'Folder' or 'Program', got {folder_type!r}", asset_api=True
+            )
+        folder_id = request.path_params["id"]
+        tokens = my_tokens.tokens_of(
+            state, folder_type, folder_id, inherited=ctx.config.behaviour.tokens_include_inherited
+        )
+        if tokens is None:
+            code = ctx.config.behaviour.unknown_token_folder_code
+            if code == "warning":
+                return respond(found([]))
+            raise MarketoApiError(code, f"{folder_type} {folder_id} not found", asset_api=True)
+        shown = [{k: t[k] for k in ("name", "type", "value", "computedUrl")} for t in tokens]
+        # The doc example shows `folder` as {type, value} (swagger types it as a JSON string)
+        return respond(
+            ok([{"folder": {"type": folder_type, "value": folder_id}, "tokens": shown}], asset_api=True)
+        )
 
     async def folders(request: Request) -> Response:
         return respond(browse(request, folder_items(ctx)))
@@ -320,6 +389,12 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
         ("/folders.json", folders),
         ("/folder/{id:int}.json", folder_by_id),
         ("/folder/byName.json", folder_by_name),
+        ("/folder/{id:int}/tokens.json", folder_tokens),
+        ("/emails.json", emails),
+        ("/email/{id:int}.json", email_by_id),
+        ("/email/byName.json", email_by_name),
+        ("/segmentation.json", segmentations),
+        ("/segmentation/{id:int}/segments.json", segments),
     ]
     return [Route(prefix + path, endpoint, methods=["GET"]) for path, endpoint in table]
 

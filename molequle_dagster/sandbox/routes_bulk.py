@@ -22,6 +22,7 @@ from molequle_dagster.sandbox.bulk import MAX_BATCH_SIZE, BulkExtractService
 from molequle_dagster.sandbox.bulk_requests import ENTITIES
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, ok
+from molequle_dagster.sandbox.params import parse_json
 
 JSON_TYPE = "application/json;charset=UTF-8"
 FILE_TYPE = "text/csv"
@@ -36,23 +37,41 @@ class _ExportFile(FileResponse):
 
 
 class _TruncatedFile:
-    """Fault `truncated_body`: announce the full length, send half of it, then let the connection drop."""
+    """Fault `truncated_body`: announce the full length of what was asked (the whole file, or the `Range`
+    a resuming client sends, as 206), send half of it, then let the connection drop."""
 
-    def __init__(self, path: str, size: int) -> None:
+    def __init__(self, path: str, size: int, range_header: str | None) -> None:
         self._path = path
         self._size = size
+        self._range = _byte_range(range_header, size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first, last = self._range or (0, self._size - 1)
+        length = max(0, last - first + 1)
         headers = [
             (b"content-type", FILE_TYPE.encode()),
-            (b"content-length", str(self._size).encode()),
+            (b"content-length", str(length).encode()),
             (b"accept-ranges", b"bytes"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if self._range is not None:
+            headers.append((b"content-range", f"bytes {first}-{last}/{self._size}".encode()))
+        await send({"type": "http.response.start", "status": 206 if self._range else 200, "headers": headers})
         with open(self._path, "rb") as file:
-            part = file.read(self._size // 2)
+            file.seek(first)
+            part = file.read(length // 2)
         await send({"type": "http.response.body", "body": part, "more_body": True})
         # Returning with the body unfinished makes uvicorn close the connection mid-body.
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) of a single satisfiable `bytes=a-b` / `bytes=a-` range, else None (whole file)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    start, _, end = header[len("bytes=") :].partition("-")
+    if not start.isdigit() or (end and not end.isdigit()):
+        return None
+    first, last = int(start), min(int(end) if end else size - 1, size - 1)
+    return (first, last) if first <= last else None
 
 
 def _json(body: dict) -> Response:
@@ -71,11 +90,7 @@ async def _json_body(request: Request) -> Any:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("application/json"):
         raise MarketoApiError("612", "Invalid Content Type")
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise MarketoApiError("609", "Invalid JSON") from None
+    return parse_json(await request.body())
 
 
 def _statuses(request: Request) -> list[str] | None:
@@ -111,7 +126,8 @@ def _handlers(service: BulkExtractService, entity: str) -> dict[str, Handler]:
 
     async def status(request: Request) -> Response:
         export_id = request.path_params["export_id"]
-        return _json(ok([await run_in_threadpool(service.status, entity, export_id, _user(request))]))
+        job = await run_in_threadpool(service.status, entity, export_id, _user(request), _fault(request))
+        return _json(ok([job]))
 
     async def cancel(request: Request) -> Response:
         export_id = request.path_params["export_id"]
@@ -131,7 +147,7 @@ def _handlers(service: BulkExtractService, entity: str) -> dict[str, Handler]:
             return PlainTextResponse(NOT_AVAILABLE, status_code=404)
         path, size, _checksum = found
         if _fault(request) == "truncated_body":
-            return _TruncatedFile(str(path), size)  # type: ignore[return-value]
+            return _TruncatedFile(str(path), size, request.headers.get("range"))  # type: ignore[return-value]
         return _ExportFile(path, media_type=FILE_TYPE)
 
     return {

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from molequle_dagster.sandbox import catalog
+from molequle_dagster.sandbox import catalog, my_tokens
 from molequle_dagster.sandbox.attributes import explicit_json, program_member_id
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
@@ -106,8 +106,9 @@ def find_campaign(ctx: SandboxContext, campaign_id: int) -> dict[str, Any]:
     return found
 
 
-def parse_tokens(raw: Any, campaign: dict[str, Any]) -> dict[str, str]:
-    """`[{"name": "{{my.X}}", "value": …}]`: each X must be one of the campaign's program tokens."""
+def parse_tokens(ctx: SandboxContext, raw: Any, campaign: dict[str, Any]) -> dict[str, str]:
+    """`[{"name": "{{my.X}}", "value": …}]`: each X must be a My Token the campaign's program sees (its own
+    or one inherited from its folders)."""
     if raw is None:
         return {}
     if not isinstance(raw, list):
@@ -116,7 +117,13 @@ def parse_tokens(raw: Any, campaign: dict[str, Any]) -> dict[str, str]:
         raise MarketoApiError(
             1003, f"input.tokens: at most {MAX_TRIGGER_TOKENS} tokens allowed, got {len(raw)}"
         )
-    known = campaign.get("tokens") or {}
+    folder = campaign.get("folder") or {}
+    program_id = campaign_program_id(campaign)
+    known = (
+        my_tokens.token_names(ctx.state, "Program", program_id)
+        if program_id is not None
+        else my_tokens.token_names(ctx.state, str(folder.get("type", "Folder")), int(folder.get("id", 0)))
+    )
     tokens: dict[str, str] = {}
     for index, token in enumerate(raw):
         name = token.get("name") if isinstance(token, dict) else None
@@ -128,7 +135,7 @@ def parse_tokens(raw: Any, campaign: dict[str, Any]) -> dict[str, str]:
         if match.group(1) not in known:
             raise MarketoApiError(
                 1003,
-                f"input.tokens[{index}].name: token {name!r} is not a My Token of the campaign's program",
+                f"input.tokens[{index}].name: token {name!r} is not a My Token the campaign's program has",
             )
         tokens[name] = "" if token.get("value") is None else str(token.get("value"))
     return tokens
@@ -163,7 +170,7 @@ def trigger_request(ctx: SandboxContext, campaign_id: int, body: dict[str, Any],
         if not isinstance(lead_id, int) or isinstance(lead_id, bool):
             raise MarketoApiError(1003, f"input.leads[{index}].id: expected an integer lead id")
         lead_ids.append(lead_id)
-    tokens = parse_tokens(payload.get("tokens"), campaign)
+    tokens = parse_tokens(ctx, payload.get("tokens"), campaign)
     ctx.state.campaign_requests.append(
         {
             "kind": "trigger",
@@ -192,7 +199,7 @@ def schedule_request(ctx: SandboxContext, campaign_id: int, body: dict[str, Any]
         run_at = parse_datetime(str(payload["runAt"]), "input.runAt")
         if run_at < now + SCHEDULE_MIN_DELAY - timedelta(seconds=1) or run_at > now + SCHEDULE_MAX_AHEAD:
             raise MarketoApiError(1042, "Invalid runAt date")
-    tokens = parse_tokens(payload.get("tokens"), campaign)
+    tokens = parse_tokens(ctx, payload.get("tokens"), campaign)
     clone_to = payload.get("cloneToProgramName")
     if clone_to is not None:
         check_clone_allowance(ctx, clone_to)

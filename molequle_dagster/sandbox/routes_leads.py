@@ -4,21 +4,25 @@ per call and record what arrived in `state.leads_written`."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from molequle_dagster.sandbox import catalog
+from molequle_dagster.sandbox import lead_fields, mutations
 from molequle_dagster.sandbox.attributes import explicit_json
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, lead_timestamp, ok
+from molequle_dagster.sandbox.lead_view import LeadView
 from molequle_dagster.sandbox.limits import MAX_BATCH, MAX_FILTER_MATCHES, MAX_FILTER_VALUES
-from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, COMPANY_FIELDS, LEAD_FIELDS, PEOPLE_SCHEMA
+from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, COMPANY_FIELDS
 from molequle_dagster.sandbox.params import (
     batch_size,
     encode_token,
@@ -32,11 +36,9 @@ from molequle_dagster.sandbox.params import (
 from molequle_dagster.sandbox.routes_merge_delete import delete_response
 
 DEFAULT_LEAD_FIELDS = ("id", "email", "updatedAt", "createdAt", "firstName", "lastName")
-LEAD_FIELD_NAMES = tuple(f[0] for f in LEAD_FIELDS)
-LEAD_SEARCHABLE = ("id", "email", "molequlePersonId")  # describe2 searchableFields (standard + custom string)
-WRITABLE_LEAD_FIELDS = {f[0]: f[2] for f in LEAD_FIELDS if not f[4]}
-CUSTOM_LEAD_FIELDS = frozenset({"molequlePersonId"})  # changes move only _modifiedAt, not updatedAt
+LEAD_FIELD_NAMES = lead_fields.NAMES
 API_REASON = "Web service API"
+NEW_LEAD_ATTRIBUTES = {"Source Type": "Web service API", "API Method Name": "syncLead"}
 SYNC_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
 COMPANY_SEARCHABLE = ("externalCompanyId", "id", "company")
 NAMED_ACCOUNT_SEARCHABLE = ("marketoGUID", "name", "domainName", "industry", "country", "numberOfEmployees")
@@ -65,6 +67,11 @@ def records(table: pa.Table, fields: list[str]) -> list[dict[str, Any]]:
     return [{k: wire_value(v) for k, v in row.items() if v is not None} for row in rows]
 
 
+def lead_records(view: LeadView, people: pa.Table, fields: list[str]) -> list[dict[str, Any]]:
+    """People rows as lead-DB JSON objects with `fields` (stored or derived); null fields omitted."""
+    return records(view.select(people, fields), fields)
+
+
 def requested_fields(request: Request, allowed: tuple[str, ...], default: tuple[str, ...]) -> list[str]:
     fields = list_param(request, "fields") or list(default)
     for name in fields:
@@ -73,14 +80,16 @@ def requested_fields(request: Request, allowed: tuple[str, ...], default: tuple[
     return list(dict.fromkeys(["id", *fields] if "id" in allowed else fields))
 
 
-def filter_rows(table: pa.Table, column: str, values: list[str]) -> pa.Table:
-    """Rows whose `column` equals one of `values` (cast to the column's type)."""
-    col_type = table.schema.field(column).type
+def filter_rows(table: pa.Table, column: str, values: list[str], keys: pa.Array | None = None) -> pa.Table:
+    """Rows whose `column` (or the given `keys`, aligned with the rows) equals one of `values`, cast to the
+    column's type."""
+    keys = table.column(column) if keys is None else keys
+    col_type = keys.type
     try:
         typed = pa.array([int(v) if pa.types.is_integer(col_type) else v for v in values], type=col_type)
     except ValueError as exc:
         raise MarketoApiError(1001, f"Invalid value for filterType '{column}': expected integers") from exc
-    return table.filter(pc.is_in(table.column(column), value_set=typed))
+    return table.filter(pc.fill_null(pc.is_in(keys, value_set=typed), False))
 
 
 def filter_values(request: Request) -> list[str]:
@@ -95,57 +104,64 @@ def filter_values(request: Request) -> list[str]:
 
 
 def describe_lead() -> list[dict[str, Any]]:
+    """Describe Lead items in the captured shape: soap only where the real describe has one (§7.7)."""
     out = []
-    for index, (name, display, data_type, length, read_only) in enumerate(LEAD_FIELDS, start=1):
-        item: dict[str, Any] = {"id": index, "displayName": display, "dataType": data_type}
-        if length is not None:
-            item["length"] = length
-        item["rest"] = {"name": name, "readOnly": read_only}
-        item["soap"] = {"name": display.replace(" ", ""), "readOnly": read_only}
+    for spec in lead_fields.FIELDS:
+        item: dict[str, Any] = {"id": spec.id, "displayName": spec.display, "dataType": spec.data_type}
+        if spec.length is not None:
+            item["length"] = spec.length
+        item["rest"] = {"name": spec.name, "readOnly": spec.read_only}
+        if spec.soap is not None:
+            item["soap"] = {"name": spec.soap, "readOnly": False}
         out.append(item)
     return out
 
 
 def describe_lead2() -> list[dict[str, Any]]:
     fields = []
-    for name, display, data_type, length, read_only in LEAD_FIELDS:
-        item: dict[str, Any] = {"name": name, "displayName": display, "dataType": data_type}
-        if length is not None:
-            item["length"] = length
-        item.update(updateable=not read_only, crmManaged=False)
+    for spec in lead_fields.FIELDS:
+        item: dict[str, Any] = {"name": spec.name, "displayName": spec.display, "dataType": spec.data_type}
+        if spec.length is not None:
+            item["length"] = spec.length
+        item.update(updateable=not spec.read_only, crmManaged=False)
         fields.append(item)
-    return [{"name": "API Lead", "searchableFields": [[f] for f in LEAD_SEARCHABLE], "fields": fields}]
+    searchable = [[name] for name in lead_fields.SEARCHABLE]
+    return [{"name": "API Lead", "searchableFields": searchable, "fields": fields}]
 
 
 # --- Sync Leads ---------------------------------------------------------------------------------------------
 
 
 def _coerce(name: str, value: Any) -> Any:
+    """A wire value for a writable field in its type, as Sync Leads reads it: JSON strings are accepted for
+    numbers, booleans and dates. Raises ValueError when the value does not fit the field."""
     if value is None:
         return None
-    data_type = WRITABLE_LEAD_FIELDS[name]
-    if data_type in ("integer", "score"):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | str)
-            or not str(value).lstrip("-").isdigit()
-        ):
-            raise ValueError(f"Invalid value '{value}'. Required of type 'integer'")
-        return int(value)
-    if data_type == "boolean":
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "false", "1", "0"):
-            return str(value).lower() in ("true", "1")
-        raise ValueError(f"Invalid value '{value}'. Required of type 'boolean'")
-    text = str(value)
-    if data_type == "email" and not text.isascii():
-        raise ValueError(f"Invalid value '{value}'. Required of type 'email'")
-    return text
+    kind = lead_fields.WRITABLE[name].arrow_type
+    if isinstance(value, str) and not isinstance(value, bool):
+        text = value.strip()
+        if pa.types.is_boolean(kind) and text.lower() in ("true", "false", "1", "0"):
+            value = text.lower() in ("true", "1")
+        elif pa.types.is_integer(kind) and text.lstrip("-").isdigit():
+            value = int(text)
+        elif pa.types.is_floating(kind):
+            with contextlib.suppress(ValueError):
+                value = float(text)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and pa.types.is_string(kind):
+        value = str(value)
+    return mutations.typed_value(name, value)
 
 
 def _skip(code: int, message: str) -> dict[str, Any]:
     return {"status": "skipped", "reasons": [{"code": str(code), "message": message}]}
+
+
+def _invalid_value(name: str, value: Any) -> dict[str, Any]:
+    """Marketo's record-level answer to a value that does not fit the field (captured: 1003 "Invalid value
+    for field 'email_field' and value 'bademail'"). A string holding a lone surrogate ("\\ud800": valid JSON,
+    but not encodable as UTF-8) gets the same answer: Marketo cannot store it in that field."""
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return _skip(1003, f"Invalid value for field '{name}' and value '{shown}'")
 
 
 def sync_leads(ctx: SandboxContext, body: dict[str, Any], api_user: str) -> list[dict[str, Any]]:
@@ -153,7 +169,7 @@ def sync_leads(ctx: SandboxContext, body: dict[str, Any], api_user: str) -> list
     if action not in SYNC_ACTIONS:
         raise MarketoApiError(1003, f"action: expected one of {list(SYNC_ACTIONS)}, got {action!r}")
     lookup = body.get("lookupField", "email")
-    if lookup not in LEAD_SEARCHABLE:
+    if lookup not in lead_fields.SEARCHABLE:
         raise MarketoApiError(1011, f"Field '{lookup}' not supported")
     if lookup == "id" and action != "updateOnly":
         raise MarketoApiError(1003, "lookupField 'id' is only valid with action 'updateOnly'")
@@ -167,8 +183,8 @@ def sync_leads(ctx: SandboxContext, body: dict[str, Any], api_user: str) -> list
     state = ctx.state
     results: list[dict[str, Any]] = []
     with state.lock:
-        people = state.people
-        keys = people.column(lookup).to_pylist()
+        view = LeadView(state)
+        keys = view.column(view.people, lookup).to_pylist()
         rows_by_key: dict[Any, list[int]] = {}
         for index, key in enumerate(keys):
             if key is not None:
@@ -176,7 +192,7 @@ def sync_leads(ctx: SandboxContext, body: dict[str, Any], api_user: str) -> list
         updates: dict[int, dict[str, Any]] = {}
         created: list[dict[str, Any]] = []
         for record in records_in:
-            result = _sync_one(record, action, lookup, rows_by_key, updates, created, state, now)
+            result = _sync_one(record, action, lookup, rows_by_key, updates, created, state)
             results.append(result)
             if result["status"] != "skipped":
                 state.leads_written.append(
@@ -191,7 +207,7 @@ def sync_leads(ctx: SandboxContext, body: dict[str, Any], api_user: str) -> list
                     }
                 )
         if updates or created:
-            _apply(state, updates, created, now)
+            _apply(state, updates, created, int(now.timestamp()))
     return results
 
 
@@ -203,7 +219,6 @@ def _sync_one(
     updates: dict[int, dict[str, Any]],
     created: list[dict[str, Any]],
     state: Any,
-    now: datetime,
 ) -> dict[str, Any]:
     if not isinstance(record, dict):
         return _skip(1003, "input item: expected a JSON object")
@@ -213,17 +228,19 @@ def _sync_one(
             continue
         if name not in LEAD_FIELD_NAMES:
             return _skip(1006, f"Field '{name}' not found")
-        if name not in WRITABLE_LEAD_FIELDS:
+        if name not in lead_fields.WRITABLE:
             return _skip(1003, f"Field '{name}' is read only")
         try:
             values[name] = _coerce(name, value)
-        except ValueError as exc:
-            return _skip(1001, str(exc))
+        except ValueError:
+            return _invalid_value(name, value)
     key = record.get(lookup)
     if key is None or key == "":
         return _skip(1003, f"Lookup field '{lookup}' missing")
     if lookup == "id":
         key = int(key) if str(key).isdigit() else key
+    elif lookup in values:
+        key = values[lookup]
     matches = [] if action == "createDuplicate" else rows_by_key.get(key, [])
     if action == "createOnly" and matches:
         return _skip(1005, "Lead already exists")
@@ -240,7 +257,7 @@ def _sync_one(
         return {"id": state.people.column("id")[row].as_py(), "status": "updated"}
     lead_id = max(state.next_lead_id, _max_id(state.people) + 1)
     state.next_lead_id = lead_id + 1
-    created.append({"id": lead_id, **values, "createdAt": now})
+    created.append({"id": lead_id, **values})
     if action != "createDuplicate":
         rows_by_key.setdefault(key, []).append(-len(created))
     return {"id": lead_id, "status": "created"}
@@ -251,74 +268,22 @@ def _max_id(people: pa.Table) -> int:
     return value or 0
 
 
-def _apply(
-    state: Any, updates: dict[int, dict[str, Any]], created: list[dict[str, Any]], now: datetime
-) -> None:
-    """Replace updated rows and append created ones in one table rebuild, logging what Marketo logs: New Lead
-    (12) per created lead, Change Data Value (13) / Change Score (22) per changed field. A change to a custom
-    field moves only `_modifiedAt`; a standard field also moves the visible `updatedAt` (§4.6)."""
-    people: pa.Table = state.people
-    changed = sorted(updates)
-    rows = people.take(pa.array(changed, type=pa.int64())).to_pylist() if changed else []
-    activities: list[dict[str, Any]] = []
-    for row, index in zip(rows, changed, strict=True):
-        edits = {k: v for k, v in updates[index].items() if row.get(k) != v}
-        for name, value in edits.items():
-            activities.append(_change_activity(state, row["id"], name, row.get(name), value, now))
-        row.update(edits)
-        if edits:
-            row["_modifiedAt"] = now
-        if set(edits) - CUSTOM_LEAD_FIELDS:
-            row["updatedAt"] = now
-    for new in created:
-        rows.append(
-            {**{name: None for name in PEOPLE_SCHEMA.names}, **new, "updatedAt": now, "_modifiedAt": now}
+def _apply(state: Any, updates: dict[int, dict[str, Any]], created: list[dict[str, Any]], now_s: int) -> None:
+    """Write through the mutation API, which logs what Marketo logs: Change Data Value (13) / Change Score
+    (22) per field that really changed, New Lead (12) per created lead; a change to a custom field moves
+    only `_modifiedAt`, a standard one also the visible `updatedAt` (§4.6)."""
+    lead_ids = state.people["id"].to_numpy()
+    by_field: dict[str, tuple[list[int], list[Any]]] = {}
+    for row in sorted(updates):
+        for name, value in updates[row].items():
+            ids, values = by_field.setdefault(name, ([], []))
+            ids.append(int(lead_ids[row]))
+            values.append(value)
+    for name, (ids, values) in by_field.items():
+        mutations.update_field(
+            state, name, np.array(ids, np.int64), values, now_s, reason=API_REASON, source=API_REASON
         )
-        name = " ".join(str(new[k]) for k in ("firstName", "lastName") if new.get(k)) or None
-        activities.append(
-            lead_activity(
-                state,
-                new["id"],
-                catalog.NEW_LEAD,
-                now,
-                new["id"],
-                name,
-                {"Source Type": "Web service API", "API Method Name": "syncLead"},
-            )
-        )
-    keep = pc.invert(
-        pc.is_in(
-            pa.array(range(people.num_rows), type=pa.int64()), value_set=pa.array(changed, type=pa.int64())
-        )
-    )
-    state.people = pa.concat_tables([people.filter(keep), pa.Table.from_pylist(rows, schema=PEOPLE_SCHEMA)])
-    append_activities(state, activities)
-
-
-def _change_activity(
-    state: Any, lead_id: int, name: str, old: Any, new: Any, now: datetime
-) -> dict[str, Any]:
-    field_id, display = catalog.LEAD_FIELD_IDS[name], catalog.LEAD_FIELD_DISPLAY[name]
-    if name == "leadScore":
-        change = f"{(new or 0) - (old or 0):+d}"
-        return lead_activity(
-            state,
-            lead_id,
-            catalog.CHANGE_SCORE,
-            now,
-            field_id,
-            display,
-            {"Change Value": change, "Old Value": old, "New Value": new, "Reason": API_REASON},
-        )
-    return lead_activity(
-        state,
-        lead_id,
-        catalog.CHANGE_DATA_VALUE,
-        now,
-        field_id,
-        display,
-        {"Old Value": old, "New Value": new, "Reason": API_REASON, "Source": API_REASON},
-    )
+    mutations.create_leads(state, created, now_s, attributes=NEW_LEAD_ATTRIBUTES)
 
 
 # --- activities written by API calls ----------------------------------------------------------------------
@@ -482,7 +447,7 @@ def list_leads_page(ctx: SandboxContext, request: Request) -> dict[str, Any]:
         members = list(find_static_list(ctx, request.path_params["id"]).get("lead_ids", []))
         page_ids = members[offset : offset + size]
         rows = lead_rows(ctx, page_ids)
-    body = ok(records(rows, fields))
+    body = ok(lead_records(LeadView(ctx.state), rows, fields))
     if offset + size < len(members):
         body.update(moreResult=True, nextPageToken=encode_token("listleads", offset + size))
     return body
@@ -502,17 +467,17 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
 
     async def leads_get(request: Request) -> Response:
         filter_type = required_param(request, "filterType")
-        if filter_type not in LEAD_SEARCHABLE:
+        if filter_type not in lead_fields.SEARCHABLE:
             raise MarketoApiError(1011, f"Field '{filter_type}' not supported")
         values = filter_values(request)
         fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
-        with state.lock:
-            matched = filter_rows(state.people, filter_type, values)
+        view = LeadView(state)
+        keys = view.column(view.people, filter_type)  # derived searchable fields (cookies) are computed
+        matched = filter_rows(view.people, filter_type, values, keys)
         if matched.num_rows > MAX_FILTER_MATCHES:
             raise MarketoApiError(1003, "Too many results match the filter")
-        return respond(
-            paged(records(matched, fields), page_offset(request, "leads"), batch_size(request), "leads")
-        )
+        items = lead_records(view, matched, fields)
+        return respond(paged(items, page_offset(request, "leads"), batch_size(request), "leads"))
 
     async def leads_post(request: Request) -> Response:
         if request.query_params.get("_method", "").upper() == "DELETE":  # as captured from grouparoo
@@ -524,12 +489,13 @@ def routes(ctx: SandboxContext) -> list[BaseRoute]:
         lead_id = request.path_params["id"]
         fields = requested_fields(request, LEAD_FIELD_NAMES, DEFAULT_LEAD_FIELDS)
         with state.lock:
-            matched = filter_rows(state.people, "id", [str(lead_id)])
+            view = LeadView(state)
+            matched = filter_rows(view.people, "id", [str(lead_id)])
             if matched.num_rows == 0 and ctx.config.behaviour.merged_lead_lookup == "winner":
                 merges = state.merges.filter(pc.equal(state.merges.column("loserId"), lead_id))
                 if merges.num_rows:
-                    matched = filter_rows(state.people, "id", [str(merges.column("winnerId")[0].as_py())])
-        return respond(ok(records(matched, fields)))
+                    matched = filter_rows(view.people, "id", [str(merges.column("winnerId")[0].as_py())])
+        return respond(ok(lead_records(view, matched, fields)))
 
     async def companies_describe(request: Request) -> Response:
         return respond(ok(describe_companies(ctx)))

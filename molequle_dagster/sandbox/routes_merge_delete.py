@@ -1,6 +1,6 @@
 """Delete Leads and Merge Leads (§7.6, §7.10): the lead-DB writes that make leads disappear.
 
-Both reuse churn's batch operations, so a deletion leaves a Delete Lead record for Get Deleted Leads and
+Both go through the mutation API, so a deletion leaves a Delete Lead record for Get Deleted Leads and
 drops the person's activities and memberships, and a merge moves the losers' activities, memberships and
 list entries to the winner and logs a Merge Leads (32) activity.
 """
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from molequle_dagster.sandbox import churn
+from molequle_dagster.sandbox import mutations
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, ok
 from molequle_dagster.sandbox.model import InstanceState
@@ -62,7 +62,7 @@ def delete_leads(ctx: SandboxContext, body: dict[str, Any]) -> list[dict[str, An
                 results.append(skipped(1004, "Lead not found", id=lead_id))
         if doomed:
             # one pass over activities/memberships for the whole call, not one per lead
-            churn.delete_leads(state, doomed, ctx.clock.now())
+            mutations.delete_leads(state, doomed, ctx.clock.now())
     return results
 
 
@@ -107,7 +107,7 @@ def merge_leads(ctx: SandboxContext, winner_id: int, losers: list[int]) -> None:
         missing = [lead_id for lead_id in [winner_id, *losers] if lead_id not in existing]
         if missing:
             raise MarketoApiError(1004, f"Lead not found: {missing[0]}")
-        churn.merge_leads(state, winner_id, losers, ctx.clock.now())
+        mutations.merge_leads(state, winner_id, losers, ctx.clock.now())
 
 
 # --- routes -------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.envelope import MarketoApiError, ok
+from molequle_dagster.sandbox.lead_view import LeadView
 from molequle_dagster.sandbox.params import (
     allow_params,
     batch_size,
@@ -28,8 +29,8 @@ from molequle_dagster.sandbox.routes_leads import (
     DEFAULT_LEAD_FIELDS,
     LEAD_FIELD_NAMES,
     filter_values,
+    lead_records,
     lead_rows,
-    records,
     requested_fields,
     wire_value,
 )
@@ -69,7 +70,8 @@ def program_leads_page(ctx: SandboxContext, request: Request, program_id: int) -
         members = state.memberships.filter(pc.equal(state.memberships["programId"], program_id))
         members = members.take(pc.sort_indices(members["leadId"]))
         page = members.slice(offset, size).to_pylist()
-        leads = {r["id"]: r for r in records(lead_rows(ctx, [m["leadId"] for m in page]), fields)}
+        page_leads = lead_rows(ctx, [m["leadId"] for m in page])
+        leads = {r["id"]: r for r in lead_records(LeadView(state), page_leads, fields)}
         types = status_types(ctx, program["channel"])
     result = [
         {**leads[m["leadId"]], MEMBERSHIP_FIELD: membership_object(m, types.get(m["statusName"]))}

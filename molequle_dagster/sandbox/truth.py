@@ -5,7 +5,6 @@ Tests compare what a client extracted over HTTP with these views; they never go 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from molequle_dagster.sandbox import lead_fields
 from molequle_dagster.sandbox.attributes import render_attributes, retained_mask
+from molequle_dagster.sandbox.lead_view import LeadView
 from molequle_dagster.sandbox.model import InstanceState
 
 SMART_LIST_RULE_KINDS = ("all", "subscribed", "unsubscribed", "min_lead_score", "country")
@@ -45,15 +46,23 @@ def smart_list_lead_ids(state: InstanceState, smart_list: dict[str, Any]) -> pa.
 
 
 def people_truth(state: InstanceState, fields: Sequence[str]) -> pa.Table:
-    """The current people (deleted and merged-away leads excluded) with `fields`, sorted by id."""
-    with state.lock:
-        people = state.people
-    unknown = [f for f in fields if f not in people.column_names]
+    """The current people (deleted and merged-away leads excluded) with `fields` (any lead field, stored or
+    derived, or the hidden `_modifiedAt`), sorted by id."""
+    view = LeadView(state)
+    people = view.people
+    hidden = [f for f in fields if f in people.column_names and f.startswith("_")]
+    unknown = [f for f in fields if f not in lead_fields.BY_NAME and f not in hidden]
     if unknown:
         raise ValueError(
-            f"fields: unknown lead field(s) {unknown}; expected names from {people.column_names}"
+            f"fields: unknown lead field(s) {unknown}; expected REST names from describe, such as "
+            f"{', '.join(lead_fields.STORED)}"
         )
-    return people.select(list(fields)).take(pc.sort_indices(people["id"]))
+    ordered = people.take(pc.sort_indices(people["id"]))
+    wanted = [f for f in fields if f not in hidden]
+    table = view.select(ordered, wanted)
+    for name in hidden:
+        table = table.append_column(name, ordered[name])
+    return table.select(list(fields))
 
 
 def activities_truth(
@@ -94,14 +103,3 @@ def memberships_truth(state: InstanceState) -> pa.Table:
     )
     table = memberships.append_column("program", names)
     return table.take(pc.sort_indices(table, [("programId", "ascending"), ("leadId", "ascending")]))
-
-
-def channels_truth(state: InstanceState) -> list[dict[str, Any]]:
-    with state.lock:
-        return copy.deepcopy(state.channels)
-
-
-def programs_truth(state: InstanceState) -> pa.Table:
-    with state.lock:
-        programs = state.programs
-    return programs.take(pc.sort_indices(programs["id"]))

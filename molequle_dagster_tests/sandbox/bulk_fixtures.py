@@ -35,7 +35,7 @@ def _people() -> pa.Table:
         (4, None, "Dee", "Semi;colon", "VP", "Z", None, 0, "FR", False, None, FEB, FEB, FEB),
         (5, "eve@z.io", "Eve", "Tab\there", None, None, None, 7, "US", False, None, NOW, NOW, NOW),
     ]
-    columns = list(zip(*rows, strict=True))
+    columns = [*zip(*rows, strict=True), (None,) * len(rows)]  # _seed: no generated profile
     return pa.Table.from_arrays(
         [pa.array(c, f.type) for c, f in zip(columns, PEOPLE_SCHEMA, strict=True)], schema=PEOPLE_SCHEMA
     )

@@ -72,6 +72,40 @@ def rest_post(sandbox: SandboxServer, api: requests.Session, path: str, body: di
     return api.post(f"{sandbox.base_url}/rest/v1/{path}", json=body, timeout=10).json()
 
 
+def bulk_create(sandbox: SandboxServer, api: requests.Session, entity: str, body: dict) -> dict:
+    """POST /bulk/v1/{entity}/export/create.json; the parsed envelope."""
+    return api.post(f"{sandbox.base_url}/bulk/v1/{entity}/export/create.json", json=body, timeout=10).json()
+
+
+def export_csv(sandbox: SandboxServer, api: requests.Session, entity: str, body: dict) -> tuple[dict, str]:
+    """Create, enqueue and download one export on a "fast" sandbox: (the Completed job, the file's text)."""
+    base = f"{sandbox.base_url}/bulk/v1/{entity}/export"
+    created = bulk_create(sandbox, api, entity, body)
+    assert created["success"] is True, created
+    export_id = created["result"][0]["exportId"]
+    assert api.post(f"{base}/{export_id}/enqueue.json", timeout=10).json()["success"] is True
+    assert sandbox.control.wait_for_exports()  # the file is written off the request path
+    job = api.get(f"{base}/{export_id}/status.json", timeout=10).json()["result"][0]
+    assert job["status"] == "Completed", job
+    return job, api.get(f"{base}/{export_id}/file.json", timeout=30).text
+
+
+def call_codes(
+    sandbox: SandboxServer, api: requests.Session, n: int, path: str = "/rest/v1/stats/usage.json"
+) -> list[str | None]:
+    """Make `n` GET calls; the error code of each (None for a success)."""
+    out = []
+    for _ in range(n):
+        body = api.get(f"{sandbox.base_url}{path}", timeout=10).json()
+        out.append(None if body["success"] else body["errors"][0]["code"])
+    return out
+
+
+def error_code(envelope: dict) -> str | None:
+    """The first error code of a failed envelope, None on success."""
+    return None if envelope["success"] else envelope["errors"][0]["code"]
+
+
 def load_fixture(path: str) -> Any:
     """A captured response or doc example, by its path under the Marketo fixtures folder."""
     return json.loads((MARKETO_FIXTURES / path).read_text())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -19,8 +21,25 @@ LEADS_JAN = {
 }
 
 
+class SettledService(BulkExtractService):
+    """The engine as a frozen-clock test sees it after `wait_for_renders()`: every call waits until no file
+    is being written first (renders run off the request path; the timeline does not depend on them)."""
+
+
+def _settled(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: BulkExtractService, *args: Any) -> Any:
+        assert self.wait_for_renders()
+        return method(self, *args)
+
+    return call
+
+
+for _name in ("status", "enqueue", "cancel", "jobs_truth", "file_path", "list_jobs", "exported_bytes_today"):
+    setattr(SettledService, _name, _settled(getattr(BulkExtractService, _name)))
+
+
 def _service(profile: str = "fast", **bulk: object) -> BulkExtractService:
-    return BulkExtractService(make_context(profile, **bulk))
+    return SettledService(make_context(profile, **bulk))
 
 
 def _error(call, *args) -> MarketoApiError:  # type: ignore[no-untyped-def]

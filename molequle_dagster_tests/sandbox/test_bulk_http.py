@@ -35,6 +35,7 @@ def _completed(sandbox: SandboxServer, me: requests.Session, body: dict = BODY) 
     export_id = created["result"][0]["exportId"]
     queued = me.post(f"{sandbox.base_url}{LEADS}/{export_id}/enqueue.json", timeout=10).json()
     assert queued["result"][0]["status"] == "Queued"
+    assert sandbox.control.wait_for_exports()
     status = me.get(f"{sandbox.base_url}{LEADS}/{export_id}/status.json", timeout=10).json()["result"][0]
     assert status["status"] == "Completed"
     return status

@@ -139,11 +139,15 @@ def test_placeholder_names_in_rules_do_not_matter(sandbox: SandboxServer, api: r
     assert sandbox.control.request_log()[-1]["endpoint"] == "GET /rest/v1/lead/{id}.json"
 
 
-def test_bulk_only_kinds_pass_through_to_the_route(sandbox: SandboxServer, api: requests.Session) -> None:
-    sandbox.control.inject_fault(USAGE_KEY, "queue_full")
-    response = usage(sandbox, api)
-    assert response.json()["success"] is True  # not a bulk route: it ignores request.state.fault
-    assert sandbox.control.request_log()[-1]["fault"] == "queue_full"
+def test_bulk_only_kinds_refuse_an_endpoint_they_cannot_act_on(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
+    with pytest.raises(ValueError, match="endpoint: 'queue_full' acts only on POST /bulk/v1/"):
+        sandbox.control.inject_fault(USAGE_KEY, "queue_full")
+    sandbox.control.inject_fault("*", "queue_full", times=None)  # a glob: only create/enqueue calls count
+    assert usage(sandbox, api).json()["success"] is True
+    (rule,) = sandbox.control.faults()
+    assert (rule["seen"], rule["fired"]) == (0, 0) and sandbox.control.request_log()[-1]["fault"] is None
 
 
 def test_unknown_kind_is_a_clear_error(sandbox: SandboxServer) -> None:

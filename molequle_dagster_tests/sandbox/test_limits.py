@@ -15,7 +15,7 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
-from molequle_dagster_tests.sandbox.conftest import NOW, authorized_session
+from molequle_dagster_tests.sandbox.conftest import NOW, authorized_session, call_codes
 
 # NOW is 10:00 CDT; the next Chicago midnight (the daily quota reset) is 05:00 UTC
 FIXTURES = MARKETO_FIXTURES / "usage"
@@ -36,27 +36,19 @@ def sandbox() -> Iterator[SandboxServer]:
     server.stop()
 
 
-def codes(api: requests.Session, sandbox: SandboxServer, n: int, path: str = USAGE) -> list[str | None]:
-    out = []
-    for _ in range(n):
-        body = api.get(f"{sandbox.base_url}{path}", timeout=10).json()
-        out.append(None if body["success"] else body["errors"][0]["code"])
-    return out
-
-
 def test_rate_limit_606_across_clients_in_a_trailing_window(sandbox: SandboxServer) -> None:
     mine = authorized_session(sandbox)
     other = authorized_session(sandbox, "other-integration", "other-secret")
-    assert codes(mine, sandbox, 60) == [None] * 60
-    assert codes(other, sandbox, 40) == [None] * 40
+    assert call_codes(sandbox, mine, 60) == [None] * 60
+    assert call_codes(sandbox, other, 40) == [None] * 40
     rejected = other.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
     assert rejected["errors"] == [
         {"code": "606", "message": "Max rate limit '100' exceeded with in '20' secs"}
     ]
     sandbox.control.advance(19)
-    assert codes(mine, sandbox, 1) == ["606"]
+    assert call_codes(sandbox, mine, 1) == ["606"]
     sandbox.control.advance(1.5)  # every earlier call is now outside the trailing 20 s
-    assert codes(mine, sandbox, 1) == [None]
+    assert call_codes(sandbox, mine, 1) == [None]
 
 
 def test_concurrency_limit_615_with_ten_calls_in_flight(sandbox: SandboxServer) -> None:
@@ -80,35 +72,35 @@ def test_concurrency_limit_615_with_ten_calls_in_flight(sandbox: SandboxServer) 
     for thread in threads:
         thread.join(timeout=10)
     assert [r["success"] for r in results] == [True] * 10
-    assert codes(api, sandbox, 1) == [None]
+    assert call_codes(sandbox, api, 1) == [None]
 
 
 def test_daily_quota_607_resets_at_midnight_chicago() -> None:
     with start(daily_quota=5) as sandbox:
         api = authorized_session(sandbox)
-        assert codes(api, sandbox, 6) == [None] * 5 + ["607"]
+        assert call_codes(sandbox, api, 6) == [None] * 5 + ["607"]
         sandbox.control.advance((datetime(2026, 3, 11, 4, 59, 59, tzinfo=UTC) - NOW).total_seconds())
         api = authorized_session(sandbox)  # the morning's token has expired by now
-        assert codes(api, sandbox, 1) == ["607"]  # 23:59:59 in Chicago: still the same quota day
+        assert call_codes(sandbox, api, 1) == ["607"]  # 23:59:59 in Chicago: still the same quota day
         sandbox.control.advance(1)
-        assert codes(api, sandbox, 1) == [None]
+        assert call_codes(sandbox, api, 1) == [None]
 
 
 def test_exhaust_daily_quota_control(sandbox: SandboxServer) -> None:
     api = authorized_session(sandbox)
     sandbox.control.exhaust_daily_quota()
-    assert codes(api, sandbox, 1) == ["607"]
+    assert call_codes(sandbox, api, 1) == ["607"]
 
 
 def test_limits_can_be_switched_off() -> None:
     with start(enforce=False, rate_calls=3) as sandbox:
-        assert codes(authorized_session(sandbox), sandbox, 5) == [None] * 5
+        assert call_codes(sandbox, authorized_session(sandbox), 5) == [None] * 5
 
 
 def test_usage_matches_the_documented_shape_and_counts_per_user(sandbox: SandboxServer) -> None:
     mine = authorized_session(sandbox)
     other = authorized_session(sandbox, "other-integration", "other-secret")
-    codes(other, sandbox, 2)
+    call_codes(sandbox, other, 2)
     body = mine.get(f"{sandbox.base_url}{USAGE}", timeout=10).json()
     doc = json.loads((FIXTURES / "doc_usage__daily-usage__response.json").read_text())
     assert set(body) == set(doc)
@@ -127,7 +119,7 @@ def test_usage_matches_the_documented_shape_and_counts_per_user(sandbox: Sandbox
 def test_errors_stats_report_limit_errors_in_the_documented_shape() -> None:
     with start(daily_quota=3) as sandbox:
         api = authorized_session(sandbox)
-        codes(api, sandbox, 4)
+        call_codes(sandbox, api, 4)
         sandbox.context.limiter.limits.daily_quota = 10  # room for the stats call itself
         body = api.get(f"{sandbox.base_url}/rest/v1/stats/errors.json", timeout=10).json()
     doc = json.loads((FIXTURES / "doc_usage__daily-errors__response.json").read_text())

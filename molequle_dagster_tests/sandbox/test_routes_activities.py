@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from molequle_dagster.sandbox import catalog, routes_activities
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
+from molequle_dagster.sandbox.lead_fields import FIELD_IDS
 from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA, DELETED_LEADS_SCHEMA, InstanceState
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster_tests.sandbox.conftest import NOW, fast_config, load_fixture, rest_get
@@ -260,7 +261,9 @@ def test_lead_changes_report_requested_fields(sandbox: SandboxServer, api: reque
     assert [(i["marketoGUID"], i["activityTypeId"]) for i in items] == [("5", 13), ("6", 12)]  # title unasked
     doc_item = load_fixture("activities-rest/doc_activities__data-value-changes__response.json")["result"][0]
     assert set(doc_item) <= set(items[0])
-    assert items[0]["fields"] == [{"id": 3, "name": "firstName", "newValue": "Ada", "oldValue": "Ad"}]
+    assert items[0]["fields"] == [
+        {"id": FIELD_IDS["firstName"], "name": "firstName", "newValue": "Ada", "oldValue": "Ad"}
+    ]
     token = since(sandbox, api, NOW - 365 * DAY)
     assert (
         rest_get(sandbox, api, "activities/leadchanges.json", nextPageToken=token)["errors"][0]["code"]

@@ -12,6 +12,7 @@ import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
+from molequle_dagster.sandbox.lead_fields import FIELD_IDS
 from molequle_dagster.sandbox.model import (
     COMPANIES_SCHEMA,
     NAMED_ACCOUNTS_SCHEMA,
@@ -216,7 +217,9 @@ def test_sync_leads_actions_and_reasons_in_input_order(sandbox: SandboxServer, a
         "status": "skipped",
         "reasons": [{"code": "1006", "message": "Field 'shoeSize' not found"}],
     }
-    assert results[3]["reasons"][0]["code"] == "1001"
+    assert results[3]["reasons"] == [  # as captured (real_grouparoo__leads_updateOnly_skipped_1003_boolean)
+        {"code": "1003", "message": "Invalid value for field 'leadScore' and value 'lots'"}
+    ]
     assert results[4]["reasons"][0]["code"] == "1003"
     assert all("seq" not in r for r in results)
     written = sandbox.control.leads_written()[-2:]
@@ -243,7 +246,7 @@ def test_sync_leads_logs_changes_and_custom_fields_keep_updated_at(
         "result"
     ]
     assert [c["fields"] for c in changes if c["leadId"] == 2] == [
-        [{"id": 4, "name": "lastName", "newValue": "Changed", "oldValue": "L2"}]
+        [{"id": FIELD_IDS["lastName"], "name": "lastName", "newValue": "Changed", "oldValue": "L2"}]
     ]
     sync(sandbox, api, {"input": [{"email": "p5@acme.com", "molequlePersonId": "mp-custom"}]})
     lead = rest_get(sandbox, api, "lead/5.json", fields="updatedAt,molequlePersonId")["result"][0]

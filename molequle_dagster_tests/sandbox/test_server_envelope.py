@@ -123,3 +123,20 @@ def test_control_surface_is_not_a_marketo_call(sandbox: SandboxServer, api: requ
     counters = requests.get(f"{sandbox.base_url}/_sandbox/counters", timeout=10).json()
     assert counters["calls"] == {"GET /identity/oauth/token": 1}
     assert requests.get(f"{sandbox.base_url}/elsewhere", timeout=10).status_code == 404
+
+
+def test_a_sandbox_bug_is_answered_611_system_error_not_a_bare_500(
+    sandbox: SandboxServer, api: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from molequle_dagster.sandbox import routes_leads
+
+    def broken() -> list:
+        raise RuntimeError("simulated sandbox bug")
+
+    monkeypatch.setattr(routes_leads, "describe_lead", broken)
+    before = len(sandbox.control.internal_errors())
+    response = api.get(f"{sandbox.base_url}/rest/v1/leads/describe.json", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["errors"] == [{"code": "611", "message": "System error"}]
+    (recorded,) = sandbox.control.internal_errors()[before:]
+    assert recorded["path"] == "/rest/v1/leads/describe.json" and "simulated sandbox bug" in recorded["error"]

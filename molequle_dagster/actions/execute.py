@@ -17,10 +17,12 @@ from molequle_dagster.actions.validation import (
     validate_tokens,
 )
 from molequle_dagster.resources import LakeResource, MarketoResource
+from molequle_dagster.run_failures import mark_run_not_retried
 from molequle_dagster.settings import ActionSettings, MolequleSettings, SettingsError
 
 
 def _fail(description: str, metadata: dict[str, Any] | None = None) -> dg.Failure:
+    mark_run_not_retried()
     return dg.Failure(description=description, metadata=metadata or {}, allow_retries=False)
 
 

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.errors import MarketoAuthError, MarketoFatalError, QuotaExhausted
+from molequle_dagster.run_failures import mark_run_not_retried
 
 OWNERS = ["team:data-engineering"]
 MARKETO_GROUP = "marketo"  # what Marketo holds, as fetched (raw, partitioned by day where it has time)
@@ -109,6 +110,7 @@ def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]
     except QuotaExhausted as error:
         if lake is not None:
             record_quota_stop(lake, error)
+        mark_run_not_retried()
         raise dg.Failure(
             description=str(error),
             metadata={"resets_at": error.resets_at.isoformat(), "marketo_code": error.code or ""},
@@ -116,6 +118,7 @@ def accounting(client: Any, lake: Lake | None = None) -> Iterator[RunAccounting]
         ) from error
     except (MarketoAuthError, MarketoFatalError) as error:
         # Bad credentials or a request Marketo refuses: a step retry would fail the same way.
+        mark_run_not_retried()
         raise dg.Failure(
             description=str(error), metadata={"marketo_code": error.code or ""}, allow_retries=False
         ) from error

@@ -36,4 +36,3 @@ def mark_run_not_retried(context: dg.OpExecutionContext | dg.AssetExecutionConte
     if run.tags.get(RETRY_ON_STEP_FAILURE_TAG) != "false":
         context.instance.add_run_tags(run.run_id, {RETRY_ON_STEP_FAILURE_TAG: "false"})
     return True
-

@@ -65,9 +65,12 @@ _OPEN: list[Deployment] = []  # the deployment while it is up, for the failure r
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed e2e test's report carries the tail of every server log (CI keeps no temp dirs)."""
+    """A failed e2e test's report carries the tail of every server log (CI keeps no temp dirs); the call's
+    report is kept on the item for fixtures that act on failure (the browser's screenshot)."""
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
     if report.failed and _OPEN and _in_e2e(item):
         for server in _OPEN[0].servers.values():
             report.sections.append((f"{server.name} log (last 60 lines)", server.tail(60)))

@@ -1,5 +1,7 @@
 """Fixtures of the end-to-end tests: one production deployment (real processes) shared by every e2e test.
 
+Scoped to this package: the processes stop once the last e2e test is done.
+
 * `deployment`: PostgreSQL, the sandbox, `dagster-webserver` and `dagster-daemon`; nothing launched yet.
 * `synced`: the same deployment after its first sync, with the tick schedule turned on (what
   docs/production.md has the on-call do). The first sync is the automation's when it starts one by itself,
@@ -36,6 +38,7 @@ E2E_DIR = Path(__file__).resolve().parent
 FIRST_SYNC_TIMEOUT_S = 300.0
 BACKFILL_DAYS = 62
 BACKFILL_TIMEOUT_S = 300.0
+E2E_TEST_TIMEOUT_S = 900
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +57,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _in_e2e(item):
             item.add_marker(pytest.mark.e2e)
+            # a test's timer includes the fixtures it builds: the first sync, a backfill, a cron tick
+            item.add_marker(pytest.mark.timeout(E2E_TEST_TIMEOUT_S))
     late = [item for item in items if item.get_closest_marker("wall_clock") is not None]
     rest = [item for item in items if item.get_closest_marker("wall_clock") is None]
     last_e2e = max((i for i, item in enumerate(rest) if _in_e2e(item)), default=len(rest) - 1)
@@ -76,7 +81,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"{server.name} log (last 60 lines)", server.tail(60)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     why_not = ThrowawayPostgres.available()
     if why_not:
@@ -101,7 +106,7 @@ class Synced:
     schedule_started_at: float
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def synced(deployment: Deployment) -> Synced:
     started_at = datetime.now(UTC).replace(microsecond=0)
     automatic = [r["runId"] for r in deployment.runs() if LAUNCHED_BY_TAG not in r["tags"]]
@@ -134,7 +139,7 @@ class Backfill:
     export_jobs: list[dict[str, Any]]  # the sandbox's bulk jobs created while the backfill ran
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def backfill(synced: Synced) -> Backfill:
     """The UI's "Materialize → backfill" of the activities over the 62 days before today."""
     deployment = synced.deployment

@@ -406,7 +406,6 @@ def open_deployment(root: Path, people: int = 300, programs: int = 12) -> Iterat
             MARKETO_CLIENT_SECRET=sandbox.client_secret,
             **postgres.env,
         )
-        env.pop("PGROOT", None)
         port = free_port()
         servers: dict[str, Server] = {}
         deployment = Deployment(
@@ -433,7 +432,10 @@ def open_deployment(root: Path, people: int = 300, programs: int = 12) -> Iterat
         servers["daemon"] = Server(
             "dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)], env, REPO, logs
         )
-        remaining = lambda: max(1.0, STARTUP_TIMEOUT_S - (time.monotonic() - started))  # noqa: E731
+
+        def remaining() -> float:  # one startup budget for the three waits
+            return max(1.0, STARTUP_TIMEOUT_S - (time.monotonic() - started))
+
         wait_until(lambda: _webserver_answers(deployment), remaining(), "the webserver to answer GraphQL")
         wait_until(lambda: _code_location_loaded(deployment), remaining(), "the code location to load")
         wait_until(lambda: _daemons_healthy(deployment), remaining(), "every daemon to report healthy")

@@ -102,7 +102,8 @@ class ThrowawayPostgres:
     """PostgreSQL 15 from scripts/pg_throwaway.sh (as the `postgres` system user; needs root)."""
 
     def __init__(self) -> None:
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = {}  # DAGSTER_PG_HOST/PORT/USER/PASSWORD/DB for the Dagster processes
+        self.root = ""  # the server's data dir, for pg_throwaway_stop
 
     @staticmethod
     def available() -> str | None:
@@ -114,29 +115,37 @@ class ThrowawayPostgres:
             return "scripts/pg_throwaway.sh runs PostgreSQL as the postgres user, which needs root"
         return None
 
+    @staticmethod
+    def _script_env(**extra: str) -> dict[str, str]:
+        pgbin = {"PGBIN": os.environ["PGBIN"]} if "PGBIN" in os.environ else {}
+        return scrubbed_environ(**pgbin, **extra)
+
     def start(self) -> ThrowawayPostgres:
         # A server of its own: CI's outer throwaway server (PGPORT/PGROOT exported) is left alone.
         script = "source scripts/pg_throwaway.sh && pg_throwaway_start >&2 && env -0"
         done = subprocess.run(
-            ["bash", "-c", script], cwd=REPO, env=scrubbed_environ(), capture_output=True, timeout=120
+            ["bash", "-c", script], cwd=REPO, env=self._script_env(), capture_output=True, timeout=120
         )
         if done.returncode != 0:
             raise RuntimeError(f"pg_throwaway_start failed: {done.stderr.decode(errors='replace')[-2000:]}")
         pairs = (item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
         exported = dict(pairs)
-        self.env = {k: v for k, v in exported.items() if k.startswith("DAGSTER_PG_") or k in ("PGROOT",)}
+        self.env = {
+            k: v for k, v in exported.items() if k.startswith("DAGSTER_PG_") and k != "DAGSTER_PG_URL"
+        }
+        self.root = exported["PGROOT"]
         return self
 
     def stop(self) -> None:
-        if "PGROOT" in self.env:
+        if self.root:
             subprocess.run(
                 ["bash", "-c", "source scripts/pg_throwaway.sh && pg_throwaway_stop"],
                 cwd=REPO,
-                env=scrubbed_environ(PGROOT=self.env["PGROOT"]),
+                env=self._script_env(PGROOT=self.root),
                 timeout=60,
                 check=False,
             )
-            self.env = {}
+            self.env, self.root = {}, ""
 
 
 def process_tree(pid: int) -> list[int]:

@@ -119,7 +119,7 @@ def missing_ranges(missing: list[str], keys: list[str], size: int) -> list[tuple
 
 
 def _window_days(defs: dg.Definitions) -> int:
-    return int(defs.resources["marketo"].window_days)
+    return int(defs.resources["marketo"].client_config().bulk.window_days)
 
 
 def _run(report: SyncReport, job, instance, run_config: dict, **kwargs) -> None:

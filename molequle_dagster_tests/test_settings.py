@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from molequle_dagster.settings import (
-    MissingSecretError,
     SettingsError,
     default_settings_path,
     load_settings,
@@ -102,15 +101,56 @@ def test_bad_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml")
 
 
-def test_missing_secret_fails_only_when_a_run_reads_it(base: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    base["marketo"]["client_secret_env"] = "MOLEQULE_TEST_SECRET_UNSET"
-    monkeypatch.delenv("MOLEQULE_TEST_SECRET_UNSET", raising=False)
-    settings = parse_settings(base)  # loading does not need the secret
-    with pytest.raises(MissingSecretError) as caught:
-        settings.marketo.read_secret("client_secret")
-    assert "MOLEQULE_TEST_SECRET_UNSET is not set" in str(caught.value)
-    monkeypatch.setenv("MOLEQULE_TEST_SECRET_UNSET", "s3cr3t")
-    assert settings.marketo.read_secret("client_secret") == "s3cr3t"
+def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(default_settings_path().read_bytes() + "\n# Größe\n".encode("latin-1"))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(latin1)
+    message = str(caught.value)
+    assert str(latin1) in message and "not UTF-8" in message and "byte 0xf6" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained traceback
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, "valid integer"), ("30", "valid integer"), (30.0, "valid integer"), (None, "valid integer"),
+])
+def test_integers_are_strict(base: dict, value: object, expected: str) -> None:
+    base["sync"]["history_days"] = value
+    message = _error(base)
+    assert f"sync.history_days: Input should be a {expected} (got {value!r})" in message
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("marketo", "pacing", "calls_per_20s"), True, "valid integer"),
+    (("marketo", "bulk", "max_queued_jobs"), "4", "valid integer"),
+    (("marketo", "bulk", "max_queued_jobs"), 11, "less than or equal to 10"),
+    (("marketo", "timeout_s"), "30", "valid number"),
+    (("marketo", "bulk", "poll_interval_s"), False, "valid number"),
+    (("sync", "programs"), "yes", "valid boolean"),
+    (("accounts", "companies"), 1, "valid boolean"),
+])
+def test_numbers_and_booleans_are_strict_everywhere(base: dict, path: tuple, value: object,
+                                                   expected: str) -> None:
+    node = base
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    message = _error(base)
+    assert f"{'.'.join(path)}: Input should be" in message and expected in message and repr(value) in message
+
+
+def test_a_removed_marketo_key_lists_the_allowed_ones(base: dict) -> None:
+    base["marketo"]["bulk"]["max_processing_jobs"] = 2
+    message = _error(base)
+    assert "marketo.bulk.max_processing_jobs: unknown key" in message and "max_queued_jobs" in message
+
+
+def test_the_marketo_section_is_the_clients_own_config(base: dict) -> None:
+    from molequle_dagster.marketo.config import MarketoConnection
+
+    settings = parse_settings(base)
+    assert isinstance(settings.marketo, MarketoConnection)
+    assert settings.marketo.bulk.max_queued_jobs == 4 and settings.marketo.pacing.calls_per_20s == 50
 
 
 def test_smart_list_needs_exactly_one_of_name_or_id(base: dict) -> None:

@@ -11,9 +11,6 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# Default for RetryConfig.quota_timezone. [UNCONFIRMED] CST vs Central with DST: we follow the zone.
-QUOTA_TIMEZONE = ZoneInfo("America/Chicago")
-
 
 class RetryClass(Enum):
     AUTH = "auth"  # refresh the token, retry once
@@ -115,7 +112,7 @@ class MalformedResponseError(MarketoTransientError):
 
 class QuotaExhausted(MarketoError):
     """A daily Marketo quota is used up: stop until `resets_at` (midnight in the quota zone,
-    `RetryConfig.quota_timezone`, America/Chicago by default). Retrying earlier only burns quota."""
+    `MarketoConfig.quota_timezone`). Retrying earlier only burns quota."""
 
     retry_class = RetryClass.DAILY
 
@@ -127,8 +124,8 @@ class QuotaExhausted(MarketoError):
         endpoint: str = "",
         marketo_message: str | None = None,
         request_id: str | None = None,
+        zone: ZoneInfo,
         now: datetime | None = None,
-        zone: ZoneInfo = QUOTA_TIMEZONE,
         detail: str = "",
     ) -> None:
         self.resets_at = next_quota_reset(now, zone)
@@ -157,7 +154,7 @@ class ExportQuotaExceeded(QuotaExhausted):
         super().__init__("daily bulk export quota", code="1029", detail=kept, **kwargs)
 
 
-def next_quota_reset(now: datetime | None = None, zone: ZoneInfo = QUOTA_TIMEZONE) -> datetime:
+def next_quota_reset(now: datetime | None, zone: ZoneInfo) -> datetime:
     """Next midnight in `zone` (aware datetime in that zone)."""
     local = (now or datetime.now(zone)).astimezone(zone)
     tomorrow = local.date() + timedelta(days=1)
@@ -187,7 +184,7 @@ def is_job_already_queued(code: str, message: str) -> bool:
 
 
 def error_for(
-    code: str, message: str, *, endpoint: str, request_id: str | None, quota_zone: ZoneInfo = QUOTA_TIMEZONE
+    code: str, message: str, *, endpoint: str, request_id: str | None, quota_zone: ZoneInfo
 ) -> MarketoError:
     """The typed exception for one Marketo error (used once retries are exhausted or not allowed)."""
     kw = {"endpoint": endpoint, "marketo_message": message, "request_id": request_id}

@@ -16,13 +16,15 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 import urllib3
 
 from molequle_dagster.marketo import errors as E
 from molequle_dagster.marketo.auth import TOKENS, TokenCache
-from molequle_dagster.marketo.config import DEFAULT_RETRY, RetryConfig
+from molequle_dagster.marketo.config import DEFAULT_QUOTA_TIMEZONE, RetryConfig
+from molequle_dagster.marketo.config import quota_zone as quota_zone_named
 from molequle_dagster.marketo.pacing import CrossProcessPacer
 from molequle_dagster.marketo.stats import CallStats, endpoint_key
 
@@ -41,7 +43,7 @@ class _Budget:
 
     backoffs: int = 0
     throttles: int = 0
-    auth_refreshed: bool = False
+    auth_errors: int = 0  # 601/602 in a row
 
 
 class Transport:
@@ -54,10 +56,12 @@ class Transport:
         timeout_s: float,
         stats: CallStats,
         pacer: CrossProcessPacer | None,
-        retry: RetryConfig = DEFAULT_RETRY,
+        retry: RetryConfig | None = None,
+        quota_zone: ZoneInfo | None = None,
         sleep: Callable[[float], None] = time.sleep,
         tokens: TokenCache = TOKENS,
         verify_tls: bool = True,
+        on_quota: Callable[[E.QuotaExhausted], None] = lambda error: None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url: expected an http(s) URL, got {base_url!r}")
@@ -69,7 +73,9 @@ class Transport:
         self.timeout_s = timeout_s
         self.stats = stats
         self._pacer = pacer
-        self.retry = retry
+        self.retry = retry or RetryConfig()
+        self.quota_zone = quota_zone or quota_zone_named(DEFAULT_QUOTA_TIMEZONE)
+        self.on_quota = on_quota  # records a quota stop for every process sharing the store
         self.sleep = sleep
         self._tokens = tokens
         self._token_key = (self.base_url, client_id)
@@ -225,12 +231,17 @@ class Transport:
         self.stats.record_error(code)
         retry_class = E.classify(code, message)
         if retry_class is E.RetryClass.AUTH:
-            if budget.auth_refreshed:  # a second 601/602 in a row
+            # Refresh and retry: once at once, then with back-off a bounded number of times. A second
+            # 601/602 right after a refresh happens (a token just re-issued, a gateway hiccup); only
+            # credentials the identity endpoint refuses are certainly bad.
+            budget.auth_errors += 1
+            if budget.auth_errors > self.retry.auth_attempts:
                 raise self._error(code, message, endpoint, request_id)
-            budget.auth_refreshed = True
             self._tokens.invalidate(self._token_key, token)
+            if budget.auth_errors > 1:
+                self.sleep(self.backoff_s(budget.auth_errors - 1))
             return
-        budget.auth_refreshed = False
+        budget.auth_errors = 0
         if not idempotent and code not in _NOT_PROCESSED_CODES:
             raise self._error(code, message, endpoint, request_id)
         if retry_class is E.RetryClass.THROTTLE and code in ("606", "615"):
@@ -244,14 +255,17 @@ class Transport:
             budget.backoffs += 1
             if budget.backoffs >= self.retry.max_attempts:
                 raise self._error(code, message, endpoint, request_id)
-            self.sleep(self._backoff_s(budget.backoffs))
+            self.sleep(self.backoff_s(budget.backoffs))
             return
         raise self._error(code, message, endpoint, request_id)
 
     def _error(self, code: str, message: str, endpoint: str, request_id: str | None) -> E.MarketoError:
-        return E.error_for(
-            code, message, endpoint=endpoint, request_id=request_id, quota_zone=self.retry.quota_zone
+        error = E.error_for(
+            code, message, endpoint=endpoint, request_id=request_id, quota_zone=self.quota_zone
         )
+        if isinstance(error, E.QuotaExhausted):
+            self.on_quota(error)
+        return error
 
     def _backoff_or_raise(
         self, budget: _Budget, endpoint: str, what: str, *, malformed: bool = False
@@ -260,9 +274,9 @@ class Transport:
         if budget.backoffs >= self.retry.max_attempts:
             cls = E.MalformedResponseError if malformed else E.MarketoTransientError
             raise cls(f"{what} (gave up after {budget.backoffs} attempts)", endpoint=endpoint) from None
-        self.sleep(self._backoff_s(budget.backoffs))
+        self.sleep(self.backoff_s(budget.backoffs))
 
-    def _backoff_s(self, attempt: int) -> float:
+    def backoff_s(self, attempt: int) -> float:
         base = min(self.retry.backoff_cap_s, self.retry.backoff_base_s * 2 ** (attempt - 1))
         return base * (0.75 + random.random() / 2)  # jitter keeps parallel processes from retrying in step
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from molequle_dagster.marketo import errors as E
-from molequle_dagster.marketo.config import BulkConfig, PacingConfig, RetryConfig
+from molequle_dagster.marketo.config import BulkConfig, ConfigError, MarketoConfig, PacingConfig
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_SECRET
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster_tests.marketo.conftest import FAST_BULK, small_config, window
@@ -72,12 +72,12 @@ def test_token_inside_the_refresh_margin_is_kept_until_it_expires(short_token_sa
 
 
 def test_open_download_holds_a_slot_and_leaves_one_for_other_calls(sb, make_client, tmp_path) -> None:
-    pacing = PacingConfig(calls_per_window=10_000, window_s=1.0, max_in_flight=2)
-    state = tmp_path / "shared"  # one state_dir: the slots are shared as between Dagster processes
+    pacing = PacingConfig(calls_per_20s=100, window_s=0.01, max_in_flight=2)
+    state = "shared"  # one store: the slots are shared as between Dagster processes
     small_blocks = BulkConfig(poll_interval_s=0.0, job_timeout_s=600.0, block_size=2048)
-    downloader, _ = make_client(sb, pacing=pacing, state_dir=state, bulk=small_blocks)
-    first, _ = make_client(sb, pacing=pacing, state_dir=state)
-    second, _ = make_client(sb, pacing=pacing, state_dir=state)
+    downloader, _ = make_client(sb, pacing=pacing, store=state, bulk=small_blocks)
+    first, _ = make_client(sb, pacing=pacing, store=state)
+    second, _ = make_client(sb, pacing=pacing, store=state)
     result = downloader.bulk_export("activities", fields=None, filter={"createdAt": window(31)})
     assert result.file_size > 64 * 1024  # far more than the parser reads ahead for its first batch
     batches = result.batches()
@@ -105,16 +105,17 @@ def test_open_download_holds_a_slot_and_leaves_one_for_other_calls(sb, make_clie
 
 
 def test_download_completes_and_frees_its_slot(sb, make_client, tmp_path) -> None:
-    pacing = PacingConfig(calls_per_window=10_000, window_s=1.0, max_in_flight=2)
-    client, _ = make_client(sb, pacing=pacing, state_dir=tmp_path / "s")
+    pacing = PacingConfig(calls_per_20s=100, window_s=0.01, max_in_flight=2)
+    client, _ = make_client(sb, pacing=pacing, store="s")
     for days in (3, 4):  # two downloads in a row: the first one's slot came back
         assert client.bulk_export("leads", fields=["id"], filter={"createdAt": window(days)}).read_all()
     assert client.activity_types()
 
 
 def test_fewer_than_two_in_flight_slots_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"PacingConfig.max_in_flight: expected at least 2.*got 1"):
-        PacingConfig(max_in_flight=1)
+    with pytest.raises(ConfigError, match=r"pacing\.max_in_flight: Input should be greater than or equal to 2"
+                                          r" \(got 1\)"):
+        PacingConfig.build({"max_in_flight": 1}, "pacing")
 
 
 # --- D: callers without a reuse scope never get a Completed export back ------------------------------
@@ -122,10 +123,10 @@ def test_fewer_than_two_in_flight_slots_is_refused() -> None:
 
 def test_unscoped_export_is_never_reused_once_completed(sb, make_client, tmp_path) -> None:
     flt = {"createdAt": window(11)}
-    first, _ = make_client(sb, state_dir=tmp_path / "s")
+    first, _ = make_client(sb, store="s")
     a = first.bulk_export("leads", fields=["id"], filter=flt)
     a.read_all()
-    again, _ = make_client(sb, state_dir=tmp_path / "s")
+    again, _ = make_client(sb, store="s")
     b = again.bulk_export("leads", fields=["id"], filter=flt)
     assert b.export_id != a.export_id and not b.reused
     assert again.stats.snapshot()["exports_created"] == [b.export_id]
@@ -133,10 +134,10 @@ def test_unscoped_export_is_never_reused_once_completed(sb, make_client, tmp_pat
 
 def test_scoped_export_is_reused_once_completed(sb, make_client, tmp_path) -> None:
     flt = {"createdAt": window(12)}
-    first, _ = make_client(sb, state_dir=tmp_path / "s")
+    first, _ = make_client(sb, store="s")
     a = first.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-7")
     a.read_all()
-    again, _ = make_client(sb, state_dir=tmp_path / "s")
+    again, _ = make_client(sb, store="s")
     b = again.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-7")
     assert b.export_id == a.export_id and b.reused
     other_run = again.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-8")
@@ -145,11 +146,11 @@ def test_scoped_export_is_reused_once_completed(sb, make_client, tmp_path) -> No
 
 def test_unscoped_export_still_reuses_a_job_that_has_not_run(sb, make_client, tmp_path) -> None:
     flt = {"createdAt": window(13)}
-    client, _ = make_client(sb, state_dir=tmp_path / "s")
+    client, _ = make_client(sb, store="s")
     sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
     with pytest.raises(E.ExportQuotaExceeded) as info:
         client.bulk_export("leads", fields=["id"], filter=flt)
-    rerun, _ = make_client(sb, state_dir=tmp_path / "s")
+    rerun, _ = make_client(sb, store="s")
     result = rerun.bulk_export("leads", fields=["id"], filter=flt)
     assert result.export_id == info.value.export_id and result.reused
 
@@ -159,7 +160,7 @@ def test_unscoped_export_still_reuses_a_job_that_has_not_run(sb, make_client, tm
 
 def test_quota_reset_follows_the_configured_zone(sb, make_client, tmp_path) -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    client, _ = make_client(sb, retry=RetryConfig(quota_timezone="Europe/Berlin"), state_dir=tmp_path / "s")
+    client, _ = make_client(sb, quota_timezone="Europe/Berlin", store="s")
     sb.control.inject_fault("GET /rest/v1/activities/types.json", "daily_quota", nth=1)
     with pytest.raises(E.DailyQuotaExceeded) as daily:
         client.activity_types()
@@ -173,11 +174,11 @@ def test_quota_reset_follows_the_configured_zone(sb, make_client, tmp_path) -> N
 
 
 def test_quota_zone_defaults_to_chicago_and_rejects_unknown_zones(make_client, sb) -> None:
-    assert RetryConfig().quota_zone == ZoneInfo("America/Chicago")
+    assert MarketoConfig(base_url=sb.base_url).zone == ZoneInfo("America/Chicago")
     client, _ = make_client(sb, bulk=FAST_BULK)
     sb.control.inject_fault("GET /rest/v1/activities/types.json", "daily_quota", nth=1)
     with pytest.raises(E.DailyQuotaExceeded) as daily:
         client.activity_types()
     assert daily.value.resets_at.tzinfo == ZoneInfo("America/Chicago")
-    with pytest.raises(ValueError, match=r"RetryConfig\.quota_timezone: expected an IANA time zone"):
-        RetryConfig(quota_timezone="Central Standard Time")
+    with pytest.raises(ConfigError, match=r"marketo\.quota_timezone: must be an IANA time zone name"):
+        MarketoConfig.build({"base_url": sb.base_url, "quota_timezone": "Central Standard Time"}, "marketo")

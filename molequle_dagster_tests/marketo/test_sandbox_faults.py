@@ -86,7 +86,7 @@ def test_faults_on_the_activity_feed_keep_every_record(sb, make_client) -> None:
 def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client, tmp_path) -> None:
     fields = ["id", "email", "createdAt"]
     flt = {"createdAt": window(30)}
-    expected = make_client(sb, state_dir=tmp_path / "clean")[0].bulk_export(
+    expected = make_client(sb, store="clean")[0].bulk_export(
         "leads", fields=fields, filter=flt).read_all()
     assert expected.num_rows > 0
     for endpoint, kind in [
@@ -98,7 +98,7 @@ def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client, tmp_p
         ("GET /bulk/v1/leads/export/{export_id}/file.json", "rate_limit"),
     ]:
         sb.control.inject_fault(endpoint, kind, nth=1)
-    client, _ = make_client(sb, state_dir=tmp_path / "faulty")  # its own ledger: a new export
+    client, _ = make_client(sb, store="faulty")  # its own ledger: a new export
     result = client.bulk_export("leads", fields=fields, filter=flt)
     assert result.reused is False
     assert result.read_all().equals(expected)

@@ -172,15 +172,21 @@ def test_persistent_html_page_is_malformed_not_empty(stub: Stub, transport: tupl
         t.request("GET", "/rest/v1/x.json")
 
 
-def test_601_refreshes_once_and_second_in_a_row_is_an_error(stub: Stub, transport: tuple[Transport, list]
+def test_auth_errors_refresh_again_with_back_off_then_fail(stub: Stub, transport: tuple[Transport, list]
                                                            ) -> None:
-    t, _ = transport
+    t, sleeps = transport
     stub.script += [fail("601", "Access token invalid"), ok([1])]
     assert t.request("GET", "/rest/v1/x.json")["result"] == [1]
-    assert stub.token_calls == 2
-    stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid")]
+    assert stub.token_calls == 2 and sleeps == []  # the first refresh is immediate
+    # A second 601/602 right after a refresh is refreshed again, after a back-off (it failed the run).
+    stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid"), ok([2])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [2]
+    assert len(sleeps) == 1
+    # Bounded: after auth_attempts (3) refreshes in a row the call fails.
+    stub.script += [fail("601", "Access token invalid")] * 4
     with pytest.raises(E.MarketoAuthError, match=r"code=601.*requestId=b#2"):
         t.request("GET", "/rest/v1/x.json")
+    assert not stub.script
 
 
 def test_bad_secret_is_an_auth_error_without_the_secret(stub: Stub) -> None:
@@ -268,7 +274,7 @@ def test_file_endpoint_json_error_and_404(stub: Stub, transport: tuple[Transport
         t.open_download("/bulk/v1/leads/export/e1/file.json")
 
 
-def test_state_dir_is_not_needed_for_transport(tmp_path: Path) -> None:
+def test_base_url_without_a_scheme_is_refused(tmp_path: Path) -> None:
     # A base_url without a scheme is a clear configuration error naming the field.
     with pytest.raises(ValueError, match="base_url: expected an http"):
         Transport("localhost:1", "cid", SECRET, timeout_s=1.0, stats=CallStats(), pacer=None)

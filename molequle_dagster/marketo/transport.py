@@ -8,6 +8,7 @@ into the typed errors of `errors.py` with the secret and the token redacted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -78,7 +79,11 @@ class Transport:
         self.on_quota = on_quota  # records a quota stop for every process sharing the store
         self.sleep = sleep
         self._tokens = tokens
-        self._token_key = (self.base_url, client_id)
+        # The secret is part of the key: a wrong secret must never ride on a token the right one fetched.
+        self._token_key = (
+            self.base_url,
+            f"{client_id}#{hashlib.sha256(client_secret.encode()).hexdigest()[:16]}",
+        )
         self._token_lock = threading.Lock()
         self.session = requests.Session()
         self.session.verify = verify_tls  # TLS verification stays on unless a test server says otherwise

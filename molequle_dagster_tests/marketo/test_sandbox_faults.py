@@ -132,3 +132,29 @@ def test_expired_token_is_refreshed_transparently(sb, make_client, some_ids) -> 
         assert lead_page(client, some_ids) == expected
     assert delta["calls"]["POST /identity/oauth/token"] == 1
     assert delta["errors"] == {"602": 1}
+
+
+def test_two_auth_errors_in_a_row_are_refreshed_again_not_fatal(sb, make_client) -> None:
+    """Issue 16 item 1: a second 601 right after the refresh failed the run for good."""
+    client, vt = make_client(sb)
+    expected = client.activity_types()
+    sb.control.inject_fault("GET /rest/v1/activities/types.json", "token_invalid", nth=1, times=2)
+    with client.stats.measure() as spent:
+        assert client.activity_types() == expected
+    assert spent["errors"] == {"601": 2} and spent["calls"]["GET /rest/v1/activities/types.json"] == 3
+    assert len([s for s in vt.sleeps if s > 0]) == 1  # the second refresh backs off first
+
+
+def test_two_auth_errors_in_a_row_on_a_bulk_file_download(sb, make_client) -> None:
+    client, _ = make_client(sb)
+    flt = {"createdAt": window(9)}
+    sb.control.inject_fault("GET /bulk/v1/leads/export/{export_id}/file.json", "token_invalid", nth=1, times=2)
+    table = client.bulk_export("leads", fields=["id"], filter=flt).read_all()
+    assert table.num_rows > 0 and sb.control.faults()[0]["fired"] == 2
+
+
+def test_bad_credentials_stay_fatal_at_once(sb, make_client) -> None:
+    client, vt = make_client(sb, secret="not-the-secret")
+    with pytest.raises(E.MarketoAuthError, match="identity endpoint rejected the client credentials") as info:
+        client.activity_types()
+    assert "not-the-secret" not in str(info.value) and vt.sleeps == []

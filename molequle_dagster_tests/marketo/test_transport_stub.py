@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pyarrow as pa
 import pytest
 
 from molequle_dagster.marketo import errors as E
@@ -262,6 +263,19 @@ def test_download_resumes_with_range_after_a_drop(stub: Stub, transport: tuple[T
     assert rows == 5000 and source.resumes == 1
     second = stub.api_calls()[1]
     assert second["headers"]["Range"] == f"bytes={source.offset - (len(data) - len(data) // 2)}-"
+
+
+def test_bare_null_is_null_and_quoted_null_is_the_text_null(stub: Stub, transport: tuple[Transport, list]
+                                                            ) -> None:
+    """Marketo writes an empty value as a bare `null`; a quoted "null" is someone's text (issue 16 item 7)."""
+    t, _ = transport
+    data = b'id,name,title\n1,null,x\n2,"null",\n3,"",y\n4,Null,"a ""null"" b"\n'
+    stub.script.append(lambda s, h: send(h, data, ctype="text/csv"))
+    source = ResumableDownload(lambda off: t.open_download("/bulk/v1/leads/export/e1/file.json", start=off),
+                               expected_size=len(data), expected_checksum=None)
+    rows = [row for batch in read_batches(source, {"id": pa.int64()}) for row in batch.to_pylist()]
+    assert [r["name"] for r in rows] == [None, "null", "", "Null"]
+    assert [r["title"] for r in rows] == ["x", None, "y", 'a "null" b']
 
 
 def test_file_endpoint_json_error_and_404(stub: Stub, transport: tuple[Transport, list]) -> None:

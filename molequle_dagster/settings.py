@@ -467,9 +467,14 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
             path += f"[{part}]"
         elif part in {"function-after", "function-before"} or str(part).startswith("function-"):
             continue
+        elif not _PLAIN_KEY.match(str(part)):
+            path += f"[{str(part)!r}]"  # a key with spaces, control characters...: shown as written
         else:
             path += f".{part}" if path else str(part)
     return path or "(top level)"
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -545,12 +550,22 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> MolequleSetting
     return parse_settings_text(text, str(source))
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """` at line L, column C: problem (context)` in one line; PyYAML's own text names "<unicode string>"."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
+
+
 def parse_settings_text(text: str, source: str = "<settings>") -> MolequleSettings:
     """Settings from YAML text (what `load_settings` reads from a file)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SettingsError(f"invalid YAML in Molequle settings file {source}: {error}") from None
+        problem = _yaml_problem(error)
+        raise SettingsError(f"invalid YAML in Molequle settings file {source}{problem}") from None
     except RecursionError:
         raise SettingsError(f"invalid YAML in Molequle settings file {source}: nested too deeply") from None
     return parse_settings(data, source)

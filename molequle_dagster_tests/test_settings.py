@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from molequle_dagster.settings import (
     SettingsError,
     default_settings_path,
     load_settings,
     parse_settings,
+    parse_settings_text,
 )
 
 
@@ -95,7 +98,7 @@ def test_duplicate_action_name(base: dict) -> None:
 def test_bad_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
     broken = tmp_path / "s.yaml"
     broken.write_text("marketo: [unclosed")
-    with pytest.raises(SettingsError, match="invalid YAML"):
+    with pytest.raises(SettingsError, match=r"invalid YAML in .*s\.yaml at line 1, column 19: expected ','"):
         load_settings(broken)
     with pytest.raises(SettingsError, match="cannot read"):
         load_settings(tmp_path / "missing.yaml")
@@ -169,3 +172,71 @@ def test_unification_rule_with_an_unknown_normalizer(base: dict) -> None:
     base["unification"]["accounts"][0]["keys"][0]["normalize"] = ["soundex"]
     message = _error(base)
     assert "unification.accounts[0].keys[0].normalize[0]" in message and "soundex" in message
+
+
+# --- fuzz: no input reaches the user as anything but a SettingsError with a message ----------------------
+
+yaml_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                | st.text(max_size=12) | st.dates())
+yaml_values = st.recursive(yaml_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=10) | st.integers(), inner, max_size=3),
+                           max_leaves=10)
+
+
+def _clear(error: SettingsError) -> None:
+    message = str(error)
+    assert message.startswith(("invalid Molequle settings", "invalid YAML", "Molequle settings file"))
+    if message.startswith("invalid YAML"):
+        assert "\n" not in message and "<unicode string>" not in message
+    for line in message.splitlines()[1:]:  # one problem per line: `  <key path>: <what is wrong>`
+        assert line.startswith("  ") and ": " in line
+
+
+def _key_paths(data: object, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        paths = []
+        for key, value in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths += [path, *_key_paths(value, path)]
+        return paths
+    return []
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=yaml_values)
+def test_any_yaml_structure_loads_or_fails_clearly(data: object) -> None:
+    try:
+        parse_settings_text(yaml.safe_dump(data), "fuzz.yaml")
+    except SettingsError as error:
+        _clear(error)
+
+
+@settings(max_examples=200, deadline=None)
+@given(choice=st.data(), value=yaml_values)
+def test_a_wrong_value_anywhere_names_its_key_path(choice: st.DataObject, value: object) -> None:
+    base = yaml.safe_load(default_settings_path().read_text())
+    path = choice.draw(st.sampled_from(_key_paths(base)))
+    node = base
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    try:
+        parse_settings(base, "fuzz.yaml")
+    except SettingsError as error:
+        _clear(error)
+        # The message names the changed key, or a key inside it, or what depends on it.
+        assert any(p.split("[")[0] in str(error) for p in (path, *parents[:1])) or "unification" in str(error)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=300))
+def test_any_bytes_in_a_settings_file_fail_clearly(tmp_path_factory: pytest.TempPathFactory,
+                                                   raw: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "settings.yaml"
+    path.write_bytes(raw)
+    try:
+        load_settings(path)
+    except SettingsError as error:
+        _clear(error)
+        assert str(path) in str(error) or "fuzz" in str(error) or "settings" in str(error)

@@ -64,6 +64,7 @@ ON_MARKETO = frozenset({"queued", "processing"})
 SETTLING = ON_MARKETO | {"failed", "cancelled"}  # polled until completed, or created again
 CLOCK_SKEW_S = 600.0  # Marketo's createdAt vs our store's clock, when looking for a job a lost create made
 LIST_BATCH = 300
+MAX_BLOCK_SIZE = 1 << 28  # a row larger than 256 MiB is not a Marketo export any more
 
 
 def normalise_status(status: Any) -> str:
@@ -603,10 +604,19 @@ class BulkEngine:
 
     # --- download -----------------------------------------------------------------------------------
     def stream(self, result: BulkExportResult) -> Iterator[pa.RecordBatch]:
+        """The export's rows, checked at the end against fileSize, fileChecksum and numberOfRecords.
+
+        A row too large for the parse block makes the file be read again with a four times larger
+        block, skipping the rows already handed out. A file that 404s (expired) is exported again once,
+        unless rows already went out (then the caller must restart: never a silent gap or duplicate)."""
         request = result._request
-        path = f"/bulk/v1/{request.entity}/export/{result.export_id}/file.json"
         current = result
-        for attempt in range(2):
+        block = self._config.block_size
+        delivered = 0  # rows handed to the caller
+        recreated = False
+        while True:
+            skip = delivered  # a second read of the same file starts with rows already handed out
+            path = f"/bulk/v1/{request.entity}/export/{current.export_id}/file.json"
             download = ResumableDownload(
                 lambda offset, p=path: self._t.open_download(p, start=offset, slot_held=True),
                 expected_size=current.file_size if current.file_checksum or current.file_size else None,
@@ -616,21 +626,34 @@ class BulkEngine:
                 endpoint=f"GET /bulk/v1/{request.entity}/export/{{id}}/file.json",
                 hold=self._t.download_slot(),
             )
-            yielded = False
             try:
-                for batch in read_batches(download, request.column_types, block_size=self._config.block_size):
-                    yielded = True
+                for batch in read_batches(download, request.column_types, block_size=block):
+                    if skip:
+                        dropped = min(skip, batch.num_rows)
+                        skip -= dropped
+                        batch = batch.slice(dropped)
+                        if not batch.num_rows:
+                            continue
+                    delivered += batch.num_rows
                     yield batch
+                if current.number_of_records != delivered and (current.file_checksum or current.file_size):
+                    raise E.MalformedResponseError(
+                        f"export {current.export_id} gave {delivered} rows, Marketo reported "
+                        f"{current.number_of_records}",
+                        endpoint=f"GET /bulk/v1/{request.entity}/export/{{id}}/file.json",
+                    )
                 return
-            except E.BulkFileGoneError:
-                # A Completed export whose file 404s has expired: recreate it once, unless rows already
-                # went out (then the caller must restart; never a silent gap or duplicate).
-                if yielded or attempt:
+            except E.RowTooLargeError:
+                if block >= MAX_BLOCK_SIZE:
                     raise
+                block = min(block * 4, MAX_BLOCK_SIZE)
+            except E.BulkFileGoneError:
+                if delivered or recreated:
+                    raise
+                recreated = True
                 download.close()  # give the slot back before the calls that recreate the export
                 self.ledger.update(current.export_id, status="gone")
                 _, current = next(self.run([request]))
-                path = f"/bulk/v1/{request.entity}/export/{current.export_id}/file.json"
             finally:
                 download.close()
 

@@ -110,6 +110,10 @@ class MalformedResponseError(MarketoTransientError):
     """Not Marketo JSON: an HTML page from a proxy, truncated JSON, or success:false without errors."""
 
 
+class RowTooLargeError(MalformedResponseError):
+    """A row of an export file does not fit the CSV parse block (`bulk.block_size`)."""
+
+
 class QuotaExhausted(MarketoError):
     """A daily Marketo quota is used up: stop until `resets_at` (midnight in the quota zone,
     `MarketoConfig.quota_timezone`). Retrying earlier only burns quota."""

@@ -31,7 +31,13 @@ from molequle_dagster.marketo.stats import CallStats, endpoint_key
 
 MAX_URI_BYTES = 8 * 1024  # Marketo answers 414 above this: switch to POST ...?_method=GET
 TOKEN_PATH = "/identity/oauth/token"
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# A body that fails to decompress is a transfer gone wrong too: retried like a dropped connection.
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 # Failures where Marketo certainly did not run the request: safe to retry even non-idempotent calls.
 _NOT_PROCESSED_CODES = frozenset({"601", "602", "606", "615"})
 
@@ -358,6 +364,9 @@ def _parse_envelope(content: bytes) -> tuple[dict[str, Any] | None, str]:
         return None, "response JSON is not a Marketo envelope (no boolean 'success')"
     if body["success"] is False and _first_error(body) == ("", ""):
         return None, "response says success:false without any errors"
+    result = body.get("result")
+    if result is not None and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
+        return None, "response 'result' is not a list of objects"
     return body, ""
 
 

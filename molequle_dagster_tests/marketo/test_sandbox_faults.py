@@ -148,7 +148,8 @@ def test_two_auth_errors_in_a_row_are_refreshed_again_not_fatal(sb, make_client)
 def test_two_auth_errors_in_a_row_on_a_bulk_file_download(sb, make_client) -> None:
     client, _ = make_client(sb)
     flt = {"createdAt": window(9)}
-    sb.control.inject_fault("GET /bulk/v1/leads/export/{export_id}/file.json", "token_invalid", nth=1, times=2)
+    file = "GET /bulk/v1/leads/export/{export_id}/file.json"
+    sb.control.inject_fault(file, "token_invalid", nth=1, times=2)
     table = client.bulk_export("leads", fields=["id"], filter=flt).read_all()
     assert table.num_rows > 0 and sb.control.faults()[0]["fired"] == 2
 

@@ -122,9 +122,9 @@ def transport(stub: Stub) -> Iterator[tuple[Transport, list[float]]]:
 
 def test_token_only_in_bearer_header_and_cached(stub: Stub, transport: tuple[Transport, list]) -> None:
     t, _ = transport
-    stub.script += [ok([1]), ok([2])]
-    assert t.request("GET", "/rest/v1/x.json", params={"a": 1})["result"] == [1]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [2]
+    stub.script += [ok([{"n": 1}]), ok([{"n": 2}])]
+    assert t.request("GET", "/rest/v1/x.json", params={"a": 1})["result"] == [{"n": 1}]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 2}]
     assert stub.token_calls == 1
     for call in stub.api_calls():
         assert call["headers"]["Authorization"] == f"Bearer {TOKEN}"
@@ -160,8 +160,8 @@ def test_long_get_becomes_post_with_method_override(stub: Stub, transport: tuple
 def test_transient_failures_are_retried_then_succeed(stub: Stub, transport: tuple[Transport, list],
                                                     bad: Handler) -> None:
     t, sleeps = transport
-    stub.script += [bad, ok([42])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [42]
+    stub.script += [bad, ok([{"n": 42}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 42}]
     assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.5  # one jittered back-off of ~1 s
 
 
@@ -176,12 +176,12 @@ def test_persistent_html_page_is_malformed_not_empty(stub: Stub, transport: tupl
 def test_auth_errors_refresh_again_with_back_off_then_fail(stub: Stub, transport: tuple[Transport, list]
                                                            ) -> None:
     t, sleeps = transport
-    stub.script += [fail("601", "Access token invalid"), ok([1])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [1]
+    stub.script += [fail("601", "Access token invalid"), ok([{"n": 1}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 1}]
     assert stub.token_calls == 2 and sleeps == []  # the first refresh is immediate
     # A second 601/602 right after a refresh is refreshed again, after a back-off (it failed the run).
-    stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid"), ok([2])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [2]
+    stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid"), ok([{"n": 2}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 2}]
     assert len(sleeps) == 1
     # Bounded: after auth_attempts (3) refreshes in a row the call fails.
     stub.script += [fail("601", "Access token invalid")] * 4
@@ -223,8 +223,8 @@ def test_non_idempotent_call_is_not_retried_after_a_reset(stub: Stub, transport:
 def test_throttle_codes_wait_then_retry(stub: Stub, transport: tuple[Transport, list]) -> None:
     t, sleeps = transport
     stub.script += [fail("606", "Max rate limit '100' exceeded with in '20' secs"),
-                    fail("615", "Concurrent access limit '10' reached"), ok([1])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [1]
+                    fail("615", "Concurrent access limit '10' reached"), ok([{"n": 1}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 1}]
     assert sleeps[0] >= 5.0 and 1.0 <= sleeps[1] <= 2.0
 
 
@@ -292,3 +292,11 @@ def test_base_url_without_a_scheme_is_refused(tmp_path: Path) -> None:
     # A base_url without a scheme is a clear configuration error naming the field.
     with pytest.raises(ValueError, match="base_url: expected an http"):
         Transport("localhost:1", "cid", SECRET, timeout_s=1.0, stats=CallStats(), pacer=None)
+
+
+def test_a_result_that_is_not_a_list_of_objects_is_malformed(stub: Stub, transport: tuple[Transport, list]
+                                                             ) -> None:
+    t, _ = transport
+    stub.script += [ok([1, 2])] * 3
+    with pytest.raises(E.MalformedResponseError, match="'result' is not a list of objects"):
+        t.request("GET", "/rest/v1/x.json")

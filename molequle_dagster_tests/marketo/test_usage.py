@@ -10,7 +10,7 @@ from molequle_dagster_tests.marketo.conftest import window
 
 
 def test_usage_today_adds_our_record_to_marketos_count(sb, make_client, make_store) -> None:
-    client, vt = make_client(sb, store="shared")
+    client, _ = make_client(sb, store="shared")
     other_process, _ = make_client(sb, store="shared")
     client.activity_types()
     other_process.activity_types()

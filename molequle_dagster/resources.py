@@ -93,6 +93,7 @@ class MarketoResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._client = None
         self._instance = context.instance
+        self.client_config()  # a knob out of range fails here, once, not in every step's retries
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

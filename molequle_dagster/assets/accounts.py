@@ -26,6 +26,7 @@ from molequle_dagster.assets.common import (
     stamp,
     utcnow,
 )
+from molequle_dagster.marketo.batching import batched
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
@@ -75,7 +76,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
         wanted = _company_ids_to_query(people, existing, state)
         with accounting(client, lake.lake) as spent:
             rows = []
-            for chunk in _chunks(wanted, FILTER_BATCH):
+            for _, chunk in batched(wanted, FILTER_BATCH):
                 rows.extend(client.companies("externalCompanyId", chunk, company_fields))
         fetched = _records_table(rows, company_fields, now)
         table = _upsert(existing, fetched, "id")
@@ -112,7 +113,7 @@ def build_account_assets(settings: MolequleSettings) -> list[Any]:
             )
             with accounting(client, lake.lake) as spent:
                 rows = []
-                for chunk in _chunks(domains, FILTER_BATCH):
+                for _, chunk in batched(domains, FILTER_BATCH):
                     rows.extend(client.named_accounts("domainName", chunk, named_fields))
             fetched = _records_table(rows, named_fields, now)
             table = _upsert(existing, fetched, "marketoGUID")
@@ -183,11 +184,6 @@ def _company_ids_to_query(people: pa.Table | None, existing: pa.Table | None, st
         known = set(existing.column("externalCompanyId").to_pylist())
         ids |= {v for v in people.column("externalCompanyId").to_pylist() if v and v not in known}
     return sorted(ids)
-
-
-def _chunks(values: list[str], size: int):
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _records_table(rows: list[dict[str, Any]], fields: list[str], now: Any) -> pa.Table:

@@ -43,6 +43,7 @@ from molequle_dagster.assets.common import (
 )
 from molequle_dagster.assets.daily_bulk import DailyBulkSpec, sync_days
 from molequle_dagster.marketo.errors import UnsupportedFilterError
+from molequle_dagster.marketo.timeutil import parse_marketo_datetime as _parse
 from molequle_dagster.marketo.timeutil import split_windows
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
@@ -399,12 +400,6 @@ def _created_at_sweeps(fields: list[str], start: Any, now: Any, window_days: int
         {"fields": fields, "filter": {"createdAt": {"startAt": iso(a), "endAt": iso(b)}}}
         for a, b in split_windows(begin, now, window_days)
     ]
-
-
-def _parse(value: str):
-    from datetime import datetime
-
-    return datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))
 
 
 def iso_or_none(value: Any) -> str | None:

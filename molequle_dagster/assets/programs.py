@@ -13,7 +13,7 @@ activities (type 104) since the last tick, new programs, and programs with held 
 programs per bulk job (Marketo's limit), never every program on every tick.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -37,6 +37,7 @@ from molequle_dagster.assets.common import (
     utcnow,
 )
 from molequle_dagster.assets.people import lifecycle_since, save_lifecycle_mark
+from molequle_dagster.marketo.timeutil import parse_marketo_datetime as _parse
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings
 
@@ -297,8 +298,6 @@ def build_program_assets(settings: MolequleSettings) -> list[Any]:
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _channel_rows(channels: list[dict[str, Any]]) -> pa.Table:

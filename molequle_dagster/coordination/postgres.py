@@ -24,15 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import psycopg2.errors
 
-from molequle_dagster.coordination.store import (
-    SCHEMA_VERSION,
-    TABLES,
-    CoordinationError,
-    LockTimeout,
-    Slot,
-    SqlStore,
-    stable_key,
-)
+from molequle_dagster.coordination import store as base
+from molequle_dagster.coordination.store import CoordinationError, LockTimeout, Slot, stable_key
 
 SCHEMA = "molequle"
 CONNECT_TIMEOUT_S = 10
@@ -71,7 +64,7 @@ class _Cursor:
         return int(self._cur.rowcount)
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(base.CoordinationStore):
     def __init__(self, url: str, *, schema: str = SCHEMA) -> None:
         if not is_postgres_url(url):
             raise ValueError(f"url: expected a postgresql:// URL, got {redact_url(url)!r}")
@@ -133,13 +126,13 @@ class PostgresStore(SqlStore):
     def _initialise(self) -> None:
         with self._tx(exclusive="molequle-schema") as (cur, _):
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-            for statement in TABLES:
+            for statement in base.TABLES:
                 cur.execute(statement.format(p=self.prefix, serial="BIGSERIAL PRIMARY KEY"))
             cur.execute(
                 self._sql(
                     "INSERT INTO {p}meta (name, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING"
                 ),
-                (SCHEMA_VERSION,),
+                (base.SCHEMA_VERSION,),
             )
 
     @contextmanager

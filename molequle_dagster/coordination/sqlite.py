@@ -20,9 +20,9 @@ from molequle_dagster.coordination.store import (
     SCHEMA_VERSION,
     TABLES,
     CoordinationError,
+    CoordinationStore,
     LockTimeout,
     Slot,
-    SqlStore,
     file_name,
 )
 
@@ -31,7 +31,7 @@ BUSY_TIMEOUT_S = 30.0
 _LOCK_POLL_S = (0.005, 0.1)  # first and longest wait between attempts on a busy named lock
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(CoordinationStore):
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).expanduser().resolve()
         self._db = self.directory / DATABASE

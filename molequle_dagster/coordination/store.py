@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -93,10 +93,6 @@ class Slot:
         self._release = release
         self._lock = threading.Lock()
 
-    @property
-    def held(self) -> bool:
-        return self._release is not None
-
     def release(self) -> None:
         with self._lock:
             release, self._release = self._release, None
@@ -110,116 +106,7 @@ class Slot:
         self.release()
 
 
-class CoordinationStore(ABC):
-    """The interface both backends implement. Thread-safe; one object per process is enough."""
-
-    # --- identity and clock --------------------------------------------------------------------------
-    @property
-    @abstractmethod
-    def description(self) -> str:
-        """Where the store lives, for messages: never a password."""
-
-    @abstractmethod
-    def now(self) -> float:
-        """The store's clock, seconds since the epoch."""
-
-    # --- rate window ---------------------------------------------------------------------------------
-    @abstractmethod
-    def try_admit_call(
-        self,
-        instance: str,
-        *,
-        limit: int,
-        window_s: float,
-        stale_after_s: float,
-        usage_day: str | None = None,
-    ) -> Admission:
-        """Admit one call if fewer than `limit` of `instance`'s calls count in the window, atomically across
-        processes. A call counts from its admission until `window_s` after it finished; one never
-        finished (its process died) stops counting `stale_after_s` after admission. `usage_day` adds the
-        call to that day's usage record in the same transaction."""
-
-    @abstractmethod
-    def finish_call(self, ticket: int) -> None: ...
-
-    # --- slots, claims and locks ---------------------------------------------------------------------
-    @abstractmethod
-    def try_slot(self, pool: str, count: int) -> Slot | None:
-        """One of `count` slots of `pool`, or None when all are held (by any process, this one included).
-        A dead process's slots are free again at once."""
-
-    @abstractmethod
-    def try_claim(self, name: str) -> Slot | None:
-        """Exclusive ownership of `name` (e.g. one export job) while the process lives, or None."""
-
-    @abstractmethod
-    def lock(self, name: str, *, timeout_s: float) -> AbstractContextManager[None]:
-        """A blocking named lock (not re-entrant); raises LockTimeout after `timeout_s`."""
-
-    # --- the bulk job ledger -------------------------------------------------------------------------
-    @abstractmethod
-    def put_job(self, job: JobRecord) -> JobRecord:
-        """Insert or replace a job (created_at/updated_at default to now); returns what was stored."""
-
-    @abstractmethod
-    def update_job(self, export_id: str, /, **changes: Any) -> bool:
-        """Change some columns of a job (updated_at becomes now unless given); False if it is unknown."""
-
-    @abstractmethod
-    def reserve_job(self, job: JobRecord, *, limit: int, counted: Collection[str]) -> bool:
-        """`put_job(job)` only if fewer than `limit` other jobs of `job.instance` are in a `counted` status:
-        atomic across processes, so a queue share is never exceeded by processes racing."""
-
-    @abstractmethod
-    def get_job(self, export_id: str) -> JobRecord | None: ...
-
-    @abstractmethod
-    def find_jobs(
-        self,
-        instance: str,
-        *,
-        api_user: str | None = None,
-        request_key: str | None = None,
-        statuses: Collection[str] | None = None,
-        updated_before: float | None = None,
-    ) -> list[JobRecord]:
-        """Matching jobs, newest first."""
-
-    @abstractmethod
-    def delete_job(self, export_id: str) -> None: ...
-
-    # --- usage and the quota stop --------------------------------------------------------------------
-    @abstractmethod
-    def add_calls(self, instance: str, day: str, calls: int = 1) -> None: ...
-
-    @abstractmethod
-    def usage(self, instance: str, day: str) -> UsageRecord: ...
-
-    @abstractmethod
-    def set_quota_stop(self, instance: str, kind: str, *, reason: str, resets_at: float) -> None: ...
-
-    @abstractmethod
-    def quota_stop(self, instance: str, kind: str) -> QuotaStop | None:
-        """The recorded stop of this kind while it is in force (before `resets_at`), else None."""
-
-    @abstractmethod
-    def clear_quota_stop(self, instance: str, kind: str) -> None: ...
-
-    @abstractmethod
-    def run_due(self, name: str, interval_s: float) -> bool:
-        """True for exactly one caller per `interval_s` across all processes (e.g. a periodic sweep)."""
-
-    def close(self) -> None:  # noqa: B027 (optional for backends without connections to release)
-        """Release connections; held slots and locks are released by their holders."""
-
-    def __enter__(self) -> CoordinationStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# --- shared SQL ----------------------------------------------------------------------------------------
+# --- the schema ------------------------------------------------------------------------------------------
 SCHEMA_VERSION = "1"
 # `{p}` is the table prefix: "molequle." on PostgreSQL, "" on SQLite. `{serial}` the auto-increment key.
 TABLES = (
@@ -252,15 +139,49 @@ def file_name(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-class SqlStore(CoordinationStore):
-    """The ledger, usage, quota stop and rate window in SQL: both backends differ only in how a
-    transaction is opened (`_tx`), what `?` placeholders become, and slots/locks."""
+class CoordinationStore(ABC):
+    """The store both backends are. Thread-safe; one object per process is enough.
 
-    prefix = ""
+    The ledger, usage, quota stop and rate window are plain SQL shared by both backends; a backend
+    provides the clock, transactions (`_tx`), slots, claims and named locks."""
+
+    prefix = ""  # table prefix: "molequle." on PostgreSQL (its schema), "" on SQLite
+
+    # --- backend primitives --------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """Where the store lives, for messages: never a password."""
+
+    @abstractmethod
+    def now(self) -> float:
+        """The store's clock, seconds since the epoch."""
 
     @abstractmethod
     def _tx(self, exclusive: str | None = None) -> AbstractContextManager[tuple[Any, float]]:
         """(cursor, now) inside one transaction; `exclusive` serialises transactions naming the same key."""
+
+    @abstractmethod
+    def try_slot(self, pool: str, count: int) -> Slot | None:
+        """One of `count` slots of `pool`, or None when all are held (by any process, this one included).
+        A dead process's slots are free again at once."""
+
+    @abstractmethod
+    def try_claim(self, name: str) -> Slot | None:
+        """Exclusive ownership of `name` (e.g. one export job) while the process lives, or None."""
+
+    @abstractmethod
+    def lock(self, name: str, *, timeout_s: float) -> AbstractContextManager[None]:
+        """A blocking named lock (not re-entrant); raises LockTimeout after `timeout_s`."""
+
+    def close(self) -> None:  # noqa: B027 (optional for backends without connections to release)
+        """Release connections; held slots and locks are released by their holders."""
+
+    def __enter__(self) -> CoordinationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _sql(self, text: str) -> str:
         return text.replace("{p}", self.prefix)
@@ -275,6 +196,10 @@ class SqlStore(CoordinationStore):
         stale_after_s: float,
         usage_day: str | None = None,
     ) -> Admission:
+        """Admit one call if fewer than `limit` of `instance`'s calls count in the window, atomically across
+        processes. A call counts from its admission until `window_s` after it finished; one never
+        finished (its process died) stops counting `stale_after_s` after admission. `usage_day` adds the
+        call to that day's usage record in the same transaction."""
         with self._tx(exclusive=f"rate:{instance}") as (cur, now):
             cur.execute(
                 self._sql(
@@ -320,12 +245,15 @@ class SqlStore(CoordinationStore):
         )
 
     def put_job(self, job: JobRecord) -> JobRecord:
+        """Insert or replace a job (created_at/updated_at default to now); returns what was stored."""
         with self._tx() as (cur, now):
             job = self._stamped(job, now)
             self._upsert(cur, job)
         return job
 
     def reserve_job(self, job: JobRecord, *, limit: int, counted: Collection[str]) -> bool:
+        """`put_job(job)` only if fewer than `limit` other jobs of `job.instance` are in a `counted` status:
+        atomic across processes, so a queue share is never exceeded by processes racing."""
         statuses = sorted(counted)
         with self._tx(exclusive=f"jobs:{job.instance}") as (cur, now):
             marks = ", ".join("?" for _ in statuses)
@@ -342,6 +270,7 @@ class SqlStore(CoordinationStore):
         return True
 
     def update_job(self, export_id: str, /, **changes: Any) -> bool:
+        """Change some columns of a job (updated_at becomes now unless given); False if it is unknown."""
         unknown = set(changes) - set(JOB_COLUMNS)
         if unknown:
             raise ValueError(f"update_job: unknown columns {sorted(unknown)}; expected some of {JOB_COLUMNS}")
@@ -367,6 +296,7 @@ class SqlStore(CoordinationStore):
         statuses: Collection[str] | None = None,
         updated_before: float | None = None,
     ) -> list[JobRecord]:
+        """Matching jobs, newest first."""
         where, params = ["instance=?"], [instance]
         for column, value in (("api_user", api_user), ("request_key", request_key)):
             if value is not None:
@@ -438,6 +368,7 @@ class SqlStore(CoordinationStore):
             )
 
     def quota_stop(self, instance: str, kind: str) -> QuotaStop | None:
+        """The recorded stop of this kind while it is in force (before `resets_at`), else None."""
         with self._tx() as (cur, now):
             cur.execute(
                 self._sql(
@@ -454,6 +385,7 @@ class SqlStore(CoordinationStore):
             cur.execute(self._sql("DELETE FROM {p}quota_stops WHERE instance=? AND kind=?"), (instance, kind))
 
     def run_due(self, name: str, interval_s: float) -> bool:
+        """True for exactly one caller per `interval_s` across all processes (e.g. a periodic sweep)."""
         with self._tx(exclusive=f"meta:{name}") as (cur, now):
             cur.execute(self._sql("SELECT value FROM {p}meta WHERE name=?"), (f"due:{name}",))
             row = cur.fetchone()
@@ -467,12 +399,3 @@ class SqlStore(CoordinationStore):
                 (f"due:{name}", repr(now)),
             )
         return True
-
-
-@contextmanager
-def held(slot_or_none: Slot | None) -> Iterator[Slot | None]:
-    try:
-        yield slot_or_none
-    finally:
-        if slot_or_none is not None:
-            slot_or_none.release()

@@ -76,13 +76,6 @@ class JobLedger:
         self.api_user = api_user
         self.owner = owner
 
-    def record(self, export_id: str, *, key: str, entity: str, status: str, **columns: Any) -> JobRecord:
-        return self.store.put_job(
-            JobRecord(
-                export_id, self.instance, self.api_user, key, entity, status, owner=self.owner, **columns
-            )
-        )
-
     def reserve(self, job: JobRecord, limit: int) -> bool:
         return self.store.reserve_job(job.with_(owner=self.owner), limit=limit, counted=RESERVED)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from molequle_dagster.marketo.batching import batched
 from molequle_dagster.marketo.errors import MalformedResponseError
 from molequle_dagster.marketo.timeutil import format_marketo_datetime
 from molequle_dagster.marketo.transport import Transport
@@ -44,8 +45,8 @@ def sync_leads_update_by_id(transport: Transport, records: Sequence[Mapping[str,
         if not isinstance(lead_id, int) or isinstance(lead_id, bool):
             raise ValueError(f"records[{i}].id: expected an integer Marketo lead id, got {lead_id!r}")
     results: list[SyncResult] = []
-    for start in range(0, len(records), SYNC_BATCH):
-        batch = [dict(r) for r in records[start : start + SYNC_BATCH]]
+    for start, chunk in batched(records, SYNC_BATCH):
+        batch = [dict(r) for r in chunk]
         envelope = transport.request(
             "POST",
             "/rest/v1/leads.json",
@@ -111,8 +112,8 @@ def request_campaign(
         raise ValueError(f"lead_ids: expected integer lead ids, got {bad[:3]!r}")
     token_items = token_list(tokens)
     calls = 0
-    for start in range(0, len(ids), TRIGGER_BATCH):
-        body: dict[str, Any] = {"input": {"leads": [{"id": i} for i in ids[start : start + TRIGGER_BATCH]]}}
+    for _, chunk in batched(ids, TRIGGER_BATCH):
+        body: dict[str, Any] = {"input": {"leads": [{"id": i} for i in chunk]}}
         if token_items:
             body["input"]["tokens"] = token_items
         transport.request(

@@ -15,9 +15,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import requests
+
+from molequle_dagster_tests.marketo.local_http import LocalHttp, send
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
 
@@ -31,55 +33,29 @@ class _Rule:
     held: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a connection we reset on purpose fails to flush: not news
-
-
 class LossyProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
         self.lost: list[str] = []  # paths whose answer was lost
-        proxy = self
+        self._http = LocalHttp(self._handle, quiet=True)
+        self.base_url = self._http.base_url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                rule = proxy._match(self.command, self.path)
-                if rule is not None and rule.mode == "apply_later":
-                    rule.held.append((self.command, self.path, headers, body))
-                    proxy._drop(self)
-                    return
-                answer = proxy._forward(self.command, self.path, headers, body)
-                if rule is not None:  # lose_answer: applied upstream, never answered here
-                    proxy._drop(self)
-                    return
-                self.send_response(answer.status_code)
-                for key, value in answer.headers.items():
-                    if key.lower() not in HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = _handle
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
+    def _handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_BY_HOP}
+        rule = self._match(h.command, h.path)
+        if rule is not None and rule.mode == "apply_later":
+            rule.held.append((h.command, h.path, headers, body))
+            self._drop(h)
+            return
+        answer = self._forward(h.command, h.path, headers, body)
+        if rule is not None:  # lose_answer: applied upstream, never answered here
+            self._drop(h)
+            return
+        kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP | {"content-type"}}
+        send(h, answer.content, status=answer.status_code,
+             ctype=answer.headers.get("Content-Type", "application/octet-stream"), headers=kept)
 
     def lose_answer(self, method: str, suffix: str, times: int = 1) -> None:
         with self._lock:
@@ -119,8 +95,7 @@ class LossyProxy:
         handler.connection.close()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.close()
 
 
 @contextmanager

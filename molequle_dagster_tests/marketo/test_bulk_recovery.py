@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from molequle_dagster.marketo import errors as E
 from molequle_dagster.marketo.bulk import ExportRequest
 from molequle_dagster.marketo.config import BulkConfig
 from molequle_dagster.sandbox.server import SandboxServer
@@ -273,3 +274,40 @@ def test_the_ledger_survives_a_change_of_host(sb, make_client, make_store) -> No
     first.close()
     elsewhere, _ = make_client(sb, store=make_store("shared"))
     assert elsewhere.bulk_export("activities", fields=None, filter=flt).export_id == done.export_id
+
+
+# --- reuse scopes: an open window is reused only within its scope -----------------------------------
+
+
+def test_an_open_window_export_is_never_reused_by_another_run(sb, make_client) -> None:
+    flt = {"createdAt": window(11)}
+    first, _ = make_client(sb, store="s")
+    a = first.bulk_export("leads", fields=["id"], filter=flt)
+    a.read_all()
+    again, _ = make_client(sb, store="s")
+    b = again.bulk_export("leads", fields=["id"], filter=flt)
+    assert b.export_id != a.export_id and not b.reused
+    assert again.stats.snapshot()["exports_created"] == [b.export_id]
+
+
+def test_an_open_window_export_is_reused_within_its_scope(sb, make_client) -> None:
+    flt = {"createdAt": window(12)}
+    first, _ = make_client(sb, store="s")
+    a = first.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-7")
+    a.read_all()
+    again, _ = make_client(sb, store="s")
+    b = again.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-7")
+    assert b.export_id == a.export_id and b.reused
+    other_run = again.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-8")
+    assert other_run.export_id != a.export_id
+
+
+def test_unscoped_export_still_reuses_a_job_that_has_not_run(sb, make_client) -> None:
+    flt = {"createdAt": window(13)}
+    client, _ = make_client(sb, store="s")
+    sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
+    with pytest.raises(E.ExportQuotaExceeded) as info:
+        client.bulk_export("leads", fields=["id"], filter=flt)
+    rerun, _ = make_client(sb, store="s")
+    result = rerun.bulk_export("leads", fields=["id"], filter=flt)
+    assert result.export_id == info.value.export_id and result.reused

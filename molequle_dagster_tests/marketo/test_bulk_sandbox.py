@@ -41,7 +41,7 @@ def test_lead_export_matches_truth_with_describe_types(sb, make_client) -> None:
     assert snap["bulk_bytes"] == result.file_size and snap["exports_created"] == [result.export_id]
 
 
-def test_retried_run_reuses_the_export_from_the_ledger(sb, make_client, tmp_path) -> None:
+def test_retried_run_reuses_the_export_from_the_ledger(sb, make_client) -> None:
     flt = {"createdAt": window(20)}
     first, _ = make_client(sb, store="shared")
     a = first.bulk_export("leads", fields=FIELDS, filter=flt, reuse_scope="run-1")
@@ -145,7 +145,7 @@ def test_queue_full_for_too_long_is_a_throttle_error(sb, make_client) -> None:
         client.bulk_export("leads", fields=["id"], filter={"createdAt": window(6)})
 
 
-def test_export_quota_on_enqueue_keeps_the_job_for_the_next_run(sb, make_client, tmp_path) -> None:
+def test_export_quota_on_enqueue_keeps_the_job_for_the_next_run(sb, make_client) -> None:
     flt = {"createdAt": window(7)}
     client, _ = make_client(sb, store="s")
     sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
@@ -189,7 +189,7 @@ def test_stuck_job_times_out_and_is_cancelled(sb, make_client) -> None:
     assert client._bulk.status("leads", stuck)["status"] == "Cancelled"
 
 
-def test_expired_file_of_a_completed_export_is_recreated(make_client, tmp_path) -> None:
+def test_expired_file_of_a_completed_export_is_recreated(make_client) -> None:
     with SandboxServer(small_config(), port=0) as server:
         flt = {"createdAt": window(12)}
         first, _ = make_client(server, store="x")

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +28,7 @@ from molequle_dagster.marketo.csvstream import ResumableDownload, read_batches
 from molequle_dagster.marketo.reads import MarketoReads
 from molequle_dagster.marketo.stats import CallStats
 from molequle_dagster.marketo.transport import Transport
+from molequle_dagster_tests.marketo.local_http import LocalHttp, send
 
 SECRET = "fuzz-secret-value"
 FILE = "/bulk/v1/leads/export/e/file.json"
@@ -42,46 +42,20 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class Scripted:
+class Scripted(LocalHttp):
     """Answers the identity endpoint properly and every other request with `answer`."""
 
     def __init__(self) -> None:
         self.answer = Answer()
-        this = self
+        super().__init__(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                if self.path.startswith("/identity/oauth/token"):
-                    answer = Answer(body=json.dumps({"access_token": "tok:fz", "expires_in": 3599}).encode())
-                else:
-                    answer = this.answer
-                self.send_response(answer.status)
-                self.send_header("Content-Type", answer.content_type)
-                self.send_header("Content-Length", str(len(answer.body)))
-                for key, value in answer.headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(answer.body)
-
-            do_GET = do_POST = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        if h.path.startswith("/identity/oauth/token"):
+            token = json.dumps({"access_token": "tok:fz", "expires_in": 3599}).encode()
+            send(h, token)
+            return
+        answer = self.answer
+        send(h, answer.body, status=answer.status, ctype=answer.content_type, headers=answer.headers)
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def test_faults_on_the_activity_feed_keep_every_record(sb, make_client) -> None:
     assert got == expected
 
 
-def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client, tmp_path) -> None:
+def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client) -> None:
     fields = ["id", "email", "createdAt"]
     flt = {"createdAt": window(30)}
     expected = make_client(sb, store="clean")[0].bulk_export(

@@ -7,10 +7,8 @@ import gzip
 import hashlib
 import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,65 +21,39 @@ from molequle_dagster.marketo.config import RetryConfig
 from molequle_dagster.marketo.csvstream import ResumableDownload, read_batches
 from molequle_dagster.marketo.stats import CallStats
 from molequle_dagster.marketo.transport import Transport
+from molequle_dagster_tests.marketo.local_http import LocalHttp, send
 
 SECRET = "s3cr3t-value"
 TOKEN = "tok-1234:int"
 Handler = Callable[["Stub", BaseHTTPRequestHandler], None]
 
 
-class Stub:
+class Stub(LocalHttp):
     """Serves the identity endpoint itself; every other request goes to the next scripted handler."""
 
     def __init__(self) -> None:
         self.script: list[Handler] = []
         self.seen: list[dict[str, Any]] = []
         self.token_calls = 0
-        stub = self
+        super().__init__(self._handle)
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                url = urlsplit(self.path)
-                stub.seen.append({"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                                  "headers": dict(self.headers), "body": body, "raw_path": self.path})
-                if url.path == "/identity/oauth/token":
-                    stub.token_calls += 1
-                    q = parse_qs(body.decode())  # the client posts its credentials as a form
-                    if q.get("client_secret") == [SECRET]:
-                        send_json(self, {"access_token": TOKEN, "token_type": "bearer", "expires_in": 3599})
-                    else:
-                        send_json(self, {"error": "invalid_client",
-                                         "error_description": "Bad client credentials"}, status=401)
-                    return
-                stub.script.pop(0)(stub, self)
-
-            do_GET = do_POST = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
+    def _handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        url = urlsplit(h.path)
+        self.seen.append({"method": h.command, "path": url.path, "query": parse_qs(url.query),
+                          "headers": dict(h.headers), "body": body, "raw_path": h.path})
+        if url.path == "/identity/oauth/token":
+            self.token_calls += 1
+            q = parse_qs(body.decode())  # the client posts its credentials as a form
+            if q.get("client_secret") == [SECRET]:
+                send_json(h, {"access_token": TOKEN, "token_type": "bearer", "expires_in": 3599})
+            else:
+                send_json(h, {"error": "invalid_client", "error_description": "Bad client credentials"},
+                          status=401)
+            return
+        self.script.pop(0)(self, h)
 
     def api_calls(self) -> list[dict[str, Any]]:
         return [s for s in self.seen if s["path"] != "/identity/oauth/token"]
-
-
-def send(h: BaseHTTPRequestHandler, body: bytes, *, status: int = 200, ctype: str = "application/json",
-         headers: dict[str, str] | None = None) -> None:
-    h.send_response(status)
-    h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(body)))
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.end_headers()
-    h.wfile.write(body)
 
 
 def send_json(h: BaseHTTPRequestHandler, obj: Any, status: int = 200) -> None:
@@ -107,8 +79,7 @@ def reset(stub: Stub, h: BaseHTTPRequestHandler) -> None:
 def stub() -> Iterator[Stub]:
     server = Stub()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 @pytest.fixture
@@ -288,7 +259,7 @@ def test_file_endpoint_json_error_and_404(stub: Stub, transport: tuple[Transport
         t.open_download("/bulk/v1/leads/export/e1/file.json")
 
 
-def test_base_url_without_a_scheme_is_refused(tmp_path: Path) -> None:
+def test_base_url_without_a_scheme_is_refused() -> None:
     # A base_url without a scheme is a clear configuration error naming the field.
     with pytest.raises(ValueError, match="base_url: expected an http"):
         Transport("localhost:1", "cid", SECRET, timeout_s=1.0, stats=CallStats(), pacer=None)

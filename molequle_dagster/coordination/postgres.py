@@ -136,11 +136,13 @@ class PostgresStore(base.CoordinationStore):
             )
 
     @contextmanager
-    def _tx(self, exclusive: str | None = None) -> Iterator[tuple[Any, float]]:
+    def _tx(self, exclusive: str | None = None, *, durable: bool = True) -> Iterator[tuple[Any, float]]:
         with self._mutex:
             conn = self._data()
             try:
                 with conn, conn.cursor() as raw:  # commits on success, rolls back on an exception
+                    if not durable:  # the commit need not wait for the WAL to reach the disk
+                        raw.execute("SET LOCAL synchronous_commit TO OFF")
                     if exclusive is None:
                         raw.execute("SELECT extract(epoch FROM clock_timestamp())")
                     else:

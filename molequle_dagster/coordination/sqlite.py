@@ -7,9 +7,11 @@ connection.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +37,8 @@ class SqliteStore(CoordinationStore):
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).expanduser().resolve()
         self._db = self.directory / DATABASE
+        self._local = threading.local()  # each thread's open connection
+        self._opened: list[tuple[int, sqlite3.Connection]] = []
         try:
             for sub in ("slots", "claims", "locks"):
                 (self.directory / sub).mkdir(parents=True, exist_ok=True)
@@ -53,7 +57,9 @@ class SqliteStore(CoordinationStore):
 
     # --- transactions --------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # check_same_thread=False only so close() may close every thread's connection; each thread
+        # uses its own.
+        db = sqlite3.connect(self._db, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes, fewer fsyncs
         return db
 
@@ -77,12 +83,24 @@ class SqliteStore(CoordinationStore):
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, kept open: closing the last connection to a WAL database
+        checkpoints it (an fsync), which cost more than the calls themselves. A forked child opens its
+        own: SQLite connections must not cross a fork."""
+        cached = getattr(self._local, "db", None)
+        if cached is not None and cached[0] == os.getpid():
+            return cached[1]
+        db = self._connect()
+        self._local.db = (os.getpid(), db)
+        self._opened.append((os.getpid(), db))
+        return db
+
     @contextmanager
-    def _tx(self, exclusive: str | None = None) -> Iterator[tuple[Any, float]]:
+    def _tx(self, exclusive: str | None = None, *, durable: bool = True) -> Iterator[tuple[Any, float]]:
         # One writer at a time anyway (SQLite); BEGIN IMMEDIATE takes the write lock up front, so a
         # check-then-write (the rate window, a queue reservation) is atomic across processes.
         try:
-            db = self._connect()
+            db = self._connection()
         except sqlite3.Error as error:
             raise CoordinationError(
                 f"cannot open the coordination store {self.description}: {error}"
@@ -98,8 +116,14 @@ class SqliteStore(CoordinationStore):
             db.execute("COMMIT")
         except sqlite3.Error as error:
             raise CoordinationError(f"coordination store {self.description}: {error}") from None
-        finally:
-            db.close()
+
+    def close(self) -> None:
+        for pid, db in self._opened:
+            if pid == os.getpid():  # a forked child leaves its parent's connections alone
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+        self._opened.clear()
+        self._local = threading.local()
 
     # --- slots, claims, locks ------------------------------------------------------------------------
     def try_slot(self, pool: str, count: int) -> Slot | None:

@@ -158,8 +158,11 @@ class CoordinationStore(ABC):
         """The store's clock, seconds since the epoch."""
 
     @abstractmethod
-    def _tx(self, exclusive: str | None = None) -> AbstractContextManager[tuple[Any, float]]:
-        """(cursor, now) inside one transaction; `exclusive` serialises transactions naming the same key."""
+    def _tx(
+        self, exclusive: str | None = None, *, durable: bool = True
+    ) -> AbstractContextManager[tuple[Any, float]]:
+        """(cursor, now) inside one transaction; `exclusive` serialises transactions naming the same key.
+        `durable=False`: the commit need not wait for the disk (the rate window lives for seconds)."""
 
     @abstractmethod
     def try_slot(self, pool: str, count: int) -> Slot | None:
@@ -200,7 +203,7 @@ class CoordinationStore(ABC):
         processes. A call counts from its admission until `window_s` after it finished; one never
         finished (its process died) stops counting `stale_after_s` after admission. `usage_day` adds the
         call to that day's usage record in the same transaction."""
-        with self._tx(exclusive=f"rate:{instance}") as (cur, now):
+        with self._tx(exclusive=f"rate:{instance}", durable=False) as (cur, now):
             cur.execute(
                 self._sql(
                     "DELETE FROM {p}calls WHERE instance=? AND ((finished IS NOT NULL AND finished <= ?)"
@@ -225,7 +228,7 @@ class CoordinationStore(ABC):
         return Admission(ticket)
 
     def finish_call(self, ticket: int) -> None:
-        with self._tx() as (cur, now):
+        with self._tx(durable=False) as (cur, now):
             cur.execute(self._sql("UPDATE {p}calls SET finished=? WHERE id=?"), (now, ticket))
 
     # --- ledger --------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from molequle_dagster.definitions import build_definitions
 from molequle_dagster.jobs import SYNC_JOB
 from molequle_dagster.marketo.config import BulkConfig, MarketoConfig, PacingConfig, RetryConfig
 from molequle_dagster.resources import coordination_target
+from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.settings import parse_settings
-from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict
+from molequle_dagster_tests.conftest import SyncEnv, fast_settings_dict, open_sync_env
 from molequle_dagster_tests.coordination.backends import pg_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,3 +142,28 @@ def test_a_knob_out_of_range_in_the_launchpad_fails_the_run_naming_it(sync_env: 
     message = str(failure.event_specific_data.error)
     assert "marketo.bulk.max_queued_jobs: Input should be less than or equal to 10 (got 11)" in message
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_two_auth_errors_in_a_row_no_longer_fail_the_run(sync_env: SyncEnv) -> None:
+    """Issue 16 item 1, as reported: 601 twice on activity types, then sync."""
+    sync_env.control.inject_fault("GET /rest/v1/activities/types.json", "token_invalid", nth=1, times=2)
+    try:
+        _sync_types(sync_env, sync_env.instance)
+        assert sync_env.control.faults()[0]["fired"] == 2
+    finally:
+        sync_env.control.clear_faults()
+
+
+def test_a_timed_out_enqueue_no_longer_fails_the_run(tmp_path: Path) -> None:
+    """Issue 16 item 2, as reported: `marketo.timeout_s: 3` and an enqueue held 3.3 s once."""
+    config = SandboxConfig.for_profile("fast")
+    config.data.people = 100
+    with open_sync_env(tmp_path, config, fast_settings_dict(marketo__timeout_s=3)) as env:
+        env.control.inject_fault("POST /bulk/v1/leads/export/*/enqueue.json", "slow", nth=1, seconds=3.3)
+        job = env.defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=env.instance,
+                                        asset_selection=[dg.AssetKey("marketo_people_population")])
+        assert result.success
+        assert env.control.faults()[0]["fired"] == 1
+        exports = [j for j in env.sandbox.context.bulk.jobs_truth() if j["entity"] == "leads"]
+        assert [j["status"] for j in exports] == ["Completed"]  # one export, paid once

@@ -1,4 +1,5 @@
-"""One typed error hierarchy for every Marketo failure, following the reference's retry classes (§2.3).
+"""One typed error hierarchy for every Marketo failure, by retry class (docs/client.md, "Authentication and
+errors").
 
 Messages name the endpoint, Marketo's code and message and the requestId; they never carry the client
 secret or the access token (transport redacts both before building any message).
@@ -165,7 +166,7 @@ def next_quota_reset(now: datetime | None, zone: ZoneInfo) -> datetime:
     return datetime.combine(tomorrow, time(0, 0), tzinfo=zone)
 
 
-# Response-level codes by retry class (§2.3, §2.4). Anything unlisted is FATAL.
+# Response-level codes by retry class (docs/client.md). Anything unlisted is FATAL.
 _BACKOFF_CODES = frozenset({"500", "502", "604", "608", "611", "614", "713", "719", "1014"})
 _THROTTLE_CODES = frozenset({"606", "615", "1016", "1019"})
 _AUTH_CODES = frozenset({"601", "602"})

@@ -1,4 +1,5 @@
-"""The three paging styles: nextPageToken (§2.1), moreResult with empty pages (§7.3), offset (§9.1)."""
+"""The three paging styles: nextPageToken (lead database), moreResult with empty pages (activity feeds),
+offset/maxReturn (asset browse)."""
 
 from __future__ import annotations
 

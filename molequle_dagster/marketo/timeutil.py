@@ -1,4 +1,4 @@
-"""Marketo's datetime shapes (§0): `…Z`, `…+0000`, `…-08:00`, and the asset API's odd `…Z+0000`."""
+"""Marketo's datetime shapes: `…Z`, `…+0000`, `…-08:00`, and the asset API's odd `…Z+0000`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 
 def parse_marketo_datetime(text: str) -> datetime:
-    """An aware UTC datetime from any shape Marketo emits; a naive value means GMT (§0)."""
+    """An aware UTC datetime from any shape Marketo emits; a naive value means GMT."""
     value = text.strip()
     if value.endswith("Z+0000"):
         value = value[:-5]

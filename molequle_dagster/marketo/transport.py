@@ -119,7 +119,7 @@ class Transport:
 
     def _fetch_token(self) -> str:
         endpoint = f"POST {TOKEN_PATH}"
-        # A form body, not the query (§1.1 allows both): URLs end up in proxy, urllib3 and server logs.
+        # A form body, not the query (Marketo takes both): URLs end up in proxy, urllib3 and server logs.
         form = {
             "grant_type": "client_credentials",
             "client_id": self._client_id,
@@ -390,7 +390,7 @@ def _first_error(envelope: Mapping[str, Any]) -> tuple[str, str]:
 def _long_get_as_post(
     method: str, url: str, params: Params | None, form: Params | None
 ) -> tuple[str, Params | None, Params | None]:
-    """GET whose URI would pass 8 KB -> `POST url?_method=GET` with the query as a form body (§0)."""
+    """GET whose URI would pass 8 KB (Marketo: HTTP 414) -> `POST url?_method=GET`, query as form body."""
     if method.upper() != "GET" or not params:
         return method, params, form
     prepared = requests.Request("GET", url, params=params).prepare()

@@ -1,4 +1,4 @@
-"""Writes: Sync Leads (updateOnly by id), Request Campaign, Schedule Campaign (§7.10, §10.2, §10.3)."""
+"""Writes: Sync Leads (updateOnly by id, 300 per call), Request Campaign (100 leads), Schedule Campaign."""
 
 from __future__ import annotations
 

@@ -60,8 +60,6 @@ from molequle_dagster.marketo.transport import Transport
 Entity = Literal["leads", "activities", "program/members"]
 ENTITIES: tuple[str, ...] = ("leads", "activities", "program/members")
 MAX_WINDOW_DAYS = 31
-ON_MARKETO = frozenset({"queued", "processing"})
-SETTLING = ON_MARKETO | {"failed", "cancelled"}  # polled until completed, or created again
 CLOCK_SKEW_S = 600.0  # Marketo's createdAt vs our store's clock, when looking for a job a lost create made
 LIST_BATCH = 300
 MAX_BLOCK_SIZE = 1 << 28  # a row larger than 256 MiB is not a Marketo export any more
@@ -137,6 +135,7 @@ class _Job:
     started: float = 0.0  # our clock when it was queued (job timeout)
     failures: int = 0
     keep: bool = False  # stopped by the export quota: the Created job waits for the next run
+    enqueued: bool = False  # on Marketo's queue (by us or, for a resumed job, by another process)
 
 
 @dataclass
@@ -257,6 +256,13 @@ class BulkEngine:
                 claim.release()
                 raise
         export_id = str(info["exportId"])
+        if self.ledger.get(export_id) is not None:  # never from Marketo: a new job has a new id
+            self.ledger.delete(intent.export_id)
+            claim.release()
+            raise E.MalformedResponseError(
+                f"create answered export {export_id}, a job we already have",
+                endpoint=f"POST /bulk/v1/{request.entity}/export/create.json",
+            )
         self.ledger.update(
             intent.export_id, export_id=export_id, status="enqueuing", created_at=self._store.now()
         )
@@ -363,6 +369,9 @@ class BulkEngine:
                 if exc.code != "1003" or self._refresh(job) == "created":
                     raise
                 break
+        job.enqueued = True
+        if job.status == "created":  # Marketo took the enqueue; its status view may lag
+            job.status = "queued"
         self.ledger.update(job.export_id, status=job.status)
 
     def _refresh(self, job: _Job) -> str:
@@ -399,6 +408,7 @@ class BulkEngine:
             job = _Job(
                 request, entry.export_id, current, reused=True, info=info, claim=self._claim(entry.export_id)
             )
+            job.enqueued = current != "created"
             job.started = self._clock()
             if current == "completed":
                 self._record_completed(job)
@@ -438,6 +448,8 @@ class BulkEngine:
         out."""
         assert job.export_id is not None
         status = self._refresh(job)
+        if status == "created":
+            job.status = "queued"  # enqueued already: Marketo's status view lags (or it never starts)
         if job.claim is None:
             job.claim = self._claim(job.export_id)  # its owner is gone: we carry it on
         if status == "completed":
@@ -452,7 +464,7 @@ class BulkEngine:
                     f"export {job.export_id} ended {status}: {job.info.get('errorMsg') or 'no errorMsg'}",
                     endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json",
                 )
-            job.export_id, job.status, job.reused, job.info = None, "new", False, {}
+            job.export_id, job.status, job.reused, job.info, job.enqueued = None, "new", False, {}, False
             return False
         self.ledger.update(job.export_id, status=status)  # also the heartbeat the sweep looks at
         if self._clock() - job.started > self._config.job_timeout_s:
@@ -473,8 +485,8 @@ class BulkEngine:
             status="completed",
             started_at=marketo_epoch(info.get("startedAt")),
             finished_at=finished,
-            file_size=int(info.get("fileSize") or 0),
-            records=int(info.get("numberOfRecords") or 0),
+            file_size=_count(info, "fileSize"),
+            records=_count(info, "numberOfRecords"),
             quota_day=quota_day(self._zone, finished_at),
         )
         self._release(job)
@@ -501,9 +513,9 @@ class BulkEngine:
         info = job.info
         return BulkExportResult(
             export_id=job.export_id,
-            number_of_records=int(info.get("numberOfRecords") or 0),
-            file_size=int(info.get("fileSize") or 0),
-            file_checksum=info.get("fileChecksum"),
+            number_of_records=_count(info, "numberOfRecords"),
+            file_size=_count(info, "fileSize"),
+            file_checksum=_checksum(info),
             reused=job.reused,
             _engine=self,
             _request=job.request,
@@ -535,7 +547,7 @@ class BulkEngine:
                     else:
                         active[index] = job
                 for index in sorted(active):  # in request order, while our share has room
-                    if active[index].status in ("new", "created") and not self._start(active[index]):
+                    if not active[index].enqueued and not self._start(active[index]):
                         break
                 for index, job in list(active.items()):  # e.g. an enqueue that found it already done
                     if job.status == "completed":
@@ -543,11 +555,11 @@ class BulkEngine:
                         done[index] = self._result(active.pop(index))
                 if next_index in done:
                     continue
-                waiting_elsewhere = not any(j.status in ON_MARKETO for j in active.values())
+                waiting_elsewhere = not any(j.enqueued for j in active.values())
                 interval = self._config.poll_interval_s
                 self._sleep(max(interval, 1.0) if waiting_elsewhere else interval)
                 for index, job in list(active.items()):
-                    if job.status in SETTLING and self._poll(job):
+                    if job.enqueued and self._poll(job):
                         done[index] = self._result(active.pop(index))
         finally:
             for job in active.values():
@@ -681,6 +693,21 @@ class BulkEngine:
         self.cancel(entity, job.export_id)
         self._release(job)
         return True
+
+
+def _count(info: dict[str, Any], key: str) -> int:
+    """A job's numberOfRecords / fileSize: a whole number, or the answer is not Marketo's."""
+    value = info.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise E.MalformedResponseError(f"bulk job {key} is {value!r}, not a count")
+    return int(value)
+
+
+def _checksum(info: dict[str, Any]) -> str | None:
+    value = info.get("fileChecksum")
+    if value is not None and not isinstance(value, str):
+        raise E.MalformedResponseError(f"bulk job fileChecksum is {value!r}, not text")
+    return value
 
 
 def _as_of(info: dict[str, Any]) -> datetime | None:

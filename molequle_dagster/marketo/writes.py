@@ -72,6 +72,11 @@ def _sync_result(index: int, item: Mapping[str, Any], sent_id: int) -> SyncResul
         if isinstance(r, Mapping)
     )
     lead_id = item.get("id")
+    if lead_id is not None and (isinstance(lead_id, bool) or not str(lead_id).isdigit()):
+        raise MalformedResponseError(
+            f"Sync Leads result {index} has id {lead_id!r}, not a lead id",
+            endpoint="POST /rest/v1/leads.json",
+        )
     return SyncResult(
         index=index,
         lead_id=int(lead_id) if lead_id is not None else sent_id,

@@ -23,7 +23,8 @@ from molequle_dagster.coordination import SqliteStore
 from molequle_dagster.marketo import errors as E
 from molequle_dagster.marketo.auth import TokenCache
 from molequle_dagster.marketo.bulk import BulkEngine, BulkExportResult, ExportRequest
-from molequle_dagster.marketo.config import BulkConfig, RetryConfig
+from molequle_dagster.marketo.client import MarketoClient
+from molequle_dagster.marketo.config import BulkConfig, MarketoConfig, PacingConfig, RetryConfig
 from molequle_dagster.marketo.csvstream import ResumableDownload, read_batches
 from molequle_dagster.marketo.reads import MarketoReads
 from molequle_dagster.marketo.stats import CallStats
@@ -261,3 +262,35 @@ def test_fewer_rows_than_marketo_counted_is_an_error(scripted: Scripted, tmp_pat
     body = b"id,notes\n1,a\n2,b\n"
     with pytest.raises(E.MalformedResponseError, match="gave 2 rows, Marketo reported 3"):
         list(exported(scripted, body, 3, tmp_path).batches())
+
+
+job_fields = st.fixed_dictionaries({"exportId": st.text(min_size=1, max_size=8) | st.integers()}, optional={
+    "status": st.sampled_from(["Created", "Queued", "Processing", "Completed", "Failed", "Cancelled",
+                               "Canceled", "weird"]) | scalars,
+    "fileSize": scalars, "numberOfRecords": scalars, "fileChecksum": scalars,
+    "createdAt": scalars, "startedAt": scalars, "finishedAt": scalars, "errorMsg": scalars})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(job=job_fields)
+def test_any_bulk_job_answer_ends_in_rows_or_a_typed_error(scripted: Scripted, tmp_path_factory, job) -> None:
+    """Every bulk endpoint answers with the same odd job object: the export ends in a typed error."""
+    scripted.answer = Answer(body=json.dumps({"requestId": "j#1", "success": True, "result": [job]}).encode())
+    waited = [0.0]
+
+    def sleep(seconds: float) -> None:
+        waited[0] += seconds
+
+    bulk = BulkConfig(poll_interval_s=1.0, job_timeout_s=5.0)
+    pacing = PacingConfig(calls_per_20s=100, window_s=0.01)
+    config = MarketoConfig(base_url=scripted.base_url, bulk=bulk, pacing=pacing,
+                           retry=RetryConfig(max_attempts=2, backoff_base_s=0.0))
+    client = MarketoClient(config, "cid", SECRET, store=tmp_path_factory.mktemp("store"), sleep=sleep,
+                           clock=lambda: waited[0])
+    try:
+        with pytest.raises(E.MarketoError) as caught:
+            window = {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-02T00:00:00Z"}
+            client.bulk_export("activities", fields=None, filter={"createdAt": window}).read_all()
+        assert SECRET not in str(caught.value)
+    finally:
+        client.close()

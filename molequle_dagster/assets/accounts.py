@@ -29,7 +29,6 @@ from molequle_dagster.conventions import (
 )
 from molequle_dagster.lake import Lake
 from molequle_dagster.lake.keyed import changed_rows
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.run_kind import TICK, run_kind
@@ -178,7 +177,7 @@ def marketo_companies(
 ) -> dg.MaterializeResult:
     """Companies of the synced people, by externalCompanyId: new ones on every tick, all of them once per
     `reconciliation.accounts_days` in a rolling slice (outside ticks)."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         outcome = sync_companies(context, marketo.client, lake.lake, settings.settings)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()}
@@ -235,7 +234,7 @@ def marketo_named_accounts(
 ) -> dg.MaterializeResult:
     """Marketo named accounts (ABM) whose domain matches a synced company's website domain: looked up when
     the company first appears, and again in the rolling reconciliation slice."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         outcome = sync_named_accounts(context, marketo.client, lake.lake, settings.settings)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()}

@@ -36,7 +36,6 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import KNOWN_ACTIVITY_TYPES, MolequleSettings
 from molequle_dagster.sync import overlay
@@ -140,7 +139,7 @@ def marketo_activity_types(
 ) -> dg.MaterializeResult:
     """The instance's activity types (types.json, re-read at most once a day), and which configured types
     it lacks."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         table = activity_types(marketo.client, lake.lake)
     missing = missing_types(settings.settings, table)
     for name in missing:
@@ -297,7 +296,7 @@ def build_marketo_activities(
         export past `sync.rest_pages` pages); the daily close, backfills and the first sync export whole
         days in bulk, newest window first, all types in one job per ≤ 31-day window."""
         keys = list(context.partition_keys)
-        with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+        with accounting(marketo.client, context) as spent:
             outcome, report, info = sync_activity_days(
                 context, marketo.client, lake.lake, settings.settings, keys
             )

@@ -33,7 +33,6 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.sync import healing
 from molequle_dagster.sync.memberships_fold import (
@@ -135,7 +134,7 @@ def marketo_program_members(
     slice (every program once per `reconciliation.memberships_days`); ≤ 10 programs per bulk job."""
     store = lake.lake
     program_ids, plan = programs_to_export(store, settings.settings.reconciliation.memberships_days)
-    with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
+    with accounting(marketo.client, context) as spent:
         report = export_program_members(context, marketo.client, store, program_ids)
     spent.export_bytes = report.export_bytes
     table = store.keyed(PROGRAM_MEMBERS, PM_KEY)

@@ -120,9 +120,7 @@ class _Strict(BaseModel):
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 FieldName = Annotated[str, Field(pattern=_FIELD_NAME.pattern, description="a Marketo REST API field name")]
-EnvVarName = Annotated[str, Field(pattern=_ENV_NAME.pattern, description="an environment variable name")]
 
 
 def _unique(values: Iterable[str], what: str) -> None:

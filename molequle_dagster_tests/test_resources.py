@@ -14,7 +14,7 @@ import pytest
 
 from molequle_dagster.coordination import PostgresStore, SqliteStore, open_store
 from molequle_dagster.definitions import build_definitions
-from molequle_dagster.jobs import SYNC_JOB
+from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB
 from molequle_dagster.marketo.config import BulkConfig, MarketoConfig, PacingConfig, RetryConfig
 from molequle_dagster.resources import coordination_target
 from molequle_dagster.sandbox.config import SandboxConfig
@@ -63,7 +63,8 @@ def _usage_today(store) -> int:
 
 
 def _sync_types(env: SyncEnv, instance: dg.DagsterInstance) -> None:
-    result = env.defs.resolve_job_def(SYNC_JOB).execute_in_process(
+    # The daily job re-reads the activity types (a tick uses the copy of the last day).
+    result = env.defs.resolve_job_def(DAILY_JOB).execute_in_process(
         instance=instance, asset_selection=[dg.AssetKey("marketo_activity_types")])
     assert result.success
 

@@ -47,7 +47,9 @@ def test_a_quota_stop_pauses_the_first_sync_until_the_reset_then_it_resumes(tmp_
         key = scope_key(marketo.client_config().base_url)
         for kind in ("calls", "exports"):
             if (stop := store.quota_stop(key, kind)) is not None:
-                store.set_quota_stop(key, kind, reason=stop.reason, resets_at=datetime.now(UTC).timestamp() - 1)
+                store.set_quota_stop(
+                    key, kind, reason=stop.reason, resets_at=datetime.now(UTC).timestamp() - 1
+                )
         third = run_sync(defs, instance)
         assert third.success, third.failures
         asset = defs.resolve_assets_def("marketo_activities")

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, Field, PrivateAttr, create_model
 
+from molequle_dagster import clock
 from molequle_dagster.coordination import CoordinationStore, open_store
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.client import DEFAULT_STORE_DIR, MarketoClient
@@ -125,8 +126,14 @@ class MarketoResource(dg.ConfigurableResource):
     @property
     def client(self) -> MarketoClient:
         if self._client is None:
+            # Waits between bulk status polls follow the one clock (virtual in benchmarks).
             self._client = MarketoClient(
-                self.client_config(), self.client_id, self.client_secret, store=self.coordination
+                self.client_config(),
+                self.client_id,
+                self.client_secret,
+                store=self.coordination,
+                sleep=clock.sleep,
+                clock=lambda: clock.current().monotonic(),
             )
         return self._client
 

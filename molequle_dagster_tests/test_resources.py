@@ -83,7 +83,7 @@ def test_a_postgres_instance_shares_its_database_with_every_host(sync_env: SyncE
                                                                  monkeypatch) -> None:
     url = pg_url()
     monkeypatch.delenv("MOLEQULE_COORDINATION_URL", raising=False)
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(tmp_path))
     try:
         target = coordination_target(instance, "MOLEQULE_COORDINATION_URL")

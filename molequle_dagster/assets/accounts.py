@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import SYNCED_AT, TS, batches, conform, dedupe_latest, stamp
+from molequle_dagster.budget import budget_of
 from molequle_dagster.conventions import (
     MOLEQULE_GROUP,
     OWNERS,
@@ -116,6 +117,17 @@ def _rolling_slice(ids: list[Any], after: Any, days: int) -> list[Any]:
     return ring[:size]
 
 
+def reconciles(context: Any, client: Any, settings: MolequleSettings, rows: pa.Table | None) -> bool:
+    """Whether this run re-reads the day's rolling slice: never on a tick, and only within the budget."""
+    if run_kind(context) == TICK or rows is None:
+        return False
+    calls = math.ceil(math.ceil(rows.num_rows / settings.reconciliation.accounts_days) / FILTER_BATCH)
+    allowed, why = budget_of(client, settings.budget).allows("reconcile", calls=calls)
+    if not allowed:
+        context.log.info(why)
+    return allowed
+
+
 # --- companies ------------------------------------------------------------------------------------------
 def sync_companies(context: Any, client: Any, lake: Lake, settings: MolequleSettings) -> dict[str, Any]:
     table = lake.keyed(COMPANIES, "id")
@@ -133,7 +145,7 @@ def sync_companies(context: Any, client: Any, lake: Lake, settings: MolequleSett
     new_ids = sorted(wanted - known)
     fetched = _query(client, "externalCompanyId", new_ids, fields, "companies")
     reconciled, gone = [], None
-    if run_kind(context) != TICK and current is not None and current.num_rows:
+    if reconciles(context, client, settings, current) and current is not None and current.num_rows:
         slice_ids = _rolling_slice(
             sorted(current["id"].to_pylist()),
             meta.get("reconciled_through"),
@@ -197,7 +209,7 @@ def sync_named_accounts(context: Any, client: Any, lake: Lake, settings: Molequl
     lookup: set[str] = set()
     if rows is not None and rows.num_rows and "website" in rows.column_names:
         lookup |= {d for d in domains(rows["website"]).to_pylist() if d}
-    if run_kind(context) != TICK:
+    if reconciles(context, client, settings, companies.read_or_none(["id"])):
         everyone = companies.read_or_none(["id", "website"])
         if everyone is not None and everyone.num_rows:
             slice_ids = set(

@@ -75,9 +75,12 @@ def parse_iso(value: str) -> datetime:
 
 
 # --- metadata -------------------------------------------------------------------------------------------
+COMMON_COLUMNS = {"_synced_at": "when Molequle read this version of the row from Marketo"}
+
+
 def column_schema(schema: pa.Schema, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
     """A Dagster column schema (shown in the UI) from an Arrow schema, with column descriptions."""
-    notes = descriptions or {}
+    notes = {**COMMON_COLUMNS, **(descriptions or {})}
     return dg.TableSchema(
         columns=[dg.TableColumn(name=f.name, type=str(f.type), description=notes.get(f.name)) for f in schema]
     )

@@ -57,6 +57,10 @@ ACCOUNT_COLUMNS = {
     "account_id": "company:<Marketo company id> or named:<named account marketoGUID>",
     "source": "company or named_account",
     "company": "company (or named account) name",
+    "website": "the company's website (named accounts: their domain name)",
+    "industry": "Marketo company field Industry",
+    "numberOfEmployees": "Marketo company field Number of Employees",
+    "billingCountry": "Marketo company field Billing Country",
     "domain": "website domain, lower case, without www.: how named accounts are matched",
 }
 PERSON_ACCOUNTS_SCHEMA = pa.schema(

@@ -66,6 +66,7 @@ MEMBERSHIP_COLUMNS = {
     "status_name": "the member's progression status, by name (as Marketo keeps it)",
     "membership_date": "when the lead joined the program",
     "reached_success": "whether the member ever reached a success status",
+    "acquired_by": "whether this program acquired the lead (Marketo's Acquired By)",
     "updated_at": "Marketo time of the membership's last change",
     "channel": "the program's channel (program type)",
     "step": "position of the status in the channel's progression",

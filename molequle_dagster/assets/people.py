@@ -89,7 +89,6 @@ PEOPLE_COLUMNS = {
     "email": "email address (a change updates the same row)",
     "createdAt": "when the lead was created in Marketo",
     "updatedAt": "Marketo's visible last-update time (standard fields only)",
-    SYNCED_AT: "when Molequle read this version of the row from Marketo",
     IN_SYNC_LIST: "member of the settings' smart list at its last refresh",
 }
 
@@ -113,8 +112,16 @@ def lead_schema(client: Any, settings: MolequleSettings, lake: Lake | None = Non
     schema = client.lead_schema(fields)
     if cache is not None:
         everything = pa.schema(list(client.lead_field_types().items()))
-        cache.commit(everything.empty_table(), meta={"fetched_at": clock.now().isoformat()})
+        meta = {"fetched_at": clock.now().isoformat(), "labels": client.lead_field_labels()}
+        cache.commit(everything.empty_table(), meta=meta)
     return schema
+
+
+def people_columns(lake: Lake) -> dict[str, str]:
+    """Column descriptions of `people`: ours, and each synced Marketo field by its display name."""
+    labels = lake.keyed(LEAD_FIELDS_CACHE, "name").meta.get("labels") or {}
+    synced = {name: f"Marketo lead field \"{label}\"" for name, label in labels.items()}
+    return {**synced, **PEOPLE_COLUMNS}
 
 
 # --- population ---------------------------------------------------------------------------------------------
@@ -721,7 +728,9 @@ def people(context: dg.AssetExecutionContext, lake: LakeResource):
             **outcome,
             "update_days_folded": dg.MetadataValue.json(outcome["update_days_folded"]),
             **(
-                {"dagster/column_schema": column_schema(schema, PEOPLE_COLUMNS)} if schema is not None else {}
+                {"dagster/column_schema": column_schema(schema, people_columns(lake.lake))}
+                if schema is not None
+                else {}
             ),
             "location": lake.lake.location(PEOPLE),
             **data_age_metadata(complete),

@@ -50,7 +50,9 @@ CHANNEL_SCHEMA = pa.schema(
 CHANNEL_COLUMNS = {
     "channel_id": "Marketo channel (program type) id",
     "channel": "channel name, as programs name it",
+    "applicable_program_type": "the program type the channel applies to (Default, Event, Engagement, …)",
     "status_name": "a progression status of the channel",
+    "hidden": "whether Marketo hides the status from new use (members may still hold it)",
     "step": "the status's position in the progression (0 = Not in Program)",
     "success": "whether reaching the status counts as the program's success",
 }
@@ -82,6 +84,11 @@ PROGRAM_SCHEMA = pa.schema(
 )
 PROGRAM_COLUMNS = {
     "id": "Marketo program id",
+    "name": "program name",
+    "description": "program description",
+    "status": "on/off for programs that run (Engagement, Email); empty for the others",
+    "workspace": "the Marketo workspace holding the program",
+    "folder_id": "id of the folder (or program) the program sits in",
     "type": "Default, Event, Event with Webinar, Engagement or Email",
     "channel": "the program's channel (program type), which defines its statuses",
     "createdAt": "as Marketo writes it (Asset API format)",

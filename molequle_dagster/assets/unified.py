@@ -18,7 +18,9 @@ import pyarrow as pa
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import key_table
-from molequle_dagster.conventions import OWNERS, UNIFIED_GROUP, data_age_metadata, parse_iso
+from molequle_dagster.assets.accounts import ACCOUNT_COLUMNS
+from molequle_dagster.assets.people import people_columns
+from molequle_dagster.conventions import OWNERS, UNIFIED_GROUP, column_schema, data_age_metadata, parse_iso
 from molequle_dagster.lake import KeyedTable, Lake
 from molequle_dagster.resources import LakeResource, SettingsResource
 from molequle_dagster.unification import (
@@ -33,6 +35,38 @@ from molequle_dagster.unification import (
 Entity = Literal["person", "account"]
 OUTPUTS = ("unified", "links", "id_lineage")
 STATE_ORDER = ("unified", "links", "id_lineage", "ids", "match_keys", "config")  # config last: the commit
+
+
+# Column descriptions shown in the UI; other representative columns (the most recently updated member's
+# value) carry the source table's descriptions.
+UNIFIED_COLUMNS = {
+    "unified_id": "Stable unified id (up_… people, ua_… accounts): kept by the cluster holding its "
+    "smallest-id member; retired ids are listed in the id lineage and never reused.",
+    "member_count": "How many Marketo records the unified record stands for.",
+    "first_seen_at": "When this unified id was first issued.",
+    "createdAt": "The earliest createdAt of the members.",
+    "updatedAt": "The latest updatedAt of the members.",
+}
+LINK_COLUMNS = {
+    "source_id": "The Marketo record's id (lead id for people; company:<id> or named:<id> for accounts).",
+    "unified_id": "The unified record it belongs to.",
+    "matched_rule": "The first match rule (in settings order) that joins it to its cluster; null alone.",
+}
+LINEAGE_COLUMNS = {
+    "retired_id": "A unified id retired when its cluster merged into an older one.",
+    "survivor_id": "The unified id that took its members over.",
+    "reason": "Why it was retired (merge).",
+    "retired_at": "When it was retired.",
+}
+ROLE_COLUMNS = {"unified": UNIFIED_COLUMNS, "links": LINK_COLUMNS, "id_lineage": LINEAGE_COLUMNS}
+
+
+def _column_metadata(table: KeyedTable, role: str, source_notes: dict[str, str]) -> dict[str, Any]:
+    schema = table.schema()
+    if schema is None:
+        return {}
+    notes = {**source_notes, **ROLE_COLUMNS[role]} if role == "unified" else ROLE_COLUMNS[role]
+    return {"dagster/column_schema": column_schema(schema, notes)}
 
 
 def table_names(entity: Entity) -> dict[str, str]:
@@ -215,14 +249,17 @@ def build_unify(entity: Entity) -> dg.AssetsDefinition:
         ],
     )
     def unify_entity(lake: LakeResource, settings: SettingsResource):
+        source_notes = people_columns(lake.lake) if entity == "person" else ACCOUNT_COLUMNS
         outcome = unify_table(lake.lake, settings.settings, entity)
         complete = lake.lake.keyed(source, id_column).meta.get("complete_through")
         age = data_age_metadata(parse_iso(complete) if complete else None)
         for role in OUTPUTS:
+            key = KEY_COLUMNS[role][0]
             yield dg.MaterializeResult(
                 asset_key=names[role],
                 metadata={
                     "dagster/row_count": outcome["rows"][names[role]],
+                    **_column_metadata(lake.lake.keyed(names[role], key), role, source_notes),
                     "mode": outcome["mode"],
                     "records_reclustered": outcome["records_reclustered"],
                     **age,

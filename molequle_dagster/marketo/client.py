@@ -27,6 +27,7 @@ from molequle_dagster.marketo.schema import (
     ACTIVITY_COLUMN_TYPES,
     PROGRAM_MEMBER_COLUMN_TYPES,
     describe2_fields,
+    lead_field_labels,
     lead_field_types,
     schema_for,
 )
@@ -103,6 +104,7 @@ class MarketoClient(MarketoReads):
         )
         self._describe_lock = threading.Lock()
         self._lead_types: dict[str, pa.DataType] | None = None
+        self._lead_labels: dict[str, str] = {}
         self._member_types: dict[str, pa.DataType] | None = None
         self._filter_support: dict[tuple[str, str], bool] = {}
         self._usage: tuple[float, UsageToday] | None = None
@@ -124,8 +126,15 @@ class MarketoClient(MarketoReads):
         """REST field name -> Arrow type, from Describe Lead (cached for the client's life)."""
         with self._describe_lock:
             if self._lead_types is None:
-                self._lead_types = lead_field_types(self.describe_leads())
+                described = self.describe_leads()
+                self._lead_types = lead_field_types(described)
+                self._lead_labels = lead_field_labels(described)
             return self._lead_types
+
+    def lead_field_labels(self) -> dict[str, str]:
+        """REST field name -> the display name Marketo's UI shows (same Describe Lead call as the types)."""
+        self.lead_field_types()
+        return dict(self._lead_labels)
 
     def lead_schema(self, fields: list[str]) -> pa.Schema:
         return schema_for(fields, self.lead_field_types(), what="Describe Lead")

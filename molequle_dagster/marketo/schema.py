@@ -71,11 +71,25 @@ def lead_field_types(describe_result: Iterable[Mapping[str, Any]]) -> dict[str, 
     """
     types: dict[str, pa.DataType] = {}
     for item in describe_result:
-        rest = item.get("rest")
-        name = rest.get("name") if isinstance(rest, Mapping) else item.get("name")
-        if isinstance(name, str) and name:
+        if name := _rest_name(item):
             types[name] = arrow_type(str(item.get("dataType", "string")))
     return types
+
+
+def _rest_name(item: Mapping[str, Any]) -> str | None:
+    rest = item.get("rest")
+    name = rest.get("name") if isinstance(rest, Mapping) else item.get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def lead_field_labels(describe_result: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """REST name -> display name (Describe Lead's `displayName`), for fields that have both."""
+    labels: dict[str, str] = {}
+    for item in describe_result:
+        name, label = _rest_name(item), item.get("displayName")
+        if name and isinstance(label, str) and label:
+            labels[name] = label
+    return labels
 
 
 def describe2_fields(describe2_result: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

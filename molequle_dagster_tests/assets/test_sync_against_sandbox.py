@@ -49,6 +49,23 @@ def test_initial_sync_equals_ground_truth(sync_env, initial) -> None:
     assert step_totals(run)["marketo_activities"]["retention"]["notes"] == []
 
 
+MAIN_TABLES = ("people", "accounts", "activities", "memberships", "marketo_programs", "marketo_channels",
+               "unified_people", "person_unified_links", "unified_accounts", "account_unified_links")
+
+
+@pytest.mark.parametrize("table", MAIN_TABLES)
+def test_main_tables_describe_every_column_in_the_ui(sync_env, initial, table) -> None:
+    """The UI shows a materialization's column schema, else the one declared on the asset."""
+    key = dg.AssetKey(table)
+    event = sync_env.instance.get_latest_materialization_event(key)
+    assert event is not None, f"{table} was never materialized"
+    declared = sync_env.defs.resolve_assets_def(key).specs_by_key[key].metadata
+    materialized = event.asset_materialization.metadata.get("dagster/column_schema")
+    schema = materialized.schema if materialized is not None else declared["dagster/column_schema"]
+    undescribed = [c.name for c in schema.columns if not c.description]
+    assert schema.columns and not undescribed, f"{table}: columns without a description: {undescribed}"
+
+
 def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
     control = sync_env.control
     state = control.state

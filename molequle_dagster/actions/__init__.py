@@ -24,8 +24,12 @@ from molequle_dagster.actions.batching import batches
 from molequle_dagster.actions.config import (
     ACTION_JOB,
     ACTION_OP,
-    MarketoActionConfig,
-    default_action_config,
+    RUN_FIELD,
+    ActionRequest,
+    action_config_schema,
+    action_request,
+    chosen_action,
+    token_field_names,
 )
 from molequle_dagster.actions.execute import execute_action
 from molequle_dagster.actions.log import (
@@ -42,7 +46,7 @@ from molequle_dagster.actions.log import (
     outcome_of,
     progress,
 )
-from molequle_dagster.actions.op import run_marketo_action
+from molequle_dagster.actions.op import build_action_op
 from molequle_dagster.actions.people import UNIFIED_LINEAGE_TABLE, UNIFIED_LINKS_TABLE, resolve_lead_ids
 from molequle_dagster.actions.sending import MAX_CONSECUTIVE_FAILURES, BatchResult, BatchSender
 from molequle_dagster.actions.validation import (
@@ -63,6 +67,7 @@ __all__ = [
     "ACTION_OP",
     "FAILED",
     "MAX_CONSECUTIVE_FAILURES",
+    "RUN_FIELD",
     "SCHEDULE_MAX_AHEAD",
     "SCHEDULE_MIN_DELAY",
     "SENDING",
@@ -73,21 +78,24 @@ __all__ = [
     "UNIFIED_LINKS_TABLE",
     "ActionInputError",
     "ActionLog",
+    "ActionRequest",
     "BatchResult",
     "BatchSender",
     "LogEntry",
-    "MarketoActionConfig",
     "Progress",
+    "action_config_schema",
+    "action_request",
     "batches",
+    "build_action_op",
     "check_campaign",
     "check_targets",
-    "default_action_config",
+    "chosen_action",
     "execute_action",
     "fingerprint",
     "outcome_of",
     "parse_run_at",
     "progress",
     "resolve_lead_ids",
-    "run_marketo_action",
+    "token_field_names",
     "validate_tokens",
 ]

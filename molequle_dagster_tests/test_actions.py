@@ -257,7 +257,7 @@ def test_with_one_action_the_selector_still_holds_it(env: Env) -> None:
     job = build_definitions(parse_settings(data)).resolve_job_def(ACTION_JOB)
     run_config = action_run_config("welcome_sequence", lead_ids=[1], tokens=WELCOME)
     assert dg.validate_run_config(job, run_config)["ops"][ACTION_OP]["config"]["run"] == {
-        "welcome_sequence": {"lead_ids": [1], "unified_ids": [], "tokens": WELCOME}
+        "welcome_sequence": {"lead_ids": [1], "tokens": WELCOME}
     }
 
 

@@ -95,15 +95,17 @@ def _token_field(spec: TokenSpec) -> dg.Field:
 def _action_fields(action: ActionSettings) -> dict[str, dg.Field]:
     fields: dict[str, dg.Field] = {}
     if action.kind == "trigger":
+        # Optional without a default: the launchpad's "expand defaults" then never writes a trigger
+        # for nobody (`lead_ids: []`) that looks valid and fails at run time.
         fields["lead_ids"] = dg.Field(
             [int],
-            default_value=[],
+            is_required=False,
             description="Marketo lead ids to trigger the campaign for (added to unified_ids' leads). "
             "Give at least one person here or in unified_ids.",
         )
         fields["unified_ids"] = dg.Field(
             [str],
-            default_value=[],
+            is_required=False,
             description="Molequle unified person ids; each is resolved to all its Marketo lead ids "
             "through person_unified_links (retired ids follow person_id_lineage).",
         )

@@ -118,7 +118,7 @@ def _action_fields(action: ActionSettings) -> dict[str, dg.Field]:
         )
     tokens = token_field_names(action)
     if tokens:
-        required = [spec.name for spec in tokens.values() if spec.required]
+        required = [name for name, spec in tokens.items() if spec.required]
         fields["tokens"] = dg.Field(
             {name: _token_field(spec) for name, spec in tokens.items()},
             is_required=bool(required),
@@ -126,14 +126,6 @@ def _action_fields(action: ActionSettings) -> dict[str, dg.Field]:
             "gives the token's own name)." + (f" Required: {', '.join(required)}." if required else ""),
         )
     return fields
-
-
-def chosen_action(config: Mapping[str, Any]) -> str:
-    """The action a validated run config selects (the selector's one key)."""
-    selected = config.get(RUN_FIELD)
-    if not isinstance(selected, Mapping) or len(selected) != 1:
-        raise ValueError(f"{RUN_FIELD}: expected one key, the name of a configured action, got {selected!r}")
-    return next(iter(selected))
 
 
 def _describe(action: ActionSettings) -> str:
@@ -198,3 +190,11 @@ def action_request(action: ActionSettings, config: Mapping[str, Any]) -> ActionR
         idempotency_key=config.get("idempotency_key"),
         resend_uncertain=bool(config.get("resend_uncertain")),
     )
+
+
+def chosen_action(config: Mapping[str, Any]) -> str:
+    """The action a validated run config selects (the selector's one key)."""
+    selected = config.get(RUN_FIELD)
+    if not isinstance(selected, Mapping) or len(selected) != 1:
+        raise ValueError(f"{RUN_FIELD}: expected one key, the name of a configured action, got {selected!r}")
+    return next(iter(selected))

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from molequle_dagster import clock
 from molequle_dagster.marketo.errors import MarketoAuthError, MarketoFatalError, QuotaExhausted
+from molequle_dagster.run_failures import mark_run_not_retried
 
 OWNERS = ["team:data-engineering"]
 MARKETO_GROUP = "marketo"
@@ -40,8 +41,6 @@ MARKETO_RETRY = dg.RetryPolicy(
 # Freshness promise: what Molequle shows is never older than this (the data, not the run).
 PROMISE_MINUTES = 30
 SYNCED_AT = "_synced_at"
-# Dagster's run-retry daemon skips a run with this tag set to false when a step failed.
-RETRY_ON_STEP_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
 
 
 def marketo_step(pool: str = MARKETO_POOL) -> dict[str, Any]:
@@ -187,8 +186,7 @@ def fail_on_purpose(
 ) -> dg.Failure:
     """A failure that neither the step's retry policy nor the run-retry daemon should retry: the same
     request would fail the same way (quota, credentials, a request Marketo refuses, bad config)."""
-    if context is not None:
-        context.instance.add_run_tags(context.run.run_id, {RETRY_ON_STEP_FAILURE_TAG: "false"})
+    mark_run_not_retried(context)
     return dg.Failure(description=description, metadata=dict(metadata or {}), allow_retries=False)
 
 

@@ -147,8 +147,9 @@ def test_a_run_without_the_secret_fails_naming_the_variable(defs: dg.Definitions
     reason="needs a PostgreSQL server (DAGSTER_PG_*); scripts/test.sh starts one",
 )
 def test_materialization_through_the_production_instance(sync_env, tmp_path) -> None:
-    """Production storage: the repository's dagster.yaml (PostgreSQL from DAGSTER_PG_*) records a real run."""
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")  # artifacts go to tmp, not the repo
+    """Production storage: deploy/production/dagster.yaml (PostgreSQL from DAGSTER_PG_*) records a run."""
+    # artifacts go to tmp, not the repo
+    shutil.copy(REPO / "deploy" / "production" / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(tmp_path))
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"

@@ -9,79 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from molequle_dagster.partitions import partition_window
 from molequle_dagster.sandbox import truth
 from molequle_dagster.sync_runner import run_sync
-
-PERSON_FIELDS = ["id", "email", "firstName", "lastName", "title", "company", "country"]
-
-
-def _settings(env):
-    return env.defs.resources["marketo"]  # resource config is built from the settings
-
-
-def _expected_people_ids(env, since: datetime) -> set[int]:
-    """Smart-list members, plus anyone Marketo changed since `since` (picked up by the tick)."""
-    state = env.control.state
-    smart_list = next(s for s in state.smart_lists if s["name"] == "All People for Molequle")
-    members = set(truth.smart_list_lead_ids(state, smart_list).to_pylist())
-    changed = state.people.filter(
-        pc.greater_equal(state.people["_modifiedAt"], pa.scalar(since, pa.timestamp("s", tz="UTC")))
-    )
-    return members | set(changed["id"].to_pylist())
-
-
-def _assert_people_match_truth(env, since: datetime) -> pa.Table:
-    people = env.lake.read_current("people")
-    assert people is not None
-    ids = people["id"].to_pylist()
-    assert len(ids) == len(set(ids)), "people ids must be unique"
-    assert set(ids) == _expected_people_ids(env, since)
-    expected = truth.people_truth(env.control.state, PERSON_FIELDS)
-    expected = expected.filter(pc.is_in(expected["id"], value_set=people["id"].combine_chunks()))
-    ours = people.select(PERSON_FIELDS).sort_by("id")
-    for field in PERSON_FIELDS:
-        assert ours[field].to_pylist() == expected[field].to_pylist(), field
-    return people
-
-
-def _assert_activities_match_truth(env, now: datetime) -> None:
-    from molequle_dagster.views import read_activities
-
-    keys = env.lake.days("marketo_activities").days()
-    start = partition_window(keys[0])[0]
-    type_ids = [t for t in (10, 11, 8, 27, 6, 7, 46, 2, 1, 3, 22)]
-    expected = truth.activities_truth(env.control.state, type_ids, start, now, now, enforce_retention=True)
-    ours = read_activities(env.lake, env.defs.resources["settings"].settings)
-    assert ours is not None
-    guids = ours["marketoGUID"].to_pylist()
-    assert len(guids) == len(set(guids)), "activities must be deduplicated by marketoGUID"
-    assert set(guids) == {str(g) for g in expected["marketoGUID"].to_pylist()}
-    groups = dict(zip(ours["activityTypeId"].to_pylist(), ours["activity_group"].to_pylist(), strict=True))
-    assert groups[10] == "email" and groups[22] == "scoring"
-
-
-def _assert_memberships_match_truth(env) -> None:
-    ours = env.lake.read_current("memberships")
-    held = env.lake.read_current("membership_retry")
-    expected = truth.memberships_truth(env.control.state)
-    got = {
-        (r["program_id"], r["lead_id"]): r["status_name"]
-        for r in ours.select(["program_id", "lead_id", "status_name"]).to_pylist()
-    }
-    got |= {
-        (r["program_id"], r["lead_id"]): r["status_name"]
-        for r in held.select(["program_id", "lead_id", "status_name"]).to_pylist()
-    }
-    want = {
-        (r["programId"], r["leadId"]): r["statusName"]
-        for r in expected.select(["programId", "leadId", "statusName"]).to_pylist()
-    }
-    assert got == want
+from molequle_dagster_tests.truth_assertions import (
+    assert_activities_match_truth,
+    assert_memberships_match_truth,
+    assert_people_match_truth,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +32,9 @@ def initial(sync_env):
 
 def test_initial_sync_equals_ground_truth(sync_env, initial) -> None:
     today = initial.replace(hour=0, minute=0, second=0)
-    _assert_people_match_truth(sync_env, today)
-    _assert_activities_match_truth(sync_env, datetime.now(UTC))
-    _assert_memberships_match_truth(sync_env)
+    assert_people_match_truth(sync_env.lake, sync_env.control.state, today)
+    assert_activities_match_truth(sync_env.lake, sync_env.control.state, datetime.now(UTC))
+    assert_memberships_match_truth(sync_env.lake, sync_env.control.state)
     accounts = sync_env.lake.read_current("accounts")
     companies = sync_env.control.state.companies
     assert set(accounts.filter(pc.equal(accounts["source"], "company"))["account_id"].to_pylist()) <= {
@@ -134,7 +71,7 @@ def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
     assert result.success, result.failures
     assert result.kind == "tick"
     today = initial.replace(hour=0, minute=0, second=0)
-    people = _assert_people_match_truth(sync_env, today)
+    people = assert_people_match_truth(sync_env.lake, sync_env.control.state, today)
     # identity is the lead id: a changed email updated the same row
     changed = report.email_changed_ids[0]
     row = people.filter(pc.equal(people["id"], changed)).to_pylist()
@@ -150,8 +87,8 @@ def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
     assert losers <= set(merges["loser_id"].to_pylist())
     assert not (losers | set(report.deleted_lead_ids)) & set(people["id"].to_pylist())
     assert set(report.new_lead_ids) <= set(people["id"].to_pylist()) | (set(report.new_lead_ids) - before_ids)
-    _assert_activities_match_truth(sync_env, datetime.now(UTC))
-    _assert_memberships_match_truth(sync_env)
+    assert_activities_match_truth(sync_env.lake, sync_env.control.state, datetime.now(UTC))
+    assert_memberships_match_truth(sync_env.lake, sync_env.control.state)
 
 
 def test_tick_with_nothing_changed_spends_few_calls(sync_env, initial) -> None:
@@ -185,7 +122,7 @@ def test_rename_heals_within_two_ticks(sync_env, initial) -> None:
         assert result.success, result.failures
     held = sync_env.lake.read_current("membership_retry")
     assert held.num_rows == 0
-    _assert_memberships_match_truth(sync_env)
+    assert_memberships_match_truth(sync_env.lake, sync_env.control.state)
     history = sync_env.lake.read_current("channel_status_history")
     assert "renamed" in history["change"].to_pylist()
 

@@ -45,17 +45,18 @@ EXTRA_ACTIONS = [
         "kind": "trigger",
         "campaign": {"name": "Molequle Quarterly Newsletter"},
     },
-    {  # for the schema: typed tokens whose names are no identifiers (never sent)
-        "name": "typed_tokens",
-        "kind": "trigger",
-        "campaign": {"id": 1},
-        "tokens": [
-            {"name": "Seats left", "type": "integer", "required": True},
-            {"name": "Price (EUR)", "type": "number"},
-            {"name": "Start day", "type": "date"},
-        ],
-    },
 ]
+# For the schema: typed tokens whose names are no identifiers (validated, never sent).
+TYPED_TOKENS_ACTION = {
+    "name": "typed_tokens",
+    "kind": "trigger",
+    "campaign": {"id": 1},
+    "tokens": [
+        {"name": "Seats left", "type": "integer", "required": True},
+        {"name": "Price (EUR)", "type": "number"},
+        {"name": "Start day", "type": "date"},
+    ],
+}
 WELCOME = {"welcome_message": "Hello from Molequle"}  # the required token of welcome_sequence
 
 
@@ -119,7 +120,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     config.data.people = 250
     config.data.programs = 2
     data = fast_settings_dict()
-    data["actions"] = [*data["actions"], *EXTRA_ACTIONS]
+    data["actions"] = [*data["actions"], *EXTRA_ACTIONS, TYPED_TOKENS_ACTION]
     settings_file = root / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(data))
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:

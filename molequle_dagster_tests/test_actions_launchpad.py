@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,23 +28,13 @@ import yaml
 
 from molequle_dagster.actions import ACTION_JOB, ACTION_OP
 from molequle_dagster_tests.conftest import fast_settings_dict
+from molequle_dagster_tests.e2e.processes import free_port, scrubbed_environ
+from molequle_dagster_tests.test_actions import EXTRA_ACTIONS, TYPED_TOKENS_ACTION
 
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION = "molequle_dagster.definitions"  # `-m` names the code location after the module
 STARTUP_TIMEOUT_S = 120.0  # the webserver and its code server load the definitions on 2 shared cores
 GRAPHQL_TIMEOUT_S = 60.0
-# First in the settings: a trigger with no tokens, so "expand defaults" would find nothing required in it.
-NO_TOKENS = {"name": "form_fill", "kind": "trigger", "campaign": {"name": "Molequle Form Fill Trigger"}}
-TYPED = {
-    "name": "typed_tokens",
-    "kind": "trigger",
-    "campaign": {"id": 1},
-    "tokens": [
-        {"name": "Seats left", "type": "integer", "required": True},
-        {"name": "Price (EUR)", "type": "number"},
-    ],
-}
-
 CONFIG_TYPES = """
   __typename key description isSelector
   ... on CompositeConfigType { fields { name description isRequired configTypeKey } }
@@ -112,12 +101,6 @@ class Webserver:
         return data["rootConfigType"]["key"], {t["key"]: t for t in data["allConfigTypes"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_line(lines: queue.Queue[str | None], marker: str, timeout: float, webserver: Webserver) -> None:
     """Block on the webserver's output until `marker` appears; fail if it exits or the deadline passes."""
     deadline = time.monotonic() + timeout
@@ -143,7 +126,9 @@ def _wait_for_line(lines: queue.Queue[str | None], marker: str, timeout: float, 
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     root = tmp_path_factory.mktemp("launchpad")
     data = fast_settings_dict()
-    data["actions"] = [NO_TOKENS, *data["actions"], TYPED]
+    form_fill = next(a for a in EXTRA_ACTIONS if a["name"] == "form_fill")
+    # A trigger without tokens comes first: "expand defaults" must find nothing runnable in it either.
+    data["actions"] = [form_fill, *data["actions"], TYPED_TOKENS_ACTION]
     settings = root / "settings.yaml"
     settings.write_text(yaml.safe_dump(data))
     home = root / "dagster_home"
@@ -151,13 +136,14 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     # Nothing from the caller's shell configures Dagster, Marketo or Molequle: no secrets are needed to
     # validate a run config, exactly as on a webserver host without them.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETO_", "MOLEQULE_"))}
-    env.update(DAGSTER_HOME=str(home), MOLEQULE_SETTINGS=str(settings), MOLEQULE_LAKE_URI=str(root / "lake"))
-    port = _free_port()
+    env = scrubbed_environ(
+        DAGSTER_HOME=str(home), MOLEQULE_SETTINGS=str(settings), MOLEQULE_LAKE_URI=str(root / "lake")
+    )
+    port = free_port()
     process = subprocess.Popen(
         # uvicorn at info level says when its socket listens ("Serving dagster-webserver" comes before)
         [str(WEBSERVER), "-m", LOCATION, "-h", "127.0.0.1", "-p", str(port), "--uvicorn-log-level", "info"],
-        cwd=root,  # not the repository root, whose dagster.yaml is the production (PostgreSQL) one
+        cwd=root,  # nothing of the repository root's (its dagster.yaml) applies: DAGSTER_HOME is set
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -28,13 +28,13 @@ import yaml
 
 from molequle_dagster.actions import ACTION_JOB, ACTION_OP
 from molequle_dagster_tests.conftest import fast_settings_dict
+from molequle_dagster_tests.e2e.deployment import post_graphql
 from molequle_dagster_tests.e2e.processes import free_port, scrubbed_environ
 from molequle_dagster_tests.test_actions import EXTRA_ACTIONS, TYPED_TOKENS_ACTION
 
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION = "molequle_dagster.definitions"  # `-m` names the code location after the module
 STARTUP_TIMEOUT_S = 120.0  # the webserver and its code server load the definitions on 2 shared cores
-GRAPHQL_TIMEOUT_S = 60.0
 CONFIG_TYPES = """
   __typename key description isSelector
   ... on CompositeConfigType { fields { name description isRequired configTypeKey } }
@@ -60,15 +60,7 @@ class Webserver:
     _session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = self._session.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            timeout=GRAPHQL_TIMEOUT_S,
-        )
-        assert response.status_code == 200, f"GraphQL answered {response.status_code}: {response.text[:2000]}"
-        body = response.json()
-        assert not body.get("errors"), f"GraphQL errors: {body['errors']}"
-        return body["data"]
+        return post_graphql(self._session, self.url, query, variables)
 
     @property
     def job(self) -> dict[str, str]:

@@ -2,9 +2,10 @@
 the tests ask it what the launchpad asks it (GraphQL `isPipelineConfigValid` with the editor's YAML, the
 config schema, the job's presets). Nothing is launched.
 
-What the launchpad can fill in by itself must be flagged: the empty editor (the job has no default),
-"Scaffold missing config" and "Expand defaults". An action with a required token stays invalid until the
-token is given.
+What the launchpad can fill in by itself must be flagged: a new launchpad opens with the schema's expanded
+defaults (`rootDefaultYaml`; seen in Chromium, where "Launch Run" stays disabled), "Scaffold missing
+config" writes the UI's scaffold, and the job itself has no default or preset. An action with a required
+token stays invalid until the token is given.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def _action_config(action: str, **fields: Any) -> dict[str, Any]:
     return {"ops": {ACTION_OP: {"config": {"run": {action: fields}}}}}
 
 
-def test_the_job_offers_no_default_and_the_empty_editor_is_flagged(webserver: Webserver) -> None:
+def test_the_job_offers_no_default_or_preset_and_an_empty_editor_is_flagged(webserver: Webserver) -> None:
     presets = webserver.graphql(
         """query($params: PipelineSelector!) { pipelineOrError(params: $params) {
              __typename ... on Pipeline { presets { name runConfigYaml } } } }""",
@@ -236,7 +237,7 @@ def test_scaffold_missing_config_is_flagged(webserver: Webserver) -> None:
     assert f"selector type at path root:ops:{ACTION_OP}:config:run must be a dict" in error["message"]
 
 
-def test_expand_defaults_is_flagged(webserver: Webserver) -> None:
+def test_the_launchpad_opens_with_the_expanded_defaults_and_they_are_flagged(webserver: Webserver) -> None:
     expanded = webserver.graphql(
         """query($selector: PipelineSelector!) { runConfigSchemaOrError(selector: $selector) {
              ... on RunConfigSchema { rootDefaultYaml } } }""",

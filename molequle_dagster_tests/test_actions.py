@@ -514,6 +514,7 @@ def test_valid_token_values(tokens: dict, expected: dict) -> None:
         ({"Day": "28/02/2025"}, "tokens.Day: expected a date YYYY-MM-DD"),
         ({"Link": "example.com"}, "tokens.Link: expected an http(s) URL"),
         ({"Short": "abcdef"}, "tokens.Short: at most 5 characters, got 6"),
+        ({"Colour": "red"}, "tokens.Colour: not a token of action 'typed'; allowed tokens: Count, Day, Link"),
     ],
 )
 def test_invalid_token_values_name_the_token(tokens: dict, expected: str) -> None:

@@ -192,24 +192,20 @@ def fail_on_purpose(
 
 @contextmanager
 def accounting(
-    client: Any,
-    context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
-    on_quota: Any = None,
+    client: Any, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None
 ) -> Iterator[StepAccounting]:
     """Measure what the block spent through `client` (its counters are cumulative per process).
 
-    A used-up daily quota (607 calls, 1029 export bytes) is recorded (`on_quota`) so the automation pauses
-    until Marketo resets it, and fails the step on purpose: retrying before midnight Central only burns
-    more of the customer's quota. Auth and fatal errors fail on purpose too; transient ones propagate as
-    they are, for the step's retry policy.
+    A used-up daily quota (607 calls, 1029 export bytes) fails the step on purpose: retrying before
+    midnight Central only burns more of the customer's quota (the client has recorded the stop in the
+    coordination store, so the automation pauses until the reset). Auth and fatal errors fail on purpose
+    too; transient ones propagate as they are, for the step's retry policy.
     """
     result = StepAccounting()
     try:
         with client.stats.measure() as delta:
             yield result
     except QuotaExhausted as error:
-        if on_quota is not None:
-            on_quota(error)
         raise fail_on_purpose(
             context,
             f"{error} — paused until the reset; the automation resumes by itself",

@@ -23,9 +23,6 @@ def build_definitions(settings: MolequleSettings) -> dg.Definitions:
     partitions = build_daily_partitions(settings)
     resources = build_resources(settings)
 
-    def lake_of():
-        return resources["lake"].lake
-
     with warnings.catch_warnings():
         # "open source file" links in the UI; the feature is marked beta, the links are harmless
         warnings.simplefilter("ignore", dg.BetaWarning)
@@ -33,8 +30,8 @@ def build_definitions(settings: MolequleSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=build_jobs(settings),
-        schedules=build_schedules(settings, partitions, lake_of),
-        sensors=build_sensors(settings, partitions, lake_of),
+        schedules=build_schedules(settings, partitions, resources),
+        sensors=build_sensors(settings, partitions, resources),
         resources=resources,
     )
 

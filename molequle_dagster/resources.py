@@ -11,86 +11,169 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, create_model
 
+from molequle_dagster import clock
+from molequle_dagster.coordination import CoordinationStore, open_store
 from molequle_dagster.lake import Lake
-from molequle_dagster.marketo.client import BulkConfig, MarketoClient, PacingConfig
-from molequle_dagster.marketo.config import RetryConfig
+from molequle_dagster.marketo.client import DEFAULT_STORE_DIR, MarketoClient
+from molequle_dagster.marketo.config import MarketoConfig, MarketoConnection
 from molequle_dagster.settings import MolequleSettings, parse_settings
 
 
-def default_state_dir() -> str:
-    """Where the cross-process pacing log and the bulk job ledger live: beside the Dagster instance."""
-    if configured := os.environ.get("MOLEQULE_STATE_DIR"):
-        return configured
-    if dagster_home := os.environ.get("DAGSTER_HOME"):
-        return str(Path(dagster_home) / "molequle")
-    return str(Path(".molequle/state").resolve())
+def dagster_config(model: type[BaseModel], name: str) -> type[dg.Config]:
+    """A Dagster config class with the fields of one of the client's config models: same types, defaults
+    and descriptions (the launchpad shows them). Ranges are checked when a run builds the client."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            nested = dagster_config(annotation, name + field_name.title())
+            fields[field_name] = (nested, Field(default_factory=nested, description=info.description))
+        elif info.is_required():
+            fields[field_name] = (annotation, Field(description=info.description))
+        else:
+            default = info.get_default(call_default_factory=True)
+            fields[field_name] = (annotation, Field(default=default, description=info.description))
+    return create_model(name, __base__=dg.Config, __doc__=model.__doc__, **fields)
+
+
+MarketoClientConfig = dagster_config(MarketoConfig, "MarketoClientConfig")
+_CONNECTION = MarketoConnection.model_fields
+
+
+def coordination_target(instance: dg.DagsterInstance | None, env_name: str) -> str:
+    """Where the coordination store lives: `$<env_name>` if set; else the Dagster instance's database when
+    its run storage is PostgreSQL (schema `molequle`), so every host of the deployment shares one Marketo
+    budget; else a SQLite file under the instance's home ($DAGSTER_HOME/molequle)."""
+    explicit = os.environ.get(env_name, "").strip()
+    if explicit:
+        return explicit
+    if instance is not None:
+        url = getattr(instance.run_storage, "postgres_url", None)
+        if isinstance(url, str) and url:
+            return url
+        return str(Path(instance.root_directory) / "molequle")
+    home = os.environ.get("DAGSTER_HOME")
+    return str(Path(home) / "molequle") if home else str(DEFAULT_STORE_DIR)
 
 
 class MarketoResource(dg.ConfigurableResource):
-    """A Marketo REST/Bulk client shared by the sync assets and the action ops of one run."""
+    """A Marketo REST/Bulk client shared by the sync assets and the action ops of one run, with the
+    coordination store every process talking to this Marketo shares."""
 
-    base_url: str
-    client_id: str
-    client_secret: str
-    timeout_s: float = 30.0
-    calls_per_20s: int = 50
-    max_in_flight: int = 5
-    poll_interval_s: float = 60.0
-    job_timeout_s: float = 7200.0
-    max_processing_jobs: int = 2
-    window_days: int = 31
-    quota_timezone: str = "America/Chicago"
-    state_dir: str = ""
+    client_id: str = Field(description="Marketo client id; set as an EnvVar, read when a run starts")
+    client_secret: str = Field(description="Marketo client secret; set as an EnvVar, read when a run starts")
+    connection: MarketoClientConfig = Field(description=MarketoConfig.__doc__)  # type: ignore[valid-type]
+    coordination_url_env: str = Field(
+        _CONNECTION["coordination_url_env"].default,
+        description=_CONNECTION["coordination_url_env"].description,
+    )
 
     _client: MarketoClient | None = PrivateAttr(default=None)
+    _store: CoordinationStore | None = PrivateAttr(default=None)
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_connection(
+        cls, connection: MarketoConnection, *, base_url: str | None = None
+    ) -> MarketoResource:
+        """The resource for the settings' `marketo:` section: credentials as EnvVars (resolved at run time,
+        never shown in the launchpad), every other knob as config."""
+        knobs = connection.model_dump(include=set(MarketoConfig.model_fields))
+        if base_url is not None:
+            knobs["base_url"] = base_url
+        return cls(
+            client_id=dg.EnvVar(connection.client_id_env),
+            client_secret=dg.EnvVar(connection.client_secret_env),
+            connection=MarketoClientConfig.model_validate(knobs),
+            coordination_url_env=connection.coordination_url_env,
+        )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._client = None
+        self._instance = context.instance
+        self.client_config()  # a knob out of range fails here, once, not in every step's retries
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def client_config(self) -> MarketoConfig:
+        """The client's config, range-checked (a ConfigError names the field path and what is allowed)."""
+        return MarketoConfig.build(self.connection.model_dump(), "marketo")  # type: ignore[return-value]
+
+    @property
+    def coordination(self) -> CoordinationStore:
+        """The coordination store (also for named locks, e.g. `lock("lake:people", timeout_s=…)`)."""
+        if self._store is None:
+            self._store = open_store(coordination_target(self._instance, self.coordination_url_env))
+        return self._store
+
+    def store_for(self, instance: dg.DagsterInstance | None) -> CoordinationStore:
+        """The coordination store as seen from `instance` (a schedule's or sensor's, outside any run)."""
+        if instance is None or instance is self._instance:
+            return self.coordination
+        return _open_store_cached(coordination_target(instance, self.coordination_url_env))
 
     @property
     def client(self) -> MarketoClient:
         if self._client is None:
-            state_dir = Path(self.state_dir or default_state_dir())
-            state_dir.mkdir(parents=True, exist_ok=True)
+            # Waits between bulk status polls follow the one clock (virtual in benchmarks).
             self._client = MarketoClient(
-                self.base_url,
+                self.client_config(),
                 self.client_id,
                 self.client_secret,
-                timeout_s=self.timeout_s,
-                pacing=PacingConfig(calls_per_window=self.calls_per_20s, max_in_flight=self.max_in_flight),
-                bulk=BulkConfig(
-                    poll_interval_s=self.poll_interval_s,
-                    job_timeout_s=self.job_timeout_s,
-                    max_processing_jobs=self.max_processing_jobs,
-                    window_days=self.window_days,
-                ),
-                retry=RetryConfig(quota_timezone=self.quota_timezone),
-                state_dir=state_dir,
+                store=self.coordination,
+                sleep=clock.sleep,
+                clock=lambda: clock.current().monotonic(),
             )
         return self._client
 
 
+LAKE_LOCK_TIMEOUT_S = 600.0  # a commit holds its table's lock for seconds; waiting longer means trouble
+
+
 class LakeResource(dg.ConfigurableResource):
-    """The Parquet lake the sync writes and Molequle reads (local directory or pyarrow URI)."""
+    """The Parquet lake the sync writes and Molequle reads (local directory or pyarrow URI). Commits of a
+    table are serialised by a named lock of the coordination store, so writers on any host agree."""
 
     uri: str = Field(description="local directory or pyarrow filesystem URI such as s3://bucket/prefix")
+    coordination_url_env: str = Field(
+        _CONNECTION["coordination_url_env"].default,
+        description="environment variable naming the coordination store (default: the instance's)",
+    )
 
     _lake: Lake | None = PrivateAttr(default=None)
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance = context.instance
+        self._lake = None
 
     @property
     def lake(self) -> Lake:
         if self._lake is None:
-            self._lake = Lake(self.uri)
+            if self._instance is None:  # outside a run (a schedule reading cursors): no commits to guard
+                self._lake = Lake(self.uri)
+            else:
+                store = _open_store_cached(coordination_target(self._instance, self.coordination_url_env))
+                self._lake = Lake(
+                    self.uri, locks=lambda name: store.lock(name, timeout_s=LAKE_LOCK_TIMEOUT_S)
+                )
         return self._lake
+
+
+@lru_cache(maxsize=4)
+def _open_store_cached(target: str) -> CoordinationStore:
+    return open_store(target)
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -120,18 +203,8 @@ def lake_uri(settings: MolequleSettings) -> str:
 def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableResource]:
     connection = settings.marketo
     return {
-        "marketo": MarketoResource(
-            base_url=os.environ.get("MARKETO_BASE_URL", connection.base_url),
-            client_id=dg.EnvVar(connection.client_id_env),
-            client_secret=dg.EnvVar(connection.client_secret_env),
-            timeout_s=connection.timeout_s,
-            calls_per_20s=connection.pacing.calls_per_20s,
-            max_in_flight=connection.pacing.max_in_flight,
-            poll_interval_s=connection.bulk.poll_interval_s,
-            job_timeout_s=connection.bulk.job_timeout_s,
-            max_processing_jobs=connection.bulk.max_processing_jobs,
-            window_days=connection.bulk.window_days,
-            quota_timezone=connection.quota_timezone,
+        "marketo": MarketoResource.from_connection(
+            connection, base_url=os.environ.get("MARKETO_BASE_URL", connection.base_url)
         ),
         "lake": LakeResource(uri=lake_uri(settings)),
         "settings": SettingsResource.of(settings),

@@ -8,6 +8,7 @@ everything waits out a used-up Marketo quota.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -38,9 +39,16 @@ def automation_status(settings: MolequleSettings) -> dg.DefaultScheduleStatus:
 
 
 def build_schedules(
-    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, lake_of: callable
+    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, resources: dict[str, Any]
 ) -> list[dg.ScheduleDefinition]:
-    """`lake_of()` opens the lake when a schedule is evaluated (never at import: no I/O at load)."""
+    """`resources` are the definitions' resources: the lake and the coordination store open only when a
+    schedule is evaluated (never at import: no I/O at load)."""
+
+    def lake_of() -> Lake:
+        return resources["lake"].lake
+
+    def paused(context: Any, when: Any) -> tuple[Any, str] | None:
+        return quota_paused_until(resources["marketo"], context.instance, when)
 
     @dg.schedule(
         name="marketo_sync_schedule",
@@ -53,8 +61,8 @@ def build_schedules(
     def marketo_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         lake: Lake = lake_of()
         when = context.scheduled_execution_time
-        if paused := quota_paused_until(lake, when):
-            return dg.SkipReason(f"Marketo quota used up until {paused[0].isoformat()}: {paused[1]}")
+        if stop := paused(context, when):
+            return dg.SkipReason(f"Marketo quota used up until {stop[0].isoformat()}: {stop[1]}")
         if not first_sync_done(lake):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         if busy := running(context.instance, TICK):
@@ -77,8 +85,8 @@ def build_schedules(
     )
     def marketo_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         lake: Lake = lake_of()
-        if paused := quota_paused_until(lake, context.scheduled_execution_time):
-            return dg.SkipReason(f"Marketo quota used up until {paused[0].isoformat()}: {paused[1]}")
+        if stop := paused(context, context.scheduled_execution_time):
+            return dg.SkipReason(f"Marketo quota used up until {stop[0].isoformat()}: {stop[1]}")
         if not first_sync_done(lake):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         yesterday = context.scheduled_execution_time - timedelta(days=1)

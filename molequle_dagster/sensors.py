@@ -4,7 +4,7 @@ with nothing but the daemon, and the data-freshness sensor, which re-evaluates e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
@@ -12,6 +12,7 @@ from molequle_dagster import clock
 from molequle_dagster.conventions import PROMISE_MINUTES, parse_iso
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
 from molequle_dagster.lake import Lake
+from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.schedules import running
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.plan import Step, Wait, next_onboarding_step
@@ -27,8 +28,13 @@ HISTORY_DAYS_PER_RUN = 93  # three 31-day windows: keeps both export slots busy 
 
 
 def build_sensors(
-    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, lake_of: Callable[[], Lake]
+    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, resources: dict[str, Any]
 ) -> list[dg.SensorDefinition]:
+    """`resources` are the definitions' resources; the lake and the store open only when a sensor runs."""
+
+    def lake_of() -> Lake:
+        return resources["lake"].lake
+
     status = dg.DefaultSensorStatus.RUNNING if settings.sync.automation else dg.DefaultSensorStatus.STOPPED
 
     @dg.sensor(
@@ -50,9 +56,9 @@ def build_sensors(
             lake,
             keys,
             set(done),
-            clock.now(),
             HISTORY_DAYS_PER_RUN,
             {"initial": INITIAL_JOB, "history": HISTORY_JOB},
+            quota_paused_until(resources["marketo"], context.instance),
         )
         if step is None:
             return dg.SkipReason("the first sync and its history are complete")

@@ -15,7 +15,6 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -28,16 +27,14 @@ from pydantic import (
     model_validator,
 )
 
+from molequle_dagster.marketo.config import MarketoConnection
+
 SETTINGS_ENV_VAR = "MOLEQULE_SETTINGS"
 DEFAULT_SETTINGS_RESOURCE = "default_settings.yaml"
 
 
 class SettingsError(ValueError):
     """Raised for settings that cannot be used; the message names key path, value and what is allowed."""
-
-
-class MissingSecretError(SettingsError):
-    """A secret's environment variable is not set (raised only when a run needs the secret)."""
 
 
 # --- Marketo activity types --------------------------------------------------------------------------
@@ -116,15 +113,14 @@ def known_activity_type(name: str) -> KnownActivityType | None:
 
 # --- building blocks ---------------------------------------------------------------------------------
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in the settings must never be silently ignored."""
+    """Unknown keys are errors (a typo must never be silently ignored) and types are strict: `true` is no
+    number and `"30"` no integer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 FieldName = Annotated[str, Field(pattern=_FIELD_NAME.pattern, description="a Marketo REST API field name")]
-EnvVarName = Annotated[str, Field(pattern=_ENV_NAME.pattern, description="an environment variable name")]
 
 
 def _unique(values: Iterable[str], what: str) -> None:
@@ -136,59 +132,8 @@ def _unique(values: Iterable[str], what: str) -> None:
 
 
 # --- marketo connection ------------------------------------------------------------------------------
-class PacingSettings(_Strict):
-    """Our share of Marketo's instance-wide limits (100 calls/20 s, 10 in flight), shared by all processes."""
-
-    calls_per_20s: int = Field(50, ge=1, le=100, description="calls per trailing 20 s (Marketo: 100)")
-    # ≥ 2: a bulk download holds one slot while it streams, and the process still needs one for its calls
-    max_in_flight: int = Field(5, ge=2, le=10, description="concurrent calls (Marketo: 10)")
-
-
-class BulkSettings(_Strict):
-    poll_interval_s: float = Field(60.0, ge=0.0, le=900.0, description="seconds between status polls")
-    job_timeout_s: float = Field(7200.0, gt=0, le=86_400.0, description="cancel and fail a job stuck longer")
-    max_processing_jobs: int = Field(2, ge=1, le=2, description="our jobs processing at once (Marketo: 2)")
-    window_days: int = Field(31, ge=1, le=31, description="days per export window (Marketo: at most 31)")
-
-
-class MarketoConnection(_Strict):
-    base_url: str = Field(description="REST base, e.g. https://123-ABC-456.mktorest.com")
-    client_id_env: EnvVarName = "MARKETO_CLIENT_ID"
-    client_secret_env: EnvVarName = "MARKETO_CLIENT_SECRET"
-    timeout_s: float = Field(30.0, gt=0, le=600)
-    pacing: PacingSettings = PacingSettings()
-    bulk: BulkSettings = BulkSettings()
-    quota_timezone: str = Field(
-        "America/Chicago",
-        description="zone whose midnight resets the daily quotas; docs say 12:00AM CST [UNCONFIRMED: DST]",
-    )
-
-    @field_validator("quota_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA time zone name such as America/Chicago") from None
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+(:\d+)?/?$", value):
-            raise ValueError("must be an http(s) URL with no path, e.g. https://123-ABC-456.mktorest.com")
-        return value.rstrip("/")
-
-    def read_secret(self, which: Literal["client_id", "client_secret"]) -> str:
-        """Read a credential from the environment; only runs call this, so definitions load without it."""
-        env_name = self.client_id_env if which == "client_id" else self.client_secret_env
-        value = os.environ.get(env_name)
-        if not value:
-            raise MissingSecretError(
-                f"marketo.{which}_env: environment variable {env_name} is not set; "
-                f"export it with the Marketo {which.replace('_', ' ')} before running a sync"
-            )
-        return value
+# Declared once, in the client's own config module: the settings file, the Dagster resource and the client
+# share its defaults, ranges and descriptions.
 
 
 # --- people, accounts --------------------------------------------------------------------------------
@@ -212,6 +157,7 @@ class PeopleSettings(_Strict):
     smart_list: SmartListRef
     sweep_start: date = Field(
         date(2006, 1, 1),
+        strict=False,  # YAML gives a date for 2006-01-01; a quoted "2006-01-01" is accepted too
         description="first day of the createdAt sweeps used when the instance refuses smart-list filters "
         "(1035); the default predates any Marketo instance, so every lead is covered",
     )
@@ -601,9 +547,14 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
             path += f"[{part}]"
         elif part in {"function-after", "function-before"} or str(part).startswith("function-"):
             continue
+        elif not _PLAIN_KEY.match(str(part)):
+            path += f"[{str(part)!r}]"  # a key with spaces, control characters...: shown as written
         else:
             path += f".{part}" if path else str(part)
     return path or "(top level)"
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -665,11 +616,36 @@ def settings_path() -> Path:
 def load_settings(path: str | os.PathLike[str] | None = None) -> MolequleSettings:
     source = Path(path) if path is not None else settings_path()
     try:
-        text = source.read_text(encoding="utf-8")
+        raw = source.read_bytes()
     except OSError as error:
         raise SettingsError(f"cannot read Molequle settings file {source}: {error.strerror}") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise SettingsError(
+            f"Molequle settings file {source} is not UTF-8 text: byte 0x{raw[error.start]:02x} at line "
+            f"{line} (offset {error.start}) is not valid UTF-8; save the file as UTF-8"
+        ) from None
+    return parse_settings_text(text, str(source))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """` at line L, column C: problem (context)` in one line; PyYAML's own text names "<unicode string>"."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
+
+
+def parse_settings_text(text: str, source: str = "<settings>") -> MolequleSettings:
+    """Settings from YAML text (what `load_settings` reads from a file)."""
+    try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SettingsError(f"invalid YAML in Molequle settings file {source}: {error}") from None
-    return parse_settings(data, str(source))
+        problem = _yaml_problem(error)
+        raise SettingsError(f"invalid YAML in Molequle settings file {source}{problem}") from None
+    except RecursionError:
+        raise SettingsError(f"invalid YAML in Molequle settings file {source}: nested too deeply") from None
+    return parse_settings(data, source)

@@ -59,7 +59,8 @@ def run_sync(
     say = progress or (lambda _line: None)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     now = now or clock.now()
-    if paused := quota_paused_until(lake, now):
+    marketo = defs.resources["marketo"]
+    if paused := quota_paused_until(marketo, instance, now):
         report.failures.append(f"Marketo quota used up; paused until {paused[0].isoformat()}: {paused[1]}")
         return report
     partitions = defs.resolve_assets_def("marketo_activities").partitions_def
@@ -68,7 +69,9 @@ def run_sync(
     jobs = {"initial": INITIAL_JOB, "history": HISTORY_JOB}
     for _ in range(max_runs):
         done = set(instance.get_materialized_partitions(MARKETO_ACTIVITIES))
-        step = next_onboarding_step(lake, keys, done, now, HISTORY_DAYS_PER_RUN, jobs)
+        step = next_onboarding_step(
+            lake, keys, done, HISTORY_DAYS_PER_RUN, jobs, quota_paused_until(marketo, instance)
+        )
         if step is None:
             break
         if isinstance(step, Wait):

@@ -25,3 +25,17 @@ def _locate() -> Path:
 
 
 MARKETO_FIXTURES = _locate()
+
+
+def sandbox_access_token(
+    base_url: str, client_id: str = "molequle-sandbox", secret: str = "sandbox-secret"
+) -> str:
+    """A bearer token from a sandbox's identity endpoint (tests and benchmarks that call it by hand)."""
+    import requests
+
+    answer = requests.get(
+        f"{base_url}/identity/oauth/token",
+        params={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        timeout=30,
+    )
+    return str(answer.json()["access_token"])

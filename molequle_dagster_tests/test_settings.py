@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from molequle_dagster.settings import (
-    MissingSecretError,
     SettingsError,
     default_settings_path,
     load_settings,
     parse_settings,
+    parse_settings_text,
 )
 
 
@@ -96,21 +98,62 @@ def test_duplicate_action_name(base: dict) -> None:
 def test_bad_yaml_and_missing_file_are_clear(tmp_path: Path) -> None:
     broken = tmp_path / "s.yaml"
     broken.write_text("marketo: [unclosed")
-    with pytest.raises(SettingsError, match="invalid YAML"):
+    with pytest.raises(SettingsError, match=r"invalid YAML in .*s\.yaml at line 1, column 19: expected ','"):
         load_settings(broken)
     with pytest.raises(SettingsError, match="cannot read"):
         load_settings(tmp_path / "missing.yaml")
 
 
-def test_missing_secret_fails_only_when_a_run_reads_it(base: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    base["marketo"]["client_secret_env"] = "MOLEQULE_TEST_SECRET_UNSET"
-    monkeypatch.delenv("MOLEQULE_TEST_SECRET_UNSET", raising=False)
-    settings = parse_settings(base)  # loading does not need the secret
-    with pytest.raises(MissingSecretError) as caught:
-        settings.marketo.read_secret("client_secret")
-    assert "MOLEQULE_TEST_SECRET_UNSET is not set" in str(caught.value)
-    monkeypatch.setenv("MOLEQULE_TEST_SECRET_UNSET", "s3cr3t")
-    assert settings.marketo.read_secret("client_secret") == "s3cr3t"
+def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(default_settings_path().read_bytes() + "\n# Größe\n".encode("latin-1"))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(latin1)
+    message = str(caught.value)
+    assert str(latin1) in message and "not UTF-8" in message and "byte 0xf6" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained traceback
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, "valid integer"), ("30", "valid integer"), (30.0, "valid integer"), (None, "valid integer"),
+])
+def test_integers_are_strict(base: dict, value: object, expected: str) -> None:
+    base["sync"]["history_days"] = value
+    message = _error(base)
+    assert f"sync.history_days: Input should be a {expected} (got {value!r})" in message
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("marketo", "pacing", "calls_per_20s"), True, "valid integer"),
+    (("marketo", "bulk", "max_queued_jobs"), "4", "valid integer"),
+    (("marketo", "bulk", "max_queued_jobs"), 11, "less than or equal to 10"),
+    (("marketo", "timeout_s"), "30", "valid number"),
+    (("marketo", "bulk", "poll_interval_s"), False, "valid number"),
+    (("sync", "programs"), "yes", "valid boolean"),
+    (("accounts", "companies"), 1, "valid boolean"),
+])
+def test_numbers_and_booleans_are_strict_everywhere(base: dict, path: tuple, value: object,
+                                                   expected: str) -> None:
+    node = base
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    message = _error(base)
+    assert f"{'.'.join(path)}: Input should be" in message and expected in message and repr(value) in message
+
+
+def test_a_removed_marketo_key_lists_the_allowed_ones(base: dict) -> None:
+    base["marketo"]["bulk"]["max_processing_jobs"] = 2
+    message = _error(base)
+    assert "marketo.bulk.max_processing_jobs: unknown key" in message and "max_queued_jobs" in message
+
+
+def test_the_marketo_section_is_the_clients_own_config(base: dict) -> None:
+    from molequle_dagster.marketo.config import MarketoConnection
+
+    settings = parse_settings(base)
+    assert isinstance(settings.marketo, MarketoConnection)
+    assert settings.marketo.bulk.max_queued_jobs == 4 and settings.marketo.pacing.calls_per_20s == 50
 
 
 def test_smart_list_needs_exactly_one_of_name_or_id(base: dict) -> None:
@@ -129,3 +172,71 @@ def test_unification_rule_with_an_unknown_normalizer(base: dict) -> None:
     base["unification"]["accounts"][0]["keys"][0]["normalize"] = ["soundex"]
     message = _error(base)
     assert "unification.accounts[0].keys[0].normalize[0]" in message and "soundex" in message
+
+
+# --- fuzz: no input reaches the user as anything but a SettingsError with a message ----------------------
+
+yaml_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                | st.text(max_size=12) | st.dates())
+yaml_values = st.recursive(yaml_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=10) | st.integers(), inner, max_size=3),
+                           max_leaves=10)
+
+
+def _clear(error: SettingsError) -> None:
+    message = str(error)
+    assert message.startswith(("invalid Molequle settings", "invalid YAML", "Molequle settings file"))
+    if message.startswith("invalid YAML"):
+        assert "\n" not in message and "<unicode string>" not in message
+    for line in message.splitlines()[1:]:  # one problem per line: `  <key path>: <what is wrong>`
+        assert line.startswith("  ") and ": " in line
+
+
+def _key_paths(data: object, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        paths = []
+        for key, value in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths += [path, *_key_paths(value, path)]
+        return paths
+    return []
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=yaml_values)
+def test_any_yaml_structure_loads_or_fails_clearly(data: object) -> None:
+    try:
+        parse_settings_text(yaml.safe_dump(data), "fuzz.yaml")
+    except SettingsError as error:
+        _clear(error)
+
+
+@settings(max_examples=200, deadline=None)
+@given(choice=st.data(), value=yaml_values)
+def test_a_wrong_value_anywhere_names_its_key_path(choice: st.DataObject, value: object) -> None:
+    base = yaml.safe_load(default_settings_path().read_text())
+    path = choice.draw(st.sampled_from(_key_paths(base)))
+    node = base
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    try:
+        parse_settings(base, "fuzz.yaml")
+    except SettingsError as error:
+        _clear(error)
+        # The message names the changed key, or a key inside it, or what depends on it.
+        assert any(p.split("[")[0] in str(error) for p in (path, *parents[:1])) or "unification" in str(error)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=300))
+def test_any_bytes_in_a_settings_file_fail_clearly(tmp_path_factory: pytest.TempPathFactory,
+                                                   raw: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "settings.yaml"
+    path.write_bytes(raw)
+    try:
+        load_settings(path)
+    except SettingsError as error:
+        _clear(error)
+        assert str(path) in str(error) or "fuzz" in str(error) or "settings" in str(error)

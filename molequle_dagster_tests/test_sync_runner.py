@@ -3,11 +3,12 @@ which it resumes where it stopped; what the plan picks next."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from molequle_dagster.quota import QUOTA_STATE, quota_paused_until
+from molequle_dagster.marketo.client import scope_key
+from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sync.plan import missing_history, newest_run
 from molequle_dagster.sync_runner import run_sync
@@ -34,16 +35,21 @@ def test_a_quota_stop_pauses_the_first_sync_until_the_reset_then_it_resumes(tmp_
         env.control.inject_fault("POST /bulk/v1/activities/export/create.json", "daily_quota", nth=2)
         first = run_sync(defs, instance)
         assert not first.success and first.kind == "initial"
-        paused = quota_paused_until(lake)
+        marketo = defs.resources["marketo"]
+        paused = quota_paused_until(marketo, instance)
         assert paused is not None
         env.control.reset_counters()
         second = run_sync(defs, instance)  # before the reset: refused without a single call
         assert not second.success and "paused until" in second.failures[0]
         assert sum(env.control.call_counts().values()) == 0
-        # Midnight in the quota zone passes.
-        state = lake.storage.read_json(lake.storage.path(QUOTA_STATE))
-        state["resets_at"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-        lake.storage.write_json(lake.storage.path(QUOTA_STATE), state)
+        # Midnight in the quota zone passes: the stop is over.
+        store = marketo.store_for(instance)
+        key = scope_key(marketo.client_config().base_url)
+        for kind in ("calls", "exports"):
+            if (stop := store.quota_stop(key, kind)) is not None:
+                store.set_quota_stop(
+                    key, kind, reason=stop.reason, resets_at=datetime.now(UTC).timestamp() - 1
+                )
         third = run_sync(defs, instance)
         assert third.success, third.failures
         asset = defs.resolve_assets_def("marketo_activities")

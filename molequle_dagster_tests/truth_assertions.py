@@ -65,7 +65,9 @@ def assert_activities_match_truth(
     raw = lake.days("marketo_activities").read_days(keys)
     assert raw is not None, f"the lake has no activities for {keys[0]} .. {keys[-1]}"
     # What Molequle reads as `activities`: the configured types, deletions and merges applied on read.
-    configured = raw.filter(pc.is_in(raw["activityTypeId"].cast(pa.int32()), value_set=pa.array(type_ids, pa.int32())))
+    configured = raw.filter(
+        pc.is_in(raw["activityTypeId"].cast(pa.int32()), value_set=pa.array(type_ids, pa.int32()))
+    )
     ours = overlay.apply(configured, *lifecycle_maps(lake))
     guids = ours["marketoGUID"].to_pylist()
     assert len(guids) == len(set(guids)), "activities must be deduplicated by marketoGUID"

@@ -40,10 +40,11 @@ mode, out = sys.argv[1], sys.argv[2]
 started = time.perf_counter()
 rows = 0
 if mode == "client":
-    from molequle_dagster.marketo import BulkConfig, MarketoClient, PacingConfig
-    base_url, state_dir, start, end = sys.argv[3:7]
-    client = MarketoClient(base_url, "molequle-sandbox", "sandbox-secret", state_dir=Path(state_dir),
-                           bulk=BulkConfig(poll_interval_s=0), pacing=PacingConfig(calls_per_window=1000))
+    from molequle_dagster.marketo import BulkConfig, MarketoClient, MarketoConfig, PacingConfig
+    base_url, store, start, end = sys.argv[3:7]
+    config = MarketoConfig(base_url=base_url, bulk=BulkConfig(poll_interval_s=0),
+                           pacing=PacingConfig(calls_per_20s=100, window_s=0.01))
+    client = MarketoClient(config, "molequle-sandbox", "sandbox-secret", store=store)
     result = client.bulk_export("activities", fields=None,
                                 filter={"createdAt": {"startAt": start, "endAt": end}})
     started = time.perf_counter()  # the job itself is the server's time; measure download+parse+write
@@ -114,11 +115,11 @@ def run_size(rows: int, workdir: Path) -> tuple[dict, dict]:
         client_run = child("client", str(workdir / f"client-{rows}.parquet"), sandbox.base_url,
                            str(state_dir), START.strftime(fmt), NOW.strftime(fmt))
         # The same file on local disk, fetched once with the client's own transport.
-        from molequle_dagster.marketo import MarketoClient
+        from molequle_dagster.marketo import MarketoClient, MarketoConfig
 
         local = workdir / f"export-{rows}.csv"
-        with MarketoClient(sandbox.base_url, "molequle-sandbox", "sandbox-secret",
-                           state_dir=state_dir) as client:
+        config = MarketoConfig(base_url=sandbox.base_url)
+        with MarketoClient(config, "molequle-sandbox", "sandbox-secret", store=state_dir) as client:
             resp = client._transport.open_download(
                 f"/bulk/v1/activities/export/{client_run['export_id']}/file.json")
             with local.open("wb") as f:

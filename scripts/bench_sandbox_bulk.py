@@ -25,6 +25,7 @@ from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.model import ACTIVITIES_SCHEMA
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import sandbox_access_token
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 START = NOW - timedelta(days=30)
@@ -55,17 +56,7 @@ def _activities(rows: int, seed: int = 7) -> pa.Table:
     )
 
 
-def _token(base_url: str) -> str:
-    answer = requests.get(
-        f"{base_url}/identity/oauth/token",
-        timeout=30,
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-    )
-    return answer.json()["access_token"]
+_token = sandbox_access_token
 
 
 def _download(

@@ -21,6 +21,7 @@ import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import sandbox_access_token
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 
@@ -53,15 +54,7 @@ def main() -> None:
             f"{state.memberships.num_rows:,} memberships (generated in {time.perf_counter() - started:.1f} s)"
         )
         base = server.base_url
-        token = requests.get(
-            f"{base}/identity/oauth/token",
-            params={
-                "grant_type": "client_credentials",
-                "client_id": "molequle-sandbox",
-                "client_secret": "sandbox-secret",
-            },
-            timeout=10,
-        ).json()["access_token"]
+        token = sandbox_access_token(base)
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         ids = state.people["id"].to_pylist()

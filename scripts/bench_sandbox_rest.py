@@ -18,6 +18,7 @@ import requests
 
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import sandbox_access_token
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 
@@ -54,15 +55,7 @@ def main() -> None:
     base = ready.get(timeout=120)
     try:
         session = requests.Session()
-        token = session.get(
-            f"{base}/identity/oauth/token",
-            params={
-                "grant_type": "client_credentials",
-                "client_id": "molequle-sandbox",
-                "client_secret": "sandbox-secret",
-            },
-            timeout=10,
-        ).json()["access_token"]
+        token = sandbox_access_token(base)
         session.headers["Authorization"] = f"Bearer {token}"
         paging = session.get(
             f"{base}/rest/v1/activities/pagingtoken.json",

@@ -53,8 +53,8 @@ def serve_sandbox(people: int, activities_per_person: float, seed: int, export_q
     config.data.people = people
     config.data.activities_per_person = activities_per_person
     config.data.seed = seed
-    # A big first sync spans several days of Marketo's 500 MB export quota (bench_first_sync.py measures that);
-    # this benchmark is about what comes after, so the quota is lifted for the first sync.
+    # A big first sync spans several days of Marketo's 500 MB export quota (bench_first_sync.py measures
+    # that); this benchmark is about what comes after, so the quota is lifted for the first sync.
     config.bulk.daily_export_bytes = export_quota_mb * 1024 * 1024
     started = time.monotonic()
     with SandboxServer(config, port=0) as sandbox:
@@ -183,8 +183,12 @@ def main() -> None:
     parser.add_argument("--churn", default="0,0.001,0.01", help="comma-separated churn levels, one tick each")
     parser.add_argument("--activities-per-person", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--export-quota-mb", type=int, default=100_000,
-                        help="the sandbox's daily export quota (lifted: this measures ticks, not the first sync)")
+    parser.add_argument(
+        "--export-quota-mb",
+        type=int,
+        default=100_000,
+        help="the sandbox's daily export quota (lifted: this measures ticks, not the first sync)",
+    )
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

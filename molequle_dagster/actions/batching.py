@@ -3,10 +3,11 @@
 from collections.abc import Sequence
 from typing import TypeVar
 
+from molequle_dagster.marketo.batching import batched
 from molequle_dagster.marketo.writes import TRIGGER_BATCH
 
 Item = TypeVar("Item")
 
 
 def batches(items: Sequence[Item], size: int = TRIGGER_BATCH) -> list[list[Item]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+    return [chunk for _, chunk in batched(items, size)]

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import SYNCED_AT, TS, batches, conform, dedupe_latest, stamp
+from molequle_dagster.budget import budget_of
 from molequle_dagster.conventions import (
     MOLEQULE_GROUP,
     OWNERS,
@@ -29,7 +30,6 @@ from molequle_dagster.conventions import (
 )
 from molequle_dagster.lake import Lake
 from molequle_dagster.lake.keyed import changed_rows
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.run_kind import TICK, run_kind
@@ -117,6 +117,17 @@ def _rolling_slice(ids: list[Any], after: Any, days: int) -> list[Any]:
     return ring[:size]
 
 
+def reconciles(context: Any, client: Any, settings: MolequleSettings, rows: pa.Table | None) -> bool:
+    """Whether this run re-reads the day's rolling slice: never on a tick, and only within the budget."""
+    if run_kind(context) == TICK or rows is None:
+        return False
+    calls = math.ceil(math.ceil(rows.num_rows / settings.reconciliation.accounts_days) / FILTER_BATCH)
+    allowed, why = budget_of(client, settings.budget).allows("reconcile", calls=calls)
+    if not allowed:
+        context.log.info(why)
+    return allowed
+
+
 # --- companies ------------------------------------------------------------------------------------------
 def sync_companies(context: Any, client: Any, lake: Lake, settings: MolequleSettings) -> dict[str, Any]:
     table = lake.keyed(COMPANIES, "id")
@@ -134,7 +145,7 @@ def sync_companies(context: Any, client: Any, lake: Lake, settings: MolequleSett
     new_ids = sorted(wanted - known)
     fetched = _query(client, "externalCompanyId", new_ids, fields, "companies")
     reconciled, gone = [], None
-    if run_kind(context) != TICK and current is not None and current.num_rows:
+    if reconciles(context, client, settings, current) and current is not None and current.num_rows:
         slice_ids = _rolling_slice(
             sorted(current["id"].to_pylist()),
             meta.get("reconciled_through"),
@@ -178,7 +189,7 @@ def marketo_companies(
 ) -> dg.MaterializeResult:
     """Companies of the synced people, by externalCompanyId: new ones on every tick, all of them once per
     `reconciliation.accounts_days` in a rolling slice (outside ticks)."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         outcome = sync_companies(context, marketo.client, lake.lake, settings.settings)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()}
@@ -198,7 +209,7 @@ def sync_named_accounts(context: Any, client: Any, lake: Lake, settings: Molequl
     lookup: set[str] = set()
     if rows is not None and rows.num_rows and "website" in rows.column_names:
         lookup |= {d for d in domains(rows["website"]).to_pylist() if d}
-    if run_kind(context) != TICK:
+    if reconciles(context, client, settings, companies.read_or_none(["id"])):
         everyone = companies.read_or_none(["id", "website"])
         if everyone is not None and everyone.num_rows:
             slice_ids = set(
@@ -235,7 +246,7 @@ def marketo_named_accounts(
 ) -> dg.MaterializeResult:
     """Marketo named accounts (ABM) whose domain matches a synced company's website domain: looked up when
     the company first appears, and again in the rolling reconciliation slice."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         outcome = sync_named_accounts(context, marketo.client, lake.lake, settings.settings)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": outcome.pop("rows"), **outcome, **spent.metadata()}

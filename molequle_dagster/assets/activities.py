@@ -36,7 +36,6 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import KNOWN_ACTIVITY_TYPES, MolequleSettings
 from molequle_dagster.sync import overlay
@@ -138,10 +137,15 @@ def marketo_activity_types(
     lake: LakeResource,
     settings: SettingsResource,
 ) -> dg.MaterializeResult:
-    """The instance's activity types (types.json, re-read at most once a day), and which configured types
-    it lacks."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
-        table = activity_types(marketo.client, lake.lake)
+    """The instance's activity types (types.json), and which configured types it lacks. Ticks use the copy
+    read in the last day (Marketo's advice); any other run reads them again."""
+    from molequle_dagster.sync.run_kind import TICK, run_kind
+
+    with accounting(marketo.client, context) as spent:
+        if run_kind(context) == TICK:
+            table = activity_types(marketo.client, lake.lake)
+        else:
+            table = fetch_activity_types(marketo.client, lake.lake)
     missing = missing_types(settings.settings, table)
     for name in missing:
         context.log.warning(f"Activity type {name!r} is configured but this Marketo instance lacks it")
@@ -297,7 +301,7 @@ def build_marketo_activities(
         export past `sync.rest_pages` pages); the daily close, backfills and the first sync export whole
         days in bulk, newest window first, all types in one job per ≤ 31-day window."""
         keys = list(context.partition_keys)
-        with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+        with accounting(marketo.client, context) as spent:
             outcome, report, info = sync_activity_days(
                 context, marketo.client, lake.lake, settings.settings, keys
             )

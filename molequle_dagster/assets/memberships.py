@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import TS, batches, dedupe_latest, stamp
+from molequle_dagster.budget import budget_of
 from molequle_dagster.conventions import (
     BULK_POOL,
     MOLEQULE_GROUP,
@@ -33,7 +34,6 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.sync import healing
 from molequle_dagster.sync.memberships_fold import (
@@ -90,7 +90,22 @@ def programs_to_export(lake: Lake, days: int) -> tuple[list[int], dict[str, Any]
         "new": len(fresh),
         "reconciled": len(reconcile),
         "reconciled_through": reconcile[-1] if reconcile else after,
+        "previous_through": after,
     }
+
+
+PM_ROW_BYTES = 100  # a program-member export row of PM_FIELDS is about this long (measured on the sandbox)
+
+
+def estimated_export_bytes(lake: Lake, program_ids: list[int]) -> int:
+    """What exporting these programs' members will meter: their known members times a row's size."""
+    if not program_ids:
+        return 0
+    members = lake.read_current(PROGRAM_MEMBERS, ["programId"])
+    if members is None:
+        return 0
+    mine = pc.sum(pc.is_in(members["programId"], value_set=pa.array(program_ids, pa.int64()))).as_py() or 0
+    return int(mine) * PM_ROW_BYTES
 
 
 def export_program_members(context: Any, client: Any, lake: Lake, program_ids: list[int]) -> ReadReport:
@@ -135,7 +150,14 @@ def marketo_program_members(
     slice (every program once per `reconciliation.memberships_days`); ≤ 10 programs per bulk job."""
     store = lake.lake
     program_ids, plan = programs_to_export(store, settings.settings.reconciliation.memberships_days)
-    with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
+    budget = budget_of(marketo.client, settings.settings.budget)
+    reconcile = program_ids[plan["new"] :]
+    allowed, why = budget.allows("reconcile", export_bytes=estimated_export_bytes(store, reconcile))
+    if not allowed:  # new programs still go; the reconciliation slice waits for a day with room
+        context.log.info(why)
+        program_ids = program_ids[: plan["new"]]
+        plan = {**plan, "reconciled": 0, "reconciled_through": plan["previous_through"]}
+    with accounting(marketo.client, context) as spent:
         report = export_program_members(context, marketo.client, store, program_ids)
     spent.export_bytes = report.export_bytes
     table = store.keyed(PROGRAM_MEMBERS, PM_KEY)
@@ -146,6 +168,8 @@ def marketo_program_members(
             "programs_exported": len(program_ids),
             "new_programs": plan["new"],
             "reconciled_programs": plan["reconciled"],
+            "deferred": why,
+            **budget.metadata(),
             **spent.metadata(),
         }
     )

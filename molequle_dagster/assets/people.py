@@ -47,7 +47,6 @@ from molequle_dagster.conventions import (
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.errors import UnsupportedFilterError
 from molequle_dagster.marketo.timeutil import split_windows
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.day_files import (
@@ -239,7 +238,7 @@ def marketo_people_population(
 ) -> dg.MaterializeResult:
     """The members of the settings' smart list: every field on the first sync (one bulk export), then
     their ids each day (a few bytes per person) plus the fields of those who joined since."""
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         outcome = refresh_population(context, marketo.client, lake.lake, settings.settings)
     report = outcome.pop("report")
     spent.export_bytes = report.export_bytes
@@ -407,7 +406,7 @@ def build_marketo_people_updates(
         merge winners seen in the activities) and Get Leads by id, or a bulk `updatedAt` export when the
         delta is large; the daily close and backfills export each day whole (one export per day)."""
         keys = list(context.partition_keys)
-        with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+        with accounting(marketo.client, context) as spent:
             try:
                 outcome, report = sync_update_days(
                     context, marketo.client, lake.lake, settings.settings, keys
@@ -460,7 +459,7 @@ def person_tombstones(
     read_through = table.meta.get("read_through")
     late = timedelta(minutes=settings.settings.sync.late_minutes)
     since = parse_iso(read_through) - late if read_through else now - DELETED_LEADS_LOOKBACK
-    with accounting(marketo.client, context, on_quota=quota_recorder(lake.lake)) as spent:
+    with accounting(marketo.client, context) as spent:
         found = [
             (int(r["leadId"]), parse_iso(str(r["activityDate"])))
             for r in marketo.client.deleted_leads_since(since)

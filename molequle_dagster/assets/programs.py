@@ -29,7 +29,6 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake.keyed import changed_rows
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 
 CHANNELS = "marketo_channels"
@@ -167,7 +166,7 @@ def sync_channels(context: dg.AssetExecutionContext, marketo: MarketoResource, l
     """Re-read the channels (one call) and record what changed."""
     store = lake.lake
     now = clock.now()
-    with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
+    with accounting(marketo.client, context) as spent:
         fetched = list(marketo.client.channels())
     rows = channel_rows(fetched)
     channels = store.keyed(CHANNELS, ["channel_id", "step"])
@@ -244,7 +243,7 @@ def marketo_programs(
     now = clock.now()
     since = table.meta.get("read_through")
     late = timedelta(minutes=settings.settings.sync.late_minutes)
-    with accounting(marketo.client, context, on_quota=quota_recorder(store)) as spent:
+    with accounting(marketo.client, context) as spent:
         if since:
             fetched = list(
                 marketo.client.programs(earliest_updated_at=parse_iso(since) - late, latest_updated_at=now)

@@ -34,7 +34,6 @@ from molequle_dagster.conventions import (
 )
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.writes import SYNC_BATCH, SyncResult
-from molequle_dagster.quota import quota_recorder
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings, WriteBackMapping
 
@@ -286,7 +285,7 @@ def build_write_back_assets(settings: MolequleSettings) -> list[Any]:
         context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         client = marketo.client
-        with accounting(client, context, on_quota=quota_recorder(lake.lake)) as spent:
+        with accounting(client, context) as spent:
             try:
                 counts = write_back(lake.lake, client, mappings, context.log)
             except WriteBackError as error:

@@ -2,7 +2,14 @@
 
 from molequle_dagster.marketo.bulk import BulkExportResult
 from molequle_dagster.marketo.client import MarketoClient
-from molequle_dagster.marketo.config import BulkConfig, PacingConfig, RetryConfig
+from molequle_dagster.marketo.config import (
+    BulkConfig,
+    ConfigError,
+    MarketoConfig,
+    MarketoConnection,
+    PacingConfig,
+    RetryConfig,
+)
 from molequle_dagster.marketo.errors import (
     BulkJobFailedError,
     BulkJobTimeoutError,
@@ -17,6 +24,7 @@ from molequle_dagster.marketo.errors import (
     MarketoTransientError,
 )
 from molequle_dagster.marketo.stats import CallStats
+from molequle_dagster.marketo.usage import UsageToday
 from molequle_dagster.marketo.writes import SyncResult
 
 __all__ = [
@@ -26,11 +34,14 @@ __all__ = [
     "BulkJobTimeoutError",
     "CallStats",
     "ChecksumMismatchError",
+    "ConfigError",
     "DailyQuotaExceeded",
     "ExportQuotaExceeded",
     "MalformedResponseError",
     "MarketoAuthError",
     "MarketoClient",
+    "MarketoConfig",
+    "MarketoConnection",
     "MarketoError",
     "MarketoFatalError",
     "MarketoThrottleError",
@@ -38,4 +49,5 @@ __all__ = [
     "PacingConfig",
     "RetryConfig",
     "SyncResult",
+    "UsageToday",
 ]

@@ -1,4 +1,4 @@
-"""Access tokens: one cached token per (instance, client id) for the whole process (§1).
+"""Access tokens: one cached token per (instance, client id, secret) for the whole process.
 
 Marketo hands back the same token until it expires, so processes and clients share nothing but the
 identity endpoint; within a process every client for the same credentials reuses the cached token and

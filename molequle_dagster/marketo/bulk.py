@@ -1,43 +1,68 @@
-"""Bulk extract engine (§4-§6): create or reuse, enqueue within our slots, poll, stream the file.
+"""Bulk extract engine: reuse or create, enqueue within our queue share, poll, stream the file.
 
-* At most `max_processing_jobs` of our jobs are queued/processing at once, across all processes sharing
-  `state_dir` (fcntl slots). Marketo's 10-slot queue is shared with other integrations: 1029 "Too many
-  jobs in queue" waits 1, 2, 4, 4... minutes; 1029 "Export daily quota" raises `ExportQuotaExceeded`.
-* The job ledger makes a retried run reuse its export (created, queued, processing or completed). Without
-  a `reuse_scope` (callers outside Dagster) a Completed export is never reused, as its data may be hours
-  old; a job still created/queued/processing is (its data is taken when it runs).
-* Jobs we abandon (exception, timeout, generator closed early) are cancelled.
-* `BulkExportResult.batches()` streams Arrow batches; its last step verifies the checksum, so nothing may
-  be committed before the iterator has completed.
+* Queue share: at most `max_queued_jobs` of our jobs are queued or processing on Marketo at once, across
+  every process and host sharing the coordination store (a reservation in the ledger, atomic in the
+  store). Marketo processes 2 jobs per instance; keeping more than 2 queued means the next job starts
+  the moment a processing slot frees, not at our next poll. 1029 "Too many jobs in queue" (the
+  instance's 10, shared with other integrations) waits 1, 2, 4, 4... minutes; 1029 "Export daily quota"
+  raises `ExportQuotaExceeded` and keeps the Created job for the run after the reset.
+* Exports paid once: the ledger lets any later run resume an identical job that is still unfinished
+  and reuse a completed one whose data cannot have changed (see ledger.py), and lets a retried Dagster
+  run reuse its own exports (`reuse_scope`).
+* No orphans: a create or enqueue whose answer was lost is never blindly repeated. An enqueue is
+  followed by a status check (the job may already be queued or done; "only a Created job can be
+  enqueued" means just that). A create is followed by a look at our Created jobs for the one it may
+  have made, which is cancelled; what stays unclear is left to the sweep. The owner of a job holds a
+  claim on it in the store while it lives; the sweep cancels unfinished jobs nobody holds or resumed
+  for `orphan_timeout_s`, so a killed process does not keep a queue slot.
+* `BulkExportResult.batches()` streams Arrow batches; its last step verifies the checksum, so nothing
+  may be committed before the iterator has completed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from molequle_dagster.coordination import CoordinationStore, JobRecord, Slot
 from molequle_dagster.marketo import errors as E
+from molequle_dagster.marketo import paging
 from molequle_dagster.marketo.config import BulkConfig
 from molequle_dagster.marketo.csvstream import ResumableDownload, read_batches
-from molequle_dagster.marketo.ledger import JobLedger, request_key
-from molequle_dagster.marketo.pacing import FileSlots
+from molequle_dagster.marketo.ledger import (
+    INTENTS,
+    UNFINISHED,
+    JobLedger,
+    canonical_request,
+    closed_window_end,
+    request_key,
+    reusable_completed,
+)
 from molequle_dagster.marketo.stats import CallStats
-from molequle_dagster.marketo.timeutil import format_marketo_datetime, parse_marketo_datetime
+from molequle_dagster.marketo.timeutil import (
+    format_marketo_datetime,
+    marketo_epoch,
+    parse_marketo_datetime,
+    quota_day,
+)
 from molequle_dagster.marketo.transport import Transport
 
 Entity = Literal["leads", "activities", "program/members"]
 ENTITIES: tuple[str, ...] = ("leads", "activities", "program/members")
 MAX_WINDOW_DAYS = 31
-UNFINISHED = frozenset({"created", "queued", "processing"})
-LIVE = UNFINISHED | {"completed"}
+CLOCK_SKEW_S = 600.0  # Marketo's createdAt vs our store's clock, when looking for a job a lost create made
+LIST_BATCH = 300
+MAX_BLOCK_SIZE = 1 << 28  # a row larger than 256 MiB is not a Marketo export any more
 
 
 def normalise_status(status: Any) -> str:
@@ -52,8 +77,7 @@ class ExportRequest:
     filter: dict[str, Any]
     column_types: Mapping[str, pa.DataType]
     format: str = "CSV"
-    # Reuse from the ledger only within one scope (e.g. a Dagster run and its retries): an identical
-    # request from a later sync must see fresh data, not a completed export from hours ago.
+    # A Dagster run and its retries: within it a completed export is reused whatever its window.
     reuse_scope: str | None = None
 
     def __post_init__(self) -> None:
@@ -83,19 +107,35 @@ class ExportRequest:
 
     @property
     def key(self) -> str:
-        return request_key(self.entity, self.fields, self.filter, self.format, self.reuse_scope)
+        return request_key(self.entity, self.fields, self.filter, self.format)
+
+    def record(self, export_id: str, status: str) -> JobRecord:
+        """A ledger row for this request (instance, api_user and owner are filled in by the ledger)."""
+        return JobRecord(
+            export_id,
+            "",
+            "",
+            self.key,
+            self.entity,
+            status,
+            reuse_scope=self.reuse_scope,
+            window_end=closed_window_end(self.entity, self.filter),
+            request=canonical_request(self.entity, self.fields, self.filter, self.format),
+        )
 
 
 @dataclass
 class _Job:
     request: ExportRequest
-    export_id: str
-    status: str
-    reused: bool
+    export_id: str | None  # None until created
+    status: str  # "new" until created, then Marketo's status (lower case)
+    reused: bool = False
     info: dict[str, Any] = field(default_factory=dict)
-    slot: int | None = None
-    started: float = 0.0
+    claim: Slot | None = None  # held while we own the job: the sweep leaves it alone
+    started: float = 0.0  # our clock when it was queued (job timeout)
     failures: int = 0
+    keep: bool = False  # stopped by the export quota: the Created job waits for the next run
+    enqueued: bool = False  # on Marketo's queue (by us or, for a resumed job, by another process)
 
 
 @dataclass
@@ -130,34 +170,42 @@ class BulkEngine:
         transport: Transport,
         *,
         config: BulkConfig,
-        state_dir: Path,
+        store: CoordinationStore,
         stats: CallStats,
         sleep: Callable[[float], None],
         clock: Callable[[], float] = time.monotonic,
         instance: str,
+        api_user: str,
+        zone: ZoneInfo,
+        on_quota: Callable[[E.QuotaExhausted], None] = lambda error: None,
     ) -> None:
         self._t = transport
         self._config = config
         self._stats = stats
         self._sleep = sleep
         self._clock = clock
-        self._ledger = JobLedger(state_dir, instance)
-        self._slots = FileSlots(Path(state_dir) / "bulk", _slug(instance), config.max_processing_jobs)
+        self._zone = zone
+        self._on_quota = on_quota
+        self._store = store
+        self._sweep_name = f"bulk-sweep:{api_user}"
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ledger = JobLedger(store, instance=instance, api_user=api_user, owner=owner)
 
     # --- raw endpoints ------------------------------------------------------------------------------
-    def _job_call(self, method: str, entity: str, suffix: str, body: Any = None) -> dict[str, Any]:
-        envelope = self._t.request(method, f"/bulk/v1/{entity}/export{suffix}", json_body=body)
+    def _job_call(
+        self, method: str, entity: str, suffix: str, body: Any = None, *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        envelope = self._t.request(
+            method, f"/bulk/v1/{entity}/export{suffix}", json_body=body, idempotent=idempotent
+        )
         result = envelope.get("result") or []
         if not result or not isinstance(result[0], dict) or "exportId" not in result[0]:
             raise E.MalformedResponseError(
                 "bulk job answer has no job object",
-                endpoint=f"{method} {suffix}",
+                endpoint=f"{method} /bulk/v1/{entity}/export{suffix}",
                 request_id=envelope.get("requestId"),
             )
         return result[0]
-
-    def create(self, request: ExportRequest) -> dict[str, Any]:
-        return self._job_call("POST", request.entity, "/create.json", request.body())
 
     def status(self, entity: str, export_id: str) -> dict[str, Any]:
         return self._job_call("GET", entity, f"/{export_id}/status.json")
@@ -166,25 +214,129 @@ class BulkEngine:
         """Best effort: a job we abandon must not keep a queue slot (errors here are swallowed)."""
         with contextlib.suppress(E.MarketoError):
             self._job_call("POST", entity, f"/{export_id}/cancel.json")
-        self._ledger.set_status(export_id, "cancelled")
+        self.ledger.update(export_id, status="cancelled")
 
-    def _enqueue(self, job: _Job) -> None:
-        waited = 0.0
+    def list_jobs(self, entity: str, status: str) -> list[dict[str, Any]]:
+        """Our jobs of the last 7 days with this status (Marketo lists only the API user's own)."""
+        path = f"/bulk/v1/{entity}/export.json"
+        fetch: paging.Fetch = lambda params: self._t.request("GET", path, params=params)  # noqa: E731
+        pages = paging.token_pages(fetch, {"status": status, "batchSize": LIST_BATCH}, endpoint=f"GET {path}")
+        return [job for page in pages for job in page if isinstance(job, dict) and job.get("exportId")]
+
+    # --- create -------------------------------------------------------------------------------------
+    def _intent(self, request: ExportRequest) -> JobRecord:
+        return request.record(f"pending:{uuid.uuid4()}", "creating").with_(
+            instance=self.ledger.instance, api_user=self.ledger.api_user, owner=self.ledger.owner
+        )
+
+    def _create(self, job: _Job, intent: JobRecord, claim: Slot) -> None:
+        """Create the job for `intent` (already in the ledger, claimed by us). A create whose answer
+        was lost is not simply repeated: the job it may have made is looked for and cancelled first."""
+        request = job.request
         attempt = 0
         while True:
             try:
-                info = self._job_call("POST", job.request.entity, f"/{job.export_id}/enqueue.json")
+                info = self._job_call(
+                    "POST", request.entity, "/create.json", request.body(), idempotent=False
+                )
+                break
+            except E.MarketoTransientError:  # timed out, reset, 5xx, malformed: it may exist now
+                claim.release()
+                self._after_lost_create(intent)
+                attempt += 1
+                if attempt >= self._t.retry.max_attempts:
+                    raise
+                self._sleep(self._t.backoff_s(attempt))
+                intent = self.ledger.store.put_job(
+                    intent.with_(export_id=f"pending:{uuid.uuid4()}", created_at=0.0, updated_at=0.0)
+                )
+                claim = self._claim(intent.export_id) or claim
+            except BaseException:
+                self.ledger.delete(intent.export_id)  # refused (quota, bad request): nothing was created
+                claim.release()
+                raise
+        export_id = str(info["exportId"])
+        if self.ledger.get(export_id) is not None:  # never from Marketo: a new job has a new id
+            self.ledger.delete(intent.export_id)
+            claim.release()
+            raise E.MalformedResponseError(
+                f"create answered export {export_id}, a job we already have",
+                endpoint=f"POST /bulk/v1/{request.entity}/export/create.json",
+            )
+        self.ledger.update(
+            intent.export_id, export_id=export_id, status="enqueuing", created_at=self._store.now()
+        )
+        job.claim = self._claim(export_id)
+        claim.release()
+        job.export_id, job.status, job.info, job.reused = export_id, "created", info, False
+        self._stats.record_export(export_id, reused=False)
+
+    def _after_lost_create(self, intent: JobRecord) -> None:
+        """Cancel the Created job a lost create made, when it is certainly ours: unknown to the ledger,
+        created since the intent, and no other create of ours under way then. Otherwise (or when nothing
+        shows yet: the create may still be on its way) the intent stays, as `lost`, for the sweep."""
+        now = self._store.now()
+        others = [
+            j
+            for j in self.ledger.find(statuses=INTENTS)
+            if j.export_id != intent.export_id and j.updated_at >= intent.created_at - CLOCK_SKEW_S
+        ]
+        found: list[str] = []
+        if not others:
+            with contextlib.suppress(E.MarketoError):
+                found = [
+                    export_id
+                    for export_id, _ in self._unknown_created(intent.entity, [(intent.created_at, now)])
+                ]
+        for export_id in found:
+            self.cancel(intent.entity, export_id)
+        if found:
+            self.ledger.delete(intent.export_id)
+        else:
+            self.ledger.update(intent.export_id, status="lost")
+
+    def _unknown_created(self, entity: str, windows: list[tuple[float, float]]) -> list[tuple[str, float]]:
+        """(export id, createdAt) of our Created jobs the ledger does not know, created inside one of the
+        windows (store clock, give or take Marketo's clock skew)."""
+        known = self.ledger.known_ids()
+        found = []
+        for job in self.list_jobs(entity, "Created"):
+            created = marketo_epoch(job.get("createdAt"))
+            if job["exportId"] in known or created is None:
+                continue
+            if any(lo - CLOCK_SKEW_S <= created <= hi + CLOCK_SKEW_S for lo, hi in windows):
+                found.append((str(job["exportId"]), created))
+        return found
+
+    def _claim(self, export_id: str) -> Slot | None:
+        return self._store.try_claim(f"bulk-job:{export_id}")
+
+    # --- enqueue ------------------------------------------------------------------------------------
+    def _enqueue(self, job: _Job) -> None:
+        assert job.export_id is not None
+        waited = 0.0
+        attempt = 0
+        doubts = 0
+        while True:
+            try:
+                info = self._job_call(
+                    "POST", job.request.entity, f"/{job.export_id}/enqueue.json", idempotent=False
+                )
                 job.status = normalise_status(info.get("status")) or "queued"
                 break
             except E.ExportQuotaExceeded as exc:
                 # The Created job stays in the ledger: the next run after the reset reuses it.
-                raise E.ExportQuotaExceeded(
+                job.keep = True
+                self.ledger.update(job.export_id, status="created")
+                error = E.ExportQuotaExceeded(
                     endpoint=exc.endpoint,
                     marketo_message=exc.marketo_message,
                     request_id=exc.request_id,
                     export_id=job.export_id,
-                    zone=self._t.retry.quota_zone,
-                ) from None
+                    zone=self._zone,
+                )
+                self._on_quota(error)
+                raise error from None
             except E.BulkQueueFullError as exc:
                 if E.is_job_already_queued(exc.code or "", exc.marketo_message or ""):
                     job.status = "queued"
@@ -202,102 +354,168 @@ class BulkEngine:
                 self._sleep(wait)
                 waited += wait
                 attempt += 1
-        self._ledger.set_status(job.export_id, job.status)
+            except E.MarketoTransientError:
+                # The answer was lost (timeout, reset, 5xx): the job may be queued already. Ask.
+                status = self._refresh(job)
+                if status != "created":
+                    break
+                doubts += 1
+                if doubts >= self._t.retry.max_attempts:
+                    raise
+                self._sleep(self._t.backoff_s(doubts))
+            except E.MarketoFatalError as exc:
+                # 1003 "only a Created job can be enqueued": an earlier attempt whose answer we lost, or
+                # another process, got there first. The job's status says where it is.
+                if exc.code != "1003" or self._refresh(job) == "created":
+                    raise
+                break
+        job.enqueued = True
+        if job.status == "created":  # Marketo took the enqueue; its status view may lag
+            job.status = "queued"
+        self.ledger.update(job.export_id, status=job.status)
+
+    def _refresh(self, job: _Job) -> str:
+        assert job.export_id is not None
+        info = self.status(job.request.entity, job.export_id)
+        job.info = info
+        job.status = normalise_status(info.get("status"))
+        return job.status
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def _obtain(self, request: ExportRequest) -> _Job:
-        """Reuse a live export from the ledger, or create one (creating takes no queue slot)."""
-        reusable = LIVE if request.reuse_scope is not None else UNFINISHED
-        entry = self._ledger.find_reusable(request.key, self._config.reuse_max_age_s)
-        if entry is not None and normalise_status(entry.status) in reusable:
+        """Resume or reuse an identical job from the ledger; otherwise a new job (created later, when
+        our queue share has room)."""
+        now = self._store.now()
+        for entry in self.ledger.find(key=request.key):
+            status = entry.status
+            if status == "completed":
+                if not reusable_completed(entry, request.reuse_scope, now, self._config):
+                    continue
+            elif status not in UNFINISHED or now - entry.created_at > self._config.reuse_max_age_s:
+                continue
             try:
                 info = self.status(request.entity, entry.export_id)
-                status = normalise_status(info.get("status"))
-            except E.MarketoFatalError:
-                status, info = "gone", {}
-            if status in reusable:
-                self._stats.record_export(entry.export_id, reused=True)
-                self._ledger.set_status(entry.export_id, status)
-                return _Job(request, entry.export_id, status, reused=True, info=info)
-            self._ledger.set_status(entry.export_id, status or "gone")
-        try:
-            info = self.create(request)
-        except E.ExportQuotaExceeded:
-            raise
-        export_id = str(info["exportId"])
-        self._ledger.record(request.key, request.entity, export_id, "created")
-        self._stats.record_export(export_id, reused=False)
-        return _Job(
-            request, export_id, normalise_status(info.get("status")) or "created", reused=False, info=info
-        )
+            except E.MarketoFatalError:  # unknown to Marketo now
+                self.ledger.update(entry.export_id, status="gone")
+                continue
+            current = normalise_status(info.get("status"))
+            still_usable = (
+                current == "completed" if status == "completed" else current in UNFINISHED | {"completed"}
+            )
+            if not still_usable:
+                self.ledger.update(entry.export_id, status=current or "gone")
+                continue
+            job = _Job(
+                request, entry.export_id, current, reused=True, info=info, claim=self._claim(entry.export_id)
+            )
+            job.enqueued = current != "created"
+            job.started = self._clock()
+            if current == "completed":
+                self._record_completed(job)
+            else:
+                self.ledger.update(
+                    entry.export_id,
+                    status=status if current == "created" else current,
+                    owner=self.ledger.owner if job.claim else entry.owner,
+                )
+            self._stats.record_export(entry.export_id, reused=True)
+            return job
+        return _Job(request, None, "new")
 
     def _start(self, job: _Job) -> bool:
-        """Take one of our processing slots and enqueue (if needed). False when no slot is free."""
-        slot = self._slots.try_acquire()
-        if slot is None:
-            return False
-        job.slot = slot
+        """Reserve a place in our queue share, create (if new) and enqueue. False when no room."""
+        limit = self._config.max_queued_jobs
+        if job.status == "new":
+            intent = self._intent(job.request)
+            if not self.ledger.reserve(intent, limit):
+                return False
+            claim = self._claim(intent.export_id)
+            assert claim is not None  # a fresh name nobody else knows
+            self._create(job, intent, claim)
+        elif job.status == "created":
+            assert job.export_id is not None
+            entry = self.ledger.get(job.export_id)
+            if entry is None or not self.ledger.reserve(entry.with_(status="enqueuing"), limit):
+                return False
+            if job.claim is None:
+                job.claim = self._claim(job.export_id)
         job.started = self._clock()
-        try:
-            if job.status == "created":
-                self._enqueue(job)
-        except BaseException:
-            self._release(job)
-            raise
+        self._enqueue(job)
         return True
 
-    def _release(self, job: _Job) -> None:
-        if job.slot is not None:
-            FileSlots.release(job.slot)
-            job.slot = None
-
     def _poll(self, job: _Job) -> bool:
-        """True when Completed. Failed jobs are recreated `failed_job_retries` times; stuck ones time out."""
-        info = self.status(job.request.entity, job.export_id)
-        job.status = normalise_status(info.get("status"))
-        job.info = info
-        if job.status == "completed":
-            self._ledger.set_status(job.export_id, "completed")
-            self._release(job)
+        """True when Completed. A Failed job is created again `failed_job_retries` times; a stuck one times
+        out."""
+        assert job.export_id is not None
+        status = self._refresh(job)
+        if status == "created":
+            job.status = "queued"  # enqueued already: Marketo's status view lags (or it never starts)
+        if job.claim is None:
+            job.claim = self._claim(job.export_id)  # its owner is gone: we carry it on
+        if status == "completed":
+            self._record_completed(job)
             return True
-        if job.status in ("failed", "cancelled"):
-            self._ledger.set_status(job.export_id, job.status)
+        if status in ("failed", "cancelled"):
+            self.ledger.update(job.export_id, status=status)
+            self._release(job)
             job.failures += 1
             if job.failures > self._config.failed_job_retries:
-                self._release(job)
                 raise E.BulkJobFailedError(
-                    f"export {job.export_id} ended {job.status}: {info.get('errorMsg') or 'no errorMsg'}",
+                    f"export {job.export_id} ended {status}: {job.info.get('errorMsg') or 'no errorMsg'}",
                     endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json",
                 )
-            fresh = self.create(job.request)
-            job.export_id, job.status, job.reused = str(fresh["exportId"]), "created", False
-            self._ledger.record(job.request.key, job.request.entity, job.export_id, "created")
-            self._stats.record_export(job.export_id, reused=False)
-            self._enqueue(job)
-            job.started = self._clock()
+            job.export_id, job.status, job.reused, job.info, job.enqueued = None, "new", False, {}, False
             return False
+        self.ledger.update(job.export_id, status=status)  # also the heartbeat the sweep looks at
         if self._clock() - job.started > self._config.job_timeout_s:
             self._abandon(job)
             raise E.BulkJobTimeoutError(
-                f"export {job.export_id} still {job.status} after {self._config.job_timeout_s:.0f}s; "
-                "cancelled",
+                f"export {job.export_id} still {status} after {self._config.job_timeout_s:.0f}s; cancelled",
                 endpoint=f"GET /bulk/v1/{job.request.entity}/export/{{id}}/status.json",
             )
         return False
 
+    def _record_completed(self, job: _Job) -> None:
+        assert job.export_id is not None
+        info = job.info
+        finished = marketo_epoch(info.get("finishedAt"))
+        finished_at = datetime.fromtimestamp(finished, UTC) if finished is not None else None
+        self.ledger.update(
+            job.export_id,
+            status="completed",
+            started_at=marketo_epoch(info.get("startedAt")),
+            finished_at=finished,
+            file_size=_count(info, "fileSize"),
+            records=_count(info, "numberOfRecords"),
+            quota_day=quota_day(self._zone, finished_at),
+        )
+        self._release(job)
+
+    def _release(self, job: _Job) -> None:
+        if job.claim is not None:
+            job.claim.release()
+            job.claim = None
+
     def _abandon(self, job: _Job) -> None:
-        if job.status in ("created", "queued", "processing"):
+        """Cancel a job we own that is still waiting or running; a job another process owns is its own."""
+        if job.keep or job.export_id is None:
+            self._release(job)
+            return
+        if job.claim is None and job.status in UNFINISHED:
+            job.claim = self._claim(job.export_id)
+        if job.claim is not None and job.status in UNFINISHED:
             self.cancel(job.request.entity, job.export_id)
             job.status = "cancelled"
         self._release(job)
 
     def _result(self, job: _Job) -> BulkExportResult:
+        assert job.export_id is not None
         info = job.info
         return BulkExportResult(
             export_id=job.export_id,
-            number_of_records=int(info.get("numberOfRecords") or 0),
-            file_size=int(info.get("fileSize") or 0),
-            file_checksum=info.get("fileChecksum"),
+            number_of_records=_count(info, "numberOfRecords"),
+            file_size=_count(info, "fileSize"),
+            file_checksum=_checksum(info),
             reused=job.reused,
             _engine=self,
             _request=job.request,
@@ -305,56 +523,112 @@ class BulkEngine:
         )
 
     def run(self, requests: list[ExportRequest]) -> Iterator[tuple[int, BulkExportResult]]:
-        """Results in request order, keeping up to `max_processing_jobs` jobs in flight on Marketo."""
-        pending: list[tuple[int, ExportRequest]] = list(enumerate(requests))
-        obtained: dict[int, _Job] = {}  # created/reused but waiting for one of our slots
-        running: dict[int, _Job] = {}
+        """Results in request order as they complete, with up to `max_queued_jobs` of our jobs queued
+        or processing on Marketo (across every process sharing the store). Only job ids are held: the
+        data streams from Marketo when the caller iterates a result's batches."""
+        self.sweep()
+        pending = list(enumerate(requests))
+        active: dict[int, _Job] = {}  # obtained, maybe still waiting for room in our queue share
         done: dict[int, BulkExportResult] = {}
         next_index = 0
-        limit = self._config.max_processing_jobs
+        ahead = self._config.max_queued_jobs
         try:
             while next_index < len(requests):
                 if next_index in done:
                     yield next_index, done.pop(next_index)
                     next_index += 1
                     continue
-                # Start more jobs, but never run far ahead of what the caller has consumed.
-                while pending and len(running) + len(done) < limit:
-                    index, request = pending[0]
-                    job = obtained.pop(index, None) or self._obtain(request)
+                # Work on at most `ahead` requests beyond what the caller has consumed.
+                while pending and len(active) + len(done) < ahead:
+                    index, request = pending.pop(0)
+                    job = self._obtain(request)
                     if job.status == "completed":
                         done[index] = self._result(job)
-                    elif job.reused and job.status in ("queued", "processing"):
-                        # Already runs on Marketo: watch it (with a slot if one is free).
-                        self._slots_try(job)
-                        running[index] = job
-                    elif self._start(job):
-                        running[index] = job
                     else:
-                        obtained[index] = job  # all our slots are busy (maybe in another process)
+                        active[index] = job
+                for index in sorted(active):  # in request order, while our share has room
+                    if not active[index].enqueued and not self._start(active[index]):
                         break
-                    pending.pop(0)
+                for index, job in list(active.items()):  # e.g. an enqueue that found it already done
+                    if job.status == "completed":
+                        self._record_completed(job)
+                        done[index] = self._result(active.pop(index))
                 if next_index in done:
                     continue
+                waiting_elsewhere = not any(j.enqueued for j in active.values())
                 interval = self._config.poll_interval_s
-                self._sleep(interval if running else max(interval, 1.0))  # idle: slots held elsewhere
-                for index, job in list(running.items()):
-                    if self._poll(job):
-                        done[index] = self._result(running.pop(index))
+                self._sleep(max(interval, 1.0) if waiting_elsewhere else interval)
+                for index, job in list(active.items()):
+                    if job.enqueued and self._poll(job):
+                        done[index] = self._result(active.pop(index))
         finally:
-            for job in running.values():
+            for job in active.values():
                 self._abandon(job)
 
-    def _slots_try(self, job: _Job) -> None:
-        job.slot = self._slots.try_acquire()
-        job.started = self._clock()
+    # --- orphans ------------------------------------------------------------------------------------
+    def sweep(self, *, force: bool = False) -> list[str]:
+        """Cancel unfinished jobs of ours that nobody owns and nobody resumed for `orphan_timeout_s`,
+        and the Created jobs lost creates left behind. At most once per `sweep_interval_s` per API user
+        across all processes (unless forced). Returns the export ids cancelled."""
+        if not force and not self._store.run_due(self._sweep_name, self._config.sweep_interval_s):
+            return []
+        now = self._store.now()
+        cutoff = now - self._config.orphan_timeout_s
+        cancelled: list[str] = []
+        intents: dict[str, list[tuple[JobRecord, Slot]]] = {}
+        for entry in self.ledger.find(statuses=UNFINISHED | INTENTS, updated_before=cutoff):
+            if entry.status == "created" and now - entry.created_at <= self._config.reuse_max_age_s:
+                continue  # e.g. stopped by the export quota: the next run after the reset enqueues it
+            claim = self._claim(entry.export_id)
+            if claim is None:
+                continue  # its owner lives
+            if entry.status in INTENTS:
+                intents.setdefault(entry.entity, []).append((entry, claim))
+                continue
+            with claim:
+                try:
+                    current = normalise_status(self.status(entry.entity, entry.export_id).get("status"))
+                except E.MarketoFatalError:
+                    self.ledger.update(entry.export_id, status="gone")
+                    continue
+                except E.MarketoError:
+                    continue  # try again at the next sweep
+                if current in UNFINISHED:
+                    self.cancel(entry.entity, entry.export_id)
+                    cancelled.append(entry.export_id)
+                else:
+                    self.ledger.update(entry.export_id, status=current or "gone")
+        for entity, found in intents.items():
+            windows = [(entry.created_at, entry.updated_at) for entry, _ in found]
+            try:
+                orphans = self._unknown_created(entity, windows)
+            except E.MarketoError:
+                orphans = None  # look again at the next sweep
+            for export_id, created in orphans or []:
+                if created <= cutoff:  # a younger one may be another process's, about to be recorded
+                    self.cancel(entity, export_id)
+                    cancelled.append(export_id)
+            for entry, claim in found:
+                if orphans is not None:
+                    self.ledger.delete(entry.export_id)
+                claim.release()
+        return cancelled
 
     # --- download -----------------------------------------------------------------------------------
     def stream(self, result: BulkExportResult) -> Iterator[pa.RecordBatch]:
+        """The export's rows, checked at the end against fileSize, fileChecksum and numberOfRecords.
+
+        A row too large for the parse block makes the file be read again with a four times larger
+        block, skipping the rows already handed out. A file that 404s (expired) is exported again once,
+        unless rows already went out (then the caller must restart: never a silent gap or duplicate)."""
         request = result._request
-        path = f"/bulk/v1/{request.entity}/export/{result.export_id}/file.json"
         current = result
-        for attempt in range(2):
+        block = self._config.block_size
+        delivered = 0  # rows handed to the caller
+        recreated = False
+        while True:
+            skip = delivered  # a second read of the same file starts with rows already handed out
+            path = f"/bulk/v1/{request.entity}/export/{current.export_id}/file.json"
             download = ResumableDownload(
                 lambda offset, p=path: self._t.open_download(p, start=offset, slot_held=True),
                 expected_size=current.file_size if current.file_checksum or current.file_size else None,
@@ -364,21 +638,34 @@ class BulkEngine:
                 endpoint=f"GET /bulk/v1/{request.entity}/export/{{id}}/file.json",
                 hold=self._t.download_slot(),
             )
-            yielded = False
             try:
-                for batch in read_batches(download, request.column_types, block_size=self._config.block_size):
-                    yielded = True
+                for batch in read_batches(download, request.column_types, block_size=block):
+                    if skip:
+                        dropped = min(skip, batch.num_rows)
+                        skip -= dropped
+                        batch = batch.slice(dropped)
+                        if not batch.num_rows:
+                            continue
+                    delivered += batch.num_rows
                     yield batch
+                if current.number_of_records != delivered and (current.file_checksum or current.file_size):
+                    raise E.MalformedResponseError(
+                        f"export {current.export_id} gave {delivered} rows, Marketo reported "
+                        f"{current.number_of_records}",
+                        endpoint=f"GET /bulk/v1/{request.entity}/export/{{id}}/file.json",
+                    )
                 return
-            except E.BulkFileGoneError:
-                # A Completed export whose file 404s has expired: recreate it once, unless rows already
-                # went out (then the caller must restart; never a silent gap or duplicate).
-                if yielded or attempt:
+            except E.RowTooLargeError:
+                if block >= MAX_BLOCK_SIZE:
                     raise
+                block = min(block * 4, MAX_BLOCK_SIZE)
+            except E.BulkFileGoneError:
+                if delivered or recreated:
+                    raise
+                recreated = True
                 download.close()  # give the slot back before the calls that recreate the export
-                self._ledger.set_status(current.export_id, "gone")
+                self.ledger.update(current.export_id, status="gone")
                 _, current = next(self.run([request]))
-                path = f"/bulk/v1/{request.entity}/export/{current.export_id}/file.json"
             finally:
                 download.close()
 
@@ -394,12 +681,33 @@ class BulkEngine:
         }
         fields = {"leads": ["id"], "activities": None, "program/members": ["leadId"]}[entity]
         probe = ExportRequest(entity, fields, {filter_name: window, **(extra_filter or {})}, {})
+        job = _Job(probe, None, "new")
+        intent = self.ledger.store.put_job(self._intent(probe))
+        claim = self._claim(intent.export_id)
+        assert claim is not None
         try:
-            info = self.create(probe)
+            self._create(job, intent, claim)
         except E.UnsupportedFilterError:
             return False
-        self.cancel(entity, str(info["exportId"]))
+        assert job.export_id is not None
+        self.cancel(entity, job.export_id)
+        self._release(job)
         return True
+
+
+def _count(info: dict[str, Any], key: str) -> int:
+    """A job's numberOfRecords / fileSize: a whole number, or the answer is not Marketo's."""
+    value = info.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise E.MalformedResponseError(f"bulk job {key} is {value!r}, not a count")
+    return int(value)
+
+
+def _checksum(info: dict[str, Any]) -> str | None:
+    value = info.get("fileChecksum")
+    if value is not None and not isinstance(value, str):
+        raise E.MalformedResponseError(f"bulk job fileChecksum is {value!r}, not text")
+    return value
 
 
 def _as_of(info: dict[str, Any]) -> datetime | None:
@@ -410,7 +718,3 @@ def _as_of(info: dict[str, Any]) -> datetime | None:
             except ValueError:
                 continue
     return None
-
-
-def _slug(instance: str) -> str:
-    return hashlib.sha256(instance.encode()).hexdigest()[:16]

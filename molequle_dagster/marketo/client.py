@@ -5,6 +5,8 @@ No Dagster here: the Dagster layer wraps this class in a ConfigurableResource.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,16 +16,11 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from molequle_dagster.coordination import CoordinationStore, QuotaStop, open_store
 from molequle_dagster.marketo import writes
 from molequle_dagster.marketo.bulk import BulkEngine, BulkExportResult, ExportRequest
-from molequle_dagster.marketo.config import (
-    DEFAULT_BULK,
-    DEFAULT_PACING,
-    DEFAULT_RETRY,
-    BulkConfig,
-    PacingConfig,
-    RetryConfig,
-)
+from molequle_dagster.marketo.config import MarketoConfig
+from molequle_dagster.marketo.errors import DailyQuotaExceeded, QuotaExhausted
 from molequle_dagster.marketo.pacing import CrossProcessPacer
 from molequle_dagster.marketo.reads import MarketoReads
 from molequle_dagster.marketo.schema import (
@@ -34,64 +31,87 @@ from molequle_dagster.marketo.schema import (
     schema_for,
 )
 from molequle_dagster.marketo.stats import CallStats
-from molequle_dagster.marketo.timeutil import format_marketo_datetime, split_windows
+from molequle_dagster.marketo.timeutil import format_marketo_datetime, quota_day, split_windows
 from molequle_dagster.marketo.transport import Transport
+from molequle_dagster.marketo.usage import UsageToday, usage_today
 
 BulkEntity = Literal["leads", "activities", "program/members"]
+# Callers outside Dagster: every process of this user on this host shares one budget by default.
+DEFAULT_STORE_DIR = Path.home() / ".molequle" / "coordination"
+USAGE_CACHE_S = 60.0  # stats/usage.json at most once a minute per client (a step)
+
+
+def scope_key(*parts: str) -> str:
+    """A short stable name for an instance (or instance + client id) in the coordination store."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 class MarketoClient(MarketoReads):
+    """`store` is the coordination store every process talking to this Marketo shares (see
+    molequle_dagster.coordination), or a directory (SQLite) or `postgresql://` URL to open one; by
+    default a SQLite store under ~/.molequle/coordination."""
+
     def __init__(
         self,
-        base_url: str,
+        config: MarketoConfig,
         client_id: str,
         client_secret: str,
         *,
-        timeout_s: float = 30.0,
-        pacing: PacingConfig = DEFAULT_PACING,
-        bulk: BulkConfig = DEFAULT_BULK,
-        state_dir: Path,
+        store: CoordinationStore | str | os.PathLike[str] = DEFAULT_STORE_DIR,
         sleep: Callable[[float], None] = time.sleep,
-        retry: RetryConfig = DEFAULT_RETRY,
         clock: Callable[[], float] = time.monotonic,
         verify_tls: bool = True,
     ) -> None:
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
+        if not isinstance(config, MarketoConfig):
+            raise TypeError(f"config: expected a MarketoConfig, got {type(config).__name__}")
         self.stats = CallStats()
-        self.bulk_config = bulk
-        state_dir = Path(state_dir)
-        instance = f"{base_url.rstrip('/')}|{client_id}"
+        self.config = config
+        self.bulk_config = config.bulk
+        self._owns_store = not isinstance(store, CoordinationStore)
+        self.store: CoordinationStore = open_store(store) if self._owns_store else store  # type: ignore[arg-type]
+        base_url = config.base_url
+        # Marketo's call limits and quotas are per instance; bulk jobs are visible only to their API user.
+        self.instance = scope_key(base_url)
+        zone = config.zone
         # Pacing waits are real: Marketo's window is wall-clock time, whatever the injected sleep does.
-        pacer = CrossProcessPacer(state_dir, base_url.rstrip("/"), pacing)
+        pacer = CrossProcessPacer(self.store, self.instance, config.pacing, usage_day=lambda: quota_day(zone))
         self._transport = Transport(
             base_url,
             client_id,
             client_secret,
-            timeout_s=timeout_s,
+            timeout_s=config.timeout_s,
             stats=self.stats,
             pacer=pacer,
-            retry=retry,
+            retry=config.retry,
+            quota_zone=zone,
             sleep=sleep,
             verify_tls=verify_tls,
+            on_quota=self._record_quota_stop,
         )
-        super().__init__(self._transport, max_empty_pages=bulk.max_empty_activity_pages)
+        super().__init__(self._transport, max_empty_pages=config.bulk.max_empty_activity_pages)
         self._bulk = BulkEngine(
             self._transport,
-            config=bulk,
-            state_dir=state_dir,
+            config=config.bulk,
+            store=self.store,
             stats=self.stats,
             sleep=sleep,
             clock=clock,
-            instance=instance,
+            instance=self.instance,
+            api_user=scope_key(base_url, client_id),
+            zone=zone,
+            on_quota=self._record_quota_stop,
         )
         self._describe_lock = threading.Lock()
         self._lead_types: dict[str, pa.DataType] | None = None
         self._member_types: dict[str, pa.DataType] | None = None
         self._filter_support: dict[tuple[str, str], bool] = {}
+        self._usage: tuple[float, UsageToday] | None = None
+        self._clock = clock
 
     def close(self) -> None:
         self._transport.close()
+        if self._owns_store:
+            self.store.close()
 
     def __enter__(self) -> MarketoClient:
         return self
@@ -163,9 +183,11 @@ class MarketoClient(MarketoReads):
         schema: pa.Schema | None = None,
         reuse_scope: str | None = None,
     ) -> Iterator[tuple[int, BulkExportResult]]:
-        """Results in request order with up to `max_processing_jobs` jobs on Marketo at once. Closing the
-        generator early cancels the jobs still queued/processing. `reuse_scope` (e.g. a Dagster root run
-        id) limits ledger reuse to retries and restarts of the same work."""
+        """Results in request order as they complete, with up to `bulk.max_queued_jobs` of our jobs
+        queued or processing on Marketo (across all processes sharing the store). Closing the generator
+        early cancels the jobs still queued/processing. A completed export is reused by a later request
+        only when its data cannot have changed (see marketo/ledger.py); within one `reuse_scope` (e.g. a
+        Dagster root run id: its retries and re-executions) any completed export is reused."""
         built = []
         for i, req in enumerate(requests):
             unknown = set(req) - {"fields", "filter"}
@@ -216,6 +238,33 @@ class MarketoClient(MarketoReads):
             }
             for a, b in self.windows(start, end)
         ]
+
+    # --- quota ------------------------------------------------------------------------------------
+    def _record_quota_stop(self, error: QuotaExhausted) -> None:
+        kind = "calls" if isinstance(error, DailyQuotaExceeded) else "exports"
+        self.store.set_quota_stop(
+            self.instance, kind, reason=str(error), resets_at=error.resets_at.timestamp()
+        )
+
+    def quota_stops(self) -> dict[str, QuotaStop]:
+        """The quota stops in force for this instance, recorded by any process: "calls" (607) and/or
+        "exports" (1029 export quota), each with its reason and reset time."""
+        stops = {kind: self.store.quota_stop(self.instance, kind) for kind in ("calls", "exports")}
+        return {kind: stop for kind, stop in stops.items() if stop is not None}
+
+    def usage_today(self, *, max_age_s: float = USAGE_CACHE_S) -> UsageToday:
+        """Today's quota day (midnight in the quota zone): the instance's calls from Marketo's
+        stats/usage (all integrations, per API user) and our own record from the store (calls our pacer
+        admitted, bytes of our completed exports). stats/usage is asked at most once per `max_age_s`."""
+        now = self._clock()
+        if self._usage is None or now - self._usage[0] > max_age_s:
+            self._usage = (now, usage_today(self.usage(), self.store, self.instance, self.config.zone))
+        return self._usage[1]
+
+    def sweep_orphan_exports(self) -> list[str]:
+        """Cancel our unfinished exports nobody owns or resumed within `bulk.orphan_timeout_s` (also done
+        at the start of every bulk run, at most every `bulk.sweep_interval_s`). Returns their ids."""
+        return self._bulk.sweep(force=True)
 
     # --- writes -------------------------------------------------------------------------------------
     def sync_leads_update_by_id(self, records: Sequence[Mapping[str, Any]]) -> list[writes.SyncResult]:

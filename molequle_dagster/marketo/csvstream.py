@@ -178,8 +178,14 @@ class ResumableDownload(io.RawIOBase):
 
 
 def header_names(first_line: bytes, delimiter: str) -> list[str]:
-    text = first_line.decode("utf-8-sig").rstrip("\r")
-    return next(csv.reader([text], delimiter=delimiter))
+    try:
+        text = first_line.decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError as error:
+        raise E.MalformedResponseError(f"export CSV header is not UTF-8 text ({error.reason})") from None
+    try:
+        return next(csv.reader([text], delimiter=delimiter))
+    except (csv.Error, StopIteration) as error:
+        raise E.MalformedResponseError(f"export CSV header could not be read: {error}") from None
 
 
 def read_batches(
@@ -203,7 +209,11 @@ def read_batches(
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            # A blank line is a row (a one-column file's empty value), never skipped: in a wider file it
+            # is an error, not a silently dropped record.
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types=types,
                 null_values=NULL_LITERALS,
@@ -217,5 +227,10 @@ def read_batches(
             if batch.num_rows:
                 yield batch
     except pa.ArrowInvalid as exc:
-        raise E.MalformedResponseError(f"export CSV could not be parsed: {exc}") from exc
+        if "straddling" in str(exc):
+            raise E.RowTooLargeError(
+                f"a row of the export is larger than the parse block of {block_size} bytes "
+                "(bulk.block_size); it is read again with a larger block"
+            ) from None
+        raise E.MalformedResponseError(f"export CSV could not be parsed: {exc}") from None
     source.drain()

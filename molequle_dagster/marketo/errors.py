@@ -1,4 +1,5 @@
-"""One typed error hierarchy for every Marketo failure, following the reference's retry classes (§2.3).
+"""One typed error hierarchy for every Marketo failure, by retry class (docs/client.md, "Authentication and
+errors").
 
 Messages name the endpoint, Marketo's code and message and the requestId; they never carry the client
 secret or the access token (transport redacts both before building any message).
@@ -10,9 +11,6 @@ from datetime import datetime, time, timedelta
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
-
-# Default for RetryConfig.quota_timezone. [UNCONFIRMED] CST vs Central with DST: we follow the zone.
-QUOTA_TIMEZONE = ZoneInfo("America/Chicago")
 
 
 class RetryClass(Enum):
@@ -113,9 +111,13 @@ class MalformedResponseError(MarketoTransientError):
     """Not Marketo JSON: an HTML page from a proxy, truncated JSON, or success:false without errors."""
 
 
+class RowTooLargeError(MalformedResponseError):
+    """A row of an export file does not fit the CSV parse block (`bulk.block_size`)."""
+
+
 class QuotaExhausted(MarketoError):
     """A daily Marketo quota is used up: stop until `resets_at` (midnight in the quota zone,
-    `RetryConfig.quota_timezone`, America/Chicago by default). Retrying earlier only burns quota."""
+    `MarketoConfig.quota_timezone`). Retrying earlier only burns quota."""
 
     retry_class = RetryClass.DAILY
 
@@ -127,8 +129,8 @@ class QuotaExhausted(MarketoError):
         endpoint: str = "",
         marketo_message: str | None = None,
         request_id: str | None = None,
+        zone: ZoneInfo,
         now: datetime | None = None,
-        zone: ZoneInfo = QUOTA_TIMEZONE,
         detail: str = "",
     ) -> None:
         self.resets_at = next_quota_reset(now, zone)
@@ -157,14 +159,14 @@ class ExportQuotaExceeded(QuotaExhausted):
         super().__init__("daily bulk export quota", code="1029", detail=kept, **kwargs)
 
 
-def next_quota_reset(now: datetime | None = None, zone: ZoneInfo = QUOTA_TIMEZONE) -> datetime:
+def next_quota_reset(now: datetime | None, zone: ZoneInfo) -> datetime:
     """Next midnight in `zone` (aware datetime in that zone)."""
     local = (now or datetime.now(zone)).astimezone(zone)
     tomorrow = local.date() + timedelta(days=1)
     return datetime.combine(tomorrow, time(0, 0), tzinfo=zone)
 
 
-# Response-level codes by retry class (§2.3, §2.4). Anything unlisted is FATAL.
+# Response-level codes by retry class (docs/client.md). Anything unlisted is FATAL.
 _BACKOFF_CODES = frozenset({"500", "502", "604", "608", "611", "614", "713", "719", "1014"})
 _THROTTLE_CODES = frozenset({"606", "615", "1016", "1019"})
 _AUTH_CODES = frozenset({"601", "602"})
@@ -187,7 +189,7 @@ def is_job_already_queued(code: str, message: str) -> bool:
 
 
 def error_for(
-    code: str, message: str, *, endpoint: str, request_id: str | None, quota_zone: ZoneInfo = QUOTA_TIMEZONE
+    code: str, message: str, *, endpoint: str, request_id: str | None, quota_zone: ZoneInfo
 ) -> MarketoError:
     """The typed exception for one Marketo error (used once retries are exhausted or not allowed)."""
     kw = {"endpoint": endpoint, "marketo_message": message, "request_id": request_id}

@@ -1,86 +1,107 @@
-"""Job ledger: remembers our bulk exports (SQLite under state_dir) so a retried or restarted run reuses
-an export that is already created, running or completed instead of spending queue slots and quota again.
+"""The bulk job ledger: our exports as last seen, kept in the coordination store so any process on any
+host resumes or reuses them instead of paying for an export twice.
+
+Statuses: `creating` (we are about to create it; the row holds our place in the queue share),
+`lost` (a create whose answer never came: the sweep looks for the job it may have made), then Marketo's
+own `created`, `queued`, `processing`, `completed`, `failed`, `cancelled`, plus `enqueuing` (reserved,
+enqueue under way) and `gone` (Marketo no longer knows it, or its file expired).
+
+When a completed export may serve a later run (`reusable_completed`): within the same reuse scope (a
+Dagster run and its retries), or, across runs, when its data cannot have changed since: an activities
+export of a `createdAt` window or a leads export of an `updatedAt` window that ended at least
+`late_records_margin_s` before the job started. Leads by `createdAt` carry field values that change after
+creation, and smart-list, static-list and program-member exports follow membership, so those are reused
+only within their scope.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
-from molequle_dagster.marketo.sqlite_state import connect, initialise
+from molequle_dagster.coordination import CoordinationStore, JobRecord
+from molequle_dagster.marketo.config import BulkConfig
+from molequle_dagster.marketo.timeutil import parse_marketo_datetime
 
-# Statuses after which an export can no longer be used.
-DEAD = frozenset({"failed", "cancelled", "canceled", "gone"})
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    export_id: str
-    entity: str
-    status: str
-    created_at: float
+UNFINISHED = frozenset({"created", "enqueuing", "queued", "processing"})
+INTENTS = frozenset({"creating", "lost"})
+# Our jobs holding (or about to hold) a place in Marketo's queue: they count toward max_queued_jobs.
+RESERVED = frozenset({"creating", "enqueuing", "queued", "processing"})
+# Window filters whose export is a fixed record of the past once the window has closed.
+CLOSED_WINDOW_FILTERS = {"activities": "createdAt", "leads": "updatedAt"}
 
 
-def request_key(
-    entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV", scope: str | None = None
-) -> str:
-    identity = {"entity": entity, "fields": fields, "filter": filter, "format": fmt, "scope": scope}
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+def request_key(entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV") -> str:
+    canonical = canonical_request(entity, fields, filter, fmt)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class JobLedger:
-    def __init__(self, state_dir: Path, instance: str) -> None:
-        # Jobs are visible only to the API user that created them: scope by instance + client id.
-        self._instance = hashlib.sha256(instance.encode()).hexdigest()[:16]
-        path = Path(state_dir) / "bulk_ledger.sqlite"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        initialise(
-            path,
-            [
-                "CREATE TABLE IF NOT EXISTS jobs (export_id TEXT PRIMARY KEY, instance TEXT NOT NULL,"
-                " request_key TEXT NOT NULL, entity TEXT NOT NULL, status TEXT NOT NULL,"
-                " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (instance, request_key, created_at)",
-            ],
-        )
+def canonical_request(entity: str, fields: list[str] | None, filter: dict[str, Any], fmt: str = "CSV") -> str:
+    identity = {"entity": entity, "fields": fields, "filter": filter, "format": fmt}
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
 
-    def _db(self) -> Any:
-        return connect(self._path)
 
-    def find_reusable(self, key: str, max_age_s: float) -> LedgerEntry | None:
-        """The newest live export for this request, created within `max_age_s`."""
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT export_id, entity, status, created_at FROM jobs WHERE instance=? AND request_key=?"
-                " AND created_at >= ? ORDER BY created_at DESC",
-                (self._instance, key, time.time() - max_age_s),
-            ).fetchall()
-        for export_id, entity, status, created_at in rows:
-            if status.lower() not in DEAD:
-                return LedgerEntry(export_id, entity, status, created_at)
+def closed_window_end(entity: str, filter: dict[str, Any]) -> float | None:
+    """The end of the request's window (epoch seconds) when its export can serve later runs, else None."""
+    name = CLOSED_WINDOW_FILTERS.get(entity)
+    span = filter.get(name) if name else None
+    if not isinstance(span, dict) or set(filter) - {name, "activityTypeIds"}:
+        return None  # any other filter (lists, programs, smart lists) follows membership: not fixed
+    try:
+        return parse_marketo_datetime(str(span["endAt"])).timestamp()
+    except (KeyError, ValueError):
         return None
 
-    def record(self, key: str, entity: str, export_id: str, status: str) -> None:
-        now = time.time()
-        with self._db() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (export_id, self._instance, key, entity, status, now, now),
-            )
 
-    def set_status(self, export_id: str, status: str) -> None:
-        with self._db() as db:
-            db.execute(
-                "UPDATE jobs SET status=?, updated_at=? WHERE export_id=?", (status, time.time(), export_id)
-            )
+def reusable_completed(job: JobRecord, reuse_scope: str | None, now: float, config: BulkConfig) -> bool:
+    if job.finished_at is not None and now - job.finished_at > config.file_retention_s:
+        return False  # its file is gone (or about to be)
+    if reuse_scope is not None and job.reuse_scope == reuse_scope:
+        return now - job.created_at <= config.reuse_max_age_s
+    return (
+        job.window_end is not None
+        and job.started_at is not None
+        and job.window_end <= job.started_at - config.late_records_margin_s
+    )
 
-    def status(self, export_id: str) -> str | None:
-        with self._db() as db:
-            row = db.execute("SELECT status FROM jobs WHERE export_id=?", (export_id,)).fetchone()
-        return row[0] if row else None
+
+class JobLedger:
+    """The store's job rows for one instance and API user (Marketo shows a job only to its creator)."""
+
+    def __init__(self, store: CoordinationStore, *, instance: str, api_user: str, owner: str) -> None:
+        self.store = store
+        self.instance = instance
+        self.api_user = api_user
+        self.owner = owner
+
+    def reserve(self, job: JobRecord, limit: int) -> bool:
+        return self.store.reserve_job(job.with_(owner=self.owner), limit=limit, counted=RESERVED)
+
+    def find(
+        self,
+        *,
+        key: str | None = None,
+        statuses: Collection[str] | None = None,
+        updated_before: float | None = None,
+    ) -> list[JobRecord]:
+        return self.store.find_jobs(
+            self.instance,
+            api_user=self.api_user,
+            request_key=key,
+            statuses=statuses,
+            updated_before=updated_before,
+        )
+
+    def known_ids(self) -> set[str]:
+        return {job.export_id for job in self.find()}
+
+    def update(self, export_id: str, /, **changes: Any) -> None:
+        self.store.update_job(export_id, **changes)
+
+    def get(self, export_id: str) -> JobRecord | None:
+        return self.store.get_job(export_id)
+
+    def delete(self, export_id: str) -> None:
+        self.store.delete_job(export_id)

@@ -1,4 +1,5 @@
-"""The three paging styles: nextPageToken (§2.1), moreResult with empty pages (§7.3), offset (§9.1)."""
+"""The three paging styles: nextPageToken (lead database), moreResult with empty pages (activity feeds),
+offset/maxReturn (asset browse)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from molequle_dagster.marketo.errors import PagingError
+from molequle_dagster.marketo.errors import MalformedResponseError, PagingError
 from molequle_dagster.marketo.timeutil import parse_marketo_datetime
 
 Fetch = Callable[[dict[str, Any]], dict[str, Any]]  # params -> success envelope
@@ -23,6 +24,7 @@ def token_pages(fetch: Fetch, params: Mapping[str, Any], *, endpoint: str = "") 
         token = envelope.get("nextPageToken")
         if not token:
             return
+        _check_token(token, endpoint, envelope)
         if token in seen:
             raise PagingError(
                 "nextPageToken repeated; paging would never end",
@@ -74,12 +76,27 @@ def activity_pages(
                 endpoint=endpoint,
                 request_id=envelope.get("requestId"),
             )
+        _check_token(token, endpoint, envelope)
         query["nextPageToken"] = token
+
+
+def _check_token(token: Any, endpoint: str, envelope: Mapping[str, Any]) -> None:
+    if not isinstance(token, str):
+        raise MalformedResponseError(
+            f"nextPageToken is a {type(token).__name__}, not text",
+            endpoint=endpoint,
+            request_id=envelope.get("requestId"),
+        )
 
 
 def _after(activity: Mapping[str, Any], until: datetime) -> bool:
     raw = activity.get("activityDate")
-    return isinstance(raw, str) and parse_marketo_datetime(raw) > until
+    if not isinstance(raw, str):
+        return False
+    try:
+        return parse_marketo_datetime(raw) > until
+    except ValueError:
+        raise MalformedResponseError(f"activityDate {raw[:40]!r} is not a Marketo datetime") from None
 
 
 def asset_pages(

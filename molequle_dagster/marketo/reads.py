@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from molequle_dagster.marketo import paging
+from molequle_dagster.marketo.batching import batched
 from molequle_dagster.marketo.errors import MarketoFatalError
 from molequle_dagster.marketo.timeutil import format_marketo_datetime
 from molequle_dagster.marketo.transport import Transport
@@ -59,10 +60,10 @@ class MarketoReads:
     ) -> Iterator[dict]:
         if not filter_type:
             raise ValueError("filter_type: expected a searchable field name")
-        for start in range(0, len(values), FILTER_VALUES_MAX):
+        for _, chunk in batched(values, FILTER_VALUES_MAX):
             params: dict[str, Any] = {
                 "filterType": filter_type,
-                "filterValues": ",".join(str(v) for v in values[start : start + FILTER_VALUES_MAX]),
+                "filterValues": ",".join(str(v) for v in chunk),
                 "batchSize": BATCH_SIZE,
                 **(extra or {}),
             }
@@ -84,13 +85,6 @@ class MarketoReads:
         self, filter_type: str, values: Sequence[Any], fields: Sequence[str] | None = None
     ) -> Iterator[dict[str, Any]]:
         return self._filter_query("/rest/v1/namedaccounts.json", filter_type, values, fields)
-
-    def program_members(
-        self, program_id: int, filter_type: str, values: Sequence[Any], fields: Sequence[str] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        return self._filter_query(
-            f"/rest/v1/programs/{int(program_id)}/members.json", filter_type, values, fields
-        )
 
     # --- activity feeds -----------------------------------------------------------------------------
     def paging_token(self, since: datetime) -> str:
@@ -129,8 +123,7 @@ class MarketoReads:
             raise ValueError("activity_type_ids: expected at least one activity type id")
         if lead_ids is not None and len(lead_ids) > 30:
             raise ValueError(f"lead_ids: at most 30 per call, got {len(lead_ids)}")
-        for start in range(0, len(activity_type_ids), ACTIVITY_TYPES_PER_CALL):
-            group = activity_type_ids[start : start + ACTIVITY_TYPES_PER_CALL]
+        for _, group in batched(activity_type_ids, ACTIVITY_TYPES_PER_CALL):
             params: dict[str, Any] = {"activityTypeIds": ",".join(str(int(t)) for t in group)}
             if lead_ids:
                 params["leadIds"] = ",".join(str(int(i)) for i in lead_ids)

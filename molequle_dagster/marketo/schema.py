@@ -22,7 +22,7 @@ _TYPE_MAP: dict[str, pa.DataType] = {
     "datetime": TIMESTAMP,
 }
 
-# Bulk activity export columns (§5): fixed. marketoGUID stays text (it is a key, not a number to sum) and
+# Bulk activity export columns: fixed. marketoGUID stays text (it is a key, not a number to sum) and
 # primaryAttributeValueId is text in the CSV (custom activities may use non-numeric ids).
 ACTIVITY_COLUMN_TYPES: dict[str, pa.DataType] = {
     "marketoGUID": pa.string(),
@@ -36,7 +36,7 @@ ACTIVITY_COLUMN_TYPES: dict[str, pa.DataType] = {
     "actionResult": pa.string(),
 }
 
-# Standard program-member fields (§6), used when describe is not at hand.
+# Standard program-member fields, used when describe is not at hand.
 PROGRAM_MEMBER_COLUMN_TYPES: dict[str, pa.DataType] = {
     "programId": pa.int64(),
     "leadId": pa.int64(),

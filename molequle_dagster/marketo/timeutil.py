@@ -1,12 +1,13 @@
-"""Marketo's datetime shapes (§0): `…Z`, `…+0000`, `…-08:00`, and the asset API's odd `…Z+0000`."""
+"""Marketo's datetime shapes: `…Z`, `…+0000`, `…-08:00`, and the asset API's odd `…Z+0000`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 
 def parse_marketo_datetime(text: str) -> datetime:
-    """An aware UTC datetime from any shape Marketo emits; a naive value means GMT (§0)."""
+    """An aware UTC datetime from any shape Marketo emits; a naive value means GMT."""
     value = text.strip()
     if value.endswith("Z+0000"):
         value = value[:-5]
@@ -38,3 +39,18 @@ def split_windows(start: datetime, end: datetime, days: int = 31) -> list[tuple[
         windows.append((cursor, window_end))
         cursor = window_end + timedelta(seconds=1)
     return windows
+
+
+def quota_day(zone: ZoneInfo, at: datetime | None = None) -> str:
+    """The quota day (the date in the quota time zone, whose midnight resets Marketo's daily quotas)."""
+    return (at or datetime.now(UTC)).astimezone(zone).date().isoformat()
+
+
+def marketo_epoch(value: object) -> float | None:
+    """Seconds since the epoch of a Marketo timestamp, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_marketo_datetime(value).timestamp()
+    except ValueError:
+        return None

@@ -8,6 +8,7 @@ into the typed errors of `errors.py` with the secret and the token redacted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -16,19 +17,27 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 import urllib3
 
 from molequle_dagster.marketo import errors as E
 from molequle_dagster.marketo.auth import TOKENS, TokenCache
-from molequle_dagster.marketo.config import DEFAULT_RETRY, RetryConfig
+from molequle_dagster.marketo.config import DEFAULT_QUOTA_TIMEZONE, RetryConfig
+from molequle_dagster.marketo.config import quota_zone as quota_zone_named
 from molequle_dagster.marketo.pacing import CrossProcessPacer
 from molequle_dagster.marketo.stats import CallStats, endpoint_key
 
 MAX_URI_BYTES = 8 * 1024  # Marketo answers 414 above this: switch to POST ...?_method=GET
 TOKEN_PATH = "/identity/oauth/token"
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+# A body that fails to decompress is a transfer gone wrong too: retried like a dropped connection.
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 # Failures where Marketo certainly did not run the request: safe to retry even non-idempotent calls.
 _NOT_PROCESSED_CODES = frozenset({"601", "602", "606", "615"})
 
@@ -41,7 +50,7 @@ class _Budget:
 
     backoffs: int = 0
     throttles: int = 0
-    auth_refreshed: bool = False
+    auth_errors: int = 0  # 601/602 in a row
 
 
 class Transport:
@@ -54,10 +63,12 @@ class Transport:
         timeout_s: float,
         stats: CallStats,
         pacer: CrossProcessPacer | None,
-        retry: RetryConfig = DEFAULT_RETRY,
+        retry: RetryConfig | None = None,
+        quota_zone: ZoneInfo | None = None,
         sleep: Callable[[float], None] = time.sleep,
         tokens: TokenCache = TOKENS,
         verify_tls: bool = True,
+        on_quota: Callable[[E.QuotaExhausted], None] = lambda error: None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url: expected an http(s) URL, got {base_url!r}")
@@ -69,10 +80,16 @@ class Transport:
         self.timeout_s = timeout_s
         self.stats = stats
         self._pacer = pacer
-        self.retry = retry
+        self.retry = retry or RetryConfig()
+        self.quota_zone = quota_zone or quota_zone_named(DEFAULT_QUOTA_TIMEZONE)
+        self.on_quota = on_quota  # records a quota stop for every process sharing the store
         self.sleep = sleep
         self._tokens = tokens
-        self._token_key = (self.base_url, client_id)
+        # The secret is part of the key: a wrong secret must never ride on a token the right one fetched.
+        self._token_key = (
+            self.base_url,
+            f"{client_id}#{hashlib.sha256(client_secret.encode()).hexdigest()[:16]}",
+        )
         self._token_lock = threading.Lock()
         self.session = requests.Session()
         self.session.verify = verify_tls  # TLS verification stays on unless a test server says otherwise
@@ -102,7 +119,7 @@ class Transport:
 
     def _fetch_token(self) -> str:
         endpoint = f"POST {TOKEN_PATH}"
-        # A form body, not the query (§1.1 allows both): URLs end up in proxy, urllib3 and server logs.
+        # A form body, not the query (Marketo takes both): URLs end up in proxy, urllib3 and server logs.
         form = {
             "grant_type": "client_credentials",
             "client_id": self._client_id,
@@ -225,12 +242,17 @@ class Transport:
         self.stats.record_error(code)
         retry_class = E.classify(code, message)
         if retry_class is E.RetryClass.AUTH:
-            if budget.auth_refreshed:  # a second 601/602 in a row
+            # Refresh and retry: once at once, then with back-off a bounded number of times. A second
+            # 601/602 right after a refresh happens (a token just re-issued, a gateway hiccup); only
+            # credentials the identity endpoint refuses are certainly bad.
+            budget.auth_errors += 1
+            if budget.auth_errors > self.retry.auth_attempts:
                 raise self._error(code, message, endpoint, request_id)
-            budget.auth_refreshed = True
             self._tokens.invalidate(self._token_key, token)
+            if budget.auth_errors > 1:
+                self.sleep(self.backoff_s(budget.auth_errors - 1))
             return
-        budget.auth_refreshed = False
+        budget.auth_errors = 0
         if not idempotent and code not in _NOT_PROCESSED_CODES:
             raise self._error(code, message, endpoint, request_id)
         if retry_class is E.RetryClass.THROTTLE and code in ("606", "615"):
@@ -244,14 +266,17 @@ class Transport:
             budget.backoffs += 1
             if budget.backoffs >= self.retry.max_attempts:
                 raise self._error(code, message, endpoint, request_id)
-            self.sleep(self._backoff_s(budget.backoffs))
+            self.sleep(self.backoff_s(budget.backoffs))
             return
         raise self._error(code, message, endpoint, request_id)
 
     def _error(self, code: str, message: str, endpoint: str, request_id: str | None) -> E.MarketoError:
-        return E.error_for(
-            code, message, endpoint=endpoint, request_id=request_id, quota_zone=self.retry.quota_zone
+        error = E.error_for(
+            code, message, endpoint=endpoint, request_id=request_id, quota_zone=self.quota_zone
         )
+        if isinstance(error, E.QuotaExhausted):
+            self.on_quota(error)
+        return error
 
     def _backoff_or_raise(
         self, budget: _Budget, endpoint: str, what: str, *, malformed: bool = False
@@ -260,9 +285,9 @@ class Transport:
         if budget.backoffs >= self.retry.max_attempts:
             cls = E.MalformedResponseError if malformed else E.MarketoTransientError
             raise cls(f"{what} (gave up after {budget.backoffs} attempts)", endpoint=endpoint) from None
-        self.sleep(self._backoff_s(budget.backoffs))
+        self.sleep(self.backoff_s(budget.backoffs))
 
-    def _backoff_s(self, attempt: int) -> float:
+    def backoff_s(self, attempt: int) -> float:
         base = min(self.retry.backoff_cap_s, self.retry.backoff_base_s * 2 ** (attempt - 1))
         return base * (0.75 + random.random() / 2)  # jitter keeps parallel processes from retrying in step
 
@@ -339,6 +364,9 @@ def _parse_envelope(content: bytes) -> tuple[dict[str, Any] | None, str]:
         return None, "response JSON is not a Marketo envelope (no boolean 'success')"
     if body["success"] is False and _first_error(body) == ("", ""):
         return None, "response says success:false without any errors"
+    result = body.get("result")
+    if result is not None and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
+        return None, "response 'result' is not a list of objects"
     return body, ""
 
 
@@ -362,7 +390,7 @@ def _first_error(envelope: Mapping[str, Any]) -> tuple[str, str]:
 def _long_get_as_post(
     method: str, url: str, params: Params | None, form: Params | None
 ) -> tuple[str, Params | None, Params | None]:
-    """GET whose URI would pass 8 KB -> `POST url?_method=GET` with the query as a form body (§0)."""
+    """GET whose URI would pass 8 KB (Marketo: HTTP 414) -> `POST url?_method=GET`, query as form body."""
     if method.upper() != "GET" or not params:
         return method, params, form
     prepared = requests.Request("GET", url, params=params).prepare()

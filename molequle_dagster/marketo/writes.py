@@ -1,4 +1,4 @@
-"""Writes: Sync Leads (updateOnly by id), Request Campaign, Schedule Campaign (§7.10, §10.2, §10.3)."""
+"""Writes: Sync Leads (updateOnly by id, 300 per call), Request Campaign (100 leads), Schedule Campaign."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from molequle_dagster.marketo.batching import batched
 from molequle_dagster.marketo.errors import MalformedResponseError
 from molequle_dagster.marketo.timeutil import format_marketo_datetime
 from molequle_dagster.marketo.transport import Transport
@@ -44,8 +45,8 @@ def sync_leads_update_by_id(transport: Transport, records: Sequence[Mapping[str,
         if not isinstance(lead_id, int) or isinstance(lead_id, bool):
             raise ValueError(f"records[{i}].id: expected an integer Marketo lead id, got {lead_id!r}")
     results: list[SyncResult] = []
-    for start in range(0, len(records), SYNC_BATCH):
-        batch = [dict(r) for r in records[start : start + SYNC_BATCH]]
+    for start, chunk in batched(records, SYNC_BATCH):
+        batch = [dict(r) for r in chunk]
         envelope = transport.request(
             "POST",
             "/rest/v1/leads.json",
@@ -71,6 +72,11 @@ def _sync_result(index: int, item: Mapping[str, Any], sent_id: int) -> SyncResul
         if isinstance(r, Mapping)
     )
     lead_id = item.get("id")
+    if lead_id is not None and (isinstance(lead_id, bool) or not str(lead_id).isdigit()):
+        raise MalformedResponseError(
+            f"Sync Leads result {index} has id {lead_id!r}, not a lead id",
+            endpoint="POST /rest/v1/leads.json",
+        )
     return SyncResult(
         index=index,
         lead_id=int(lead_id) if lead_id is not None else sent_id,
@@ -111,8 +117,8 @@ def request_campaign(
         raise ValueError(f"lead_ids: expected integer lead ids, got {bad[:3]!r}")
     token_items = token_list(tokens)
     calls = 0
-    for start in range(0, len(ids), TRIGGER_BATCH):
-        body: dict[str, Any] = {"input": {"leads": [{"id": i} for i in ids[start : start + TRIGGER_BATCH]]}}
+    for _, chunk in batched(ids, TRIGGER_BATCH):
+        body: dict[str, Any] = {"input": {"leads": [{"id": i} for i in chunk]}}
         if token_items:
             body["input"]["tokens"] = token_items
         transport.request(

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from molequle_dagster.lake import Lake
-from molequle_dagster.quota import quota_paused_until
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -62,12 +61,13 @@ def next_onboarding_step(
     lake: Lake,
     keys: Sequence[str],
     materialized: set[str],
-    now: datetime,
     history_days_per_run: int,
     jobs: dict[str, str],
+    paused: tuple[datetime, str] | None = None,
 ) -> Step | Wait | None:
-    """The first sync if it is not done, else the newest missing history, else None (nothing to do)."""
-    if paused := quota_paused_until(lake, now):
+    """The first sync if it is not done, else the newest missing history, else None (nothing to do).
+    `paused` is the quota stop in force, if any: then everything waits for the reset."""
+    if paused:
         return Wait(f"Marketo quota used up; paused until {paused[0].isoformat()} (resumes by itself)")
     if not first_sync_done(lake):
         # Everyone first, with today's changes; the history runs that follow start with the newest days.

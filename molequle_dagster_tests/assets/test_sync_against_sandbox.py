@@ -159,7 +159,7 @@ def test_daily_job_closes_yesterday_and_refreshes_the_population(sync_env, initi
 
     now = datetime.now(UTC)
     request = sync_env.defs.resolve_schedule_def("marketo_daily_schedule")(
-        dg.build_schedule_context(scheduled_execution_time=now)
+        dg.build_schedule_context(scheduled_execution_time=now, instance=sync_env.instance)
     )
     yesterday = request.partition_key
     assert yesterday == (now - timedelta(days=1)).date().isoformat()
@@ -197,7 +197,7 @@ def test_daily_quota_stops_the_sync_and_pauses_the_schedules(sync_env, initial) 
     assert isinstance(skipped, dg.SkipReason) and "quota used up until" in skipped.skip_message
     from molequle_dagster.quota import quota_paused_until
 
-    resets_at, _reason = quota_paused_until(sync_env.lake, now)
+    resets_at, _reason = quota_paused_until(sync_env.defs.resources["marketo"], sync_env.instance, now)
     after_reset = resets_at + timedelta(minutes=1)
     resumed = schedule(
         dg.build_schedule_context(scheduled_execution_time=after_reset, instance=sync_env.instance)

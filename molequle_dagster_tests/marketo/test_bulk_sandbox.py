@@ -41,12 +41,12 @@ def test_lead_export_matches_truth_with_describe_types(sb, make_client) -> None:
     assert snap["bulk_bytes"] == result.file_size and snap["exports_created"] == [result.export_id]
 
 
-def test_retried_run_reuses_the_export_from_the_ledger(sb, make_client, tmp_path) -> None:
+def test_retried_run_reuses_the_export_from_the_ledger(sb, make_client) -> None:
     flt = {"createdAt": window(20)}
-    first, _ = make_client(sb, state_dir=tmp_path / "shared")
+    first, _ = make_client(sb, store="shared")
     a = first.bulk_export("leads", fields=FIELDS, filter=flt, reuse_scope="run-1")
     a_table = a.read_all()
-    second, _ = make_client(sb, state_dir=tmp_path / "shared")  # a restarted run: same state_dir
+    second, _ = make_client(sb, store="shared")  # a restarted run: same state_dir
     with second.stats.measure() as delta:
         b = second.bulk_export("leads", fields=FIELDS, filter=flt, reuse_scope="run-1")
         assert b.read_all().equals(a_table)
@@ -97,9 +97,9 @@ def in_flight_peak(sb, entity: str) -> int:
     return peak
 
 
-def test_export_many_keeps_at_most_two_jobs_and_yields_in_order(sb, make_client) -> None:
+def test_export_many_keeps_at_most_max_queued_jobs_and_yields_in_order(sb, make_client) -> None:
     sb.control.reset_counters()
-    client, _ = make_client(sb)
+    client, _ = make_client(sb, bulk=BulkConfig(poll_interval_s=0.0, max_queued_jobs=3))
     end = datetime.now(UTC).replace(microsecond=0)
     windows = client.windows(end - timedelta(days=150), end)
     requests = [{"fields": ["id", "createdAt"], "filter": {"createdAt": {
@@ -112,7 +112,7 @@ def test_export_many_keeps_at_most_two_jobs_and_yields_in_order(sb, make_client)
         lo, hi = windows[index]
         assert all(lo <= t <= hi for t in table.column("createdAt").to_pylist()) if table.num_rows else True
     assert seen == list(range(len(windows)))
-    assert in_flight_peak(sb, "leads") == 2  # two at once, never three
+    assert in_flight_peak(sb, "leads") == 3  # three at once, never four
 
 
 def test_closing_the_generator_cancels_unfinished_jobs(sb, make_client) -> None:
@@ -145,15 +145,15 @@ def test_queue_full_for_too_long_is_a_throttle_error(sb, make_client) -> None:
         client.bulk_export("leads", fields=["id"], filter={"createdAt": window(6)})
 
 
-def test_export_quota_on_enqueue_keeps_the_job_for_the_next_run(sb, make_client, tmp_path) -> None:
+def test_export_quota_on_enqueue_keeps_the_job_for_the_next_run(sb, make_client) -> None:
     flt = {"createdAt": window(7)}
-    client, _ = make_client(sb, state_dir=tmp_path / "s")
+    client, _ = make_client(sb, store="s")
     sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
     with pytest.raises(E.ExportQuotaExceeded, match="daily bulk export quota exhausted, resets at") as info:
         client.bulk_export("leads", fields=["id"], filter=flt)
     kept = info.value.export_id
     assert kept and kept in str(info.value)
-    rerun, _ = make_client(sb, state_dir=tmp_path / "s")
+    rerun, _ = make_client(sb, store="s")
     result = rerun.bulk_export("leads", fields=["id"], filter=flt)
     assert result.export_id == kept
     assert result.read_all().num_rows == len(created_between(sb, **flt["createdAt"]))
@@ -189,14 +189,14 @@ def test_stuck_job_times_out_and_is_cancelled(sb, make_client) -> None:
     assert client._bulk.status("leads", stuck)["status"] == "Cancelled"
 
 
-def test_expired_file_of_a_completed_export_is_recreated(make_client, tmp_path) -> None:
+def test_expired_file_of_a_completed_export_is_recreated(make_client) -> None:
     with SandboxServer(small_config(), port=0) as server:
         flt = {"createdAt": window(12)}
-        first, _ = make_client(server, state_dir=tmp_path / "x")
+        first, _ = make_client(server, store="x")
         old = first.bulk_export("leads", fields=["id"], filter=flt)
         expected = old.read_all()
         server.control.advance(8 * 86400)  # past the 7-day file retention
-        again, _ = make_client(server, state_dir=tmp_path / "x")
+        again, _ = make_client(server, store="x")
         table = again.bulk_export("leads", fields=["id"], filter=flt).read_all()
         assert table.equals(expected)
         created = again.stats.snapshot()["exports_created"]

@@ -48,7 +48,7 @@ def test_real_error_envelopes_classify_by_retry_class() -> None:
         assert E.classify(err["code"], err["message"]) is expected
     q = quota["errors"][0]
     exc = E.error_for(q["code"], q["message"], endpoint="POST /bulk/v1/leads/export/create.json",
-                      request_id=quota["requestId"])
+                      request_id=quota["requestId"], quota_zone=CHICAGO)
     assert isinstance(exc, E.ExportQuotaExceeded)
     assert "resets at" in str(exc) and quota["requestId"] in str(exc) and "1029" in str(exc)
 
@@ -71,10 +71,13 @@ def test_non_marketo_bodies_are_malformed_never_empty(body: bytes, fragment: str
     assert fragment in problem
 
 
+CHICAGO = ZoneInfo("America/Chicago")
+
+
 def test_daily_quota_resets_at_next_midnight_chicago() -> None:
     # 2026-07-01 04:30 UTC is 23:30 CDT on June 30 in Chicago: reset is 05:00 UTC (DST-aware zone).
     exc = E.DailyQuotaExceeded(endpoint="GET /rest/v1/leads.json", request_id="r#1",
-                               now=datetime(2026, 7, 1, 4, 30, tzinfo=UTC))
+                               now=datetime(2026, 7, 1, 4, 30, tzinfo=UTC), zone=CHICAGO)
     assert exc.resets_at == datetime(2026, 7, 1, 0, 0, tzinfo=ZoneInfo("America/Chicago"))
     assert exc.resets_at.astimezone(UTC) == datetime(2026, 7, 1, 5, 0, tzinfo=UTC)
     assert str(exc).startswith("daily quota exhausted, resets at 2026-07-01T00:00:00-05:00")
@@ -92,7 +95,7 @@ def test_error_codes_table_every_code_has_a_class() -> None:
                       "1035": E.UnsupportedFilterError, "1029": E.BulkQueueFullError}
     for code, description in codes.items():
         message = description.split(" | ")[0]
-        exc = E.error_for(code, message, endpoint="GET /x", request_id=None)
+        exc = E.error_for(code, message, endpoint="GET /x", request_id=None, quota_zone=CHICAGO)
         assert exc.code == code and f"code={code}" in str(exc)
         if code in expected_types:
             assert isinstance(exc, expected_types[code]), code

@@ -116,6 +116,10 @@ def test_activity_feeds_respect_the_window(sb, make_client) -> None:
     assert acts and all(since <= parse_marketo_datetime(a["activityDate"]) <= until for a in acts)
     changes = list(client.lead_changes_since(since, ["email", "title"]))
     assert all(c["activityTypeId"] in (12, 13) for c in changes)
-    assert isinstance(list(client.deleted_leads_since(since)), list)
+    victim = sb.control.truth_people(["id"])[-1]["id"]
+    client._transport.request("POST", "/rest/v1/leads/delete.json", json_body={"input": [{"id": victim}]})
+    deleted = list(client.deleted_leads_since(since))
+    assert victim in [d["leadId"] for d in deleted]
+    assert all(parse_marketo_datetime(d["activityDate"]) >= since for d in deleted)
     with pytest.raises(ValueError, match="activity_type_ids: expected at least one"):
         list(client.activities_since(since, []))

@@ -83,10 +83,10 @@ def test_faults_on_the_activity_feed_keep_every_record(sb, make_client) -> None:
     assert got == expected
 
 
-def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client, tmp_path) -> None:
+def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client) -> None:
     fields = ["id", "email", "createdAt"]
     flt = {"createdAt": window(30)}
-    expected = make_client(sb, state_dir=tmp_path / "clean")[0].bulk_export(
+    expected = make_client(sb, store="clean")[0].bulk_export(
         "leads", fields=fields, filter=flt).read_all()
     assert expected.num_rows > 0
     for endpoint, kind in [
@@ -98,7 +98,7 @@ def test_bulk_endpoint_faults_still_give_the_whole_export(sb, make_client, tmp_p
         ("GET /bulk/v1/leads/export/{export_id}/file.json", "rate_limit"),
     ]:
         sb.control.inject_fault(endpoint, kind, nth=1)
-    client, _ = make_client(sb, state_dir=tmp_path / "faulty")  # its own ledger: a new export
+    client, _ = make_client(sb, store="faulty")  # its own ledger: a new export
     result = client.bulk_export("leads", fields=fields, filter=flt)
     assert result.reused is False
     assert result.read_all().equals(expected)
@@ -132,3 +132,30 @@ def test_expired_token_is_refreshed_transparently(sb, make_client, some_ids) -> 
         assert lead_page(client, some_ids) == expected
     assert delta["calls"]["POST /identity/oauth/token"] == 1
     assert delta["errors"] == {"602": 1}
+
+
+def test_two_auth_errors_in_a_row_are_refreshed_again_not_fatal(sb, make_client) -> None:
+    """Issue 16 item 1: a second 601 right after the refresh failed the run for good."""
+    client, vt = make_client(sb)
+    expected = client.activity_types()
+    sb.control.inject_fault("GET /rest/v1/activities/types.json", "token_invalid", nth=1, times=2)
+    with client.stats.measure() as spent:
+        assert client.activity_types() == expected
+    assert spent["errors"] == {"601": 2} and spent["calls"]["GET /rest/v1/activities/types.json"] == 3
+    assert len([s for s in vt.sleeps if s > 0]) == 1  # the second refresh backs off first
+
+
+def test_two_auth_errors_in_a_row_on_a_bulk_file_download(sb, make_client) -> None:
+    client, _ = make_client(sb)
+    flt = {"createdAt": window(9)}
+    file = "GET /bulk/v1/leads/export/{export_id}/file.json"
+    sb.control.inject_fault(file, "token_invalid", nth=1, times=2)
+    table = client.bulk_export("leads", fields=["id"], filter=flt).read_all()
+    assert table.num_rows > 0 and sb.control.faults()[0]["fired"] == 2
+
+
+def test_bad_credentials_stay_fatal_at_once(sb, make_client) -> None:
+    client, vt = make_client(sb, secret="not-the-secret")
+    with pytest.raises(E.MarketoAuthError, match="identity endpoint rejected the client credentials") as info:
+        client.activity_types()
+    assert "not-the-secret" not in str(info.value) and vt.sleeps == []

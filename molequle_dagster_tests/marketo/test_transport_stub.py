@@ -7,13 +7,12 @@ import gzip
 import hashlib
 import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pyarrow as pa
 import pytest
 
 from molequle_dagster.marketo import errors as E
@@ -22,65 +21,39 @@ from molequle_dagster.marketo.config import RetryConfig
 from molequle_dagster.marketo.csvstream import ResumableDownload, read_batches
 from molequle_dagster.marketo.stats import CallStats
 from molequle_dagster.marketo.transport import Transport
+from molequle_dagster_tests.marketo.local_http import LocalHttp, send
 
 SECRET = "s3cr3t-value"
 TOKEN = "tok-1234:int"
 Handler = Callable[["Stub", BaseHTTPRequestHandler], None]
 
 
-class Stub:
+class Stub(LocalHttp):
     """Serves the identity endpoint itself; every other request goes to the next scripted handler."""
 
     def __init__(self) -> None:
         self.script: list[Handler] = []
         self.seen: list[dict[str, Any]] = []
         self.token_calls = 0
-        stub = self
+        super().__init__(self._handle)
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                url = urlsplit(self.path)
-                stub.seen.append({"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                                  "headers": dict(self.headers), "body": body, "raw_path": self.path})
-                if url.path == "/identity/oauth/token":
-                    stub.token_calls += 1
-                    q = parse_qs(body.decode())  # the client posts its credentials as a form
-                    if q.get("client_secret") == [SECRET]:
-                        send_json(self, {"access_token": TOKEN, "token_type": "bearer", "expires_in": 3599})
-                    else:
-                        send_json(self, {"error": "invalid_client",
-                                         "error_description": "Bad client credentials"}, status=401)
-                    return
-                stub.script.pop(0)(stub, self)
-
-            do_GET = do_POST = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
+    def _handle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        url = urlsplit(h.path)
+        self.seen.append({"method": h.command, "path": url.path, "query": parse_qs(url.query),
+                          "headers": dict(h.headers), "body": body, "raw_path": h.path})
+        if url.path == "/identity/oauth/token":
+            self.token_calls += 1
+            q = parse_qs(body.decode())  # the client posts its credentials as a form
+            if q.get("client_secret") == [SECRET]:
+                send_json(h, {"access_token": TOKEN, "token_type": "bearer", "expires_in": 3599})
+            else:
+                send_json(h, {"error": "invalid_client", "error_description": "Bad client credentials"},
+                          status=401)
+            return
+        self.script.pop(0)(self, h)
 
     def api_calls(self) -> list[dict[str, Any]]:
         return [s for s in self.seen if s["path"] != "/identity/oauth/token"]
-
-
-def send(h: BaseHTTPRequestHandler, body: bytes, *, status: int = 200, ctype: str = "application/json",
-         headers: dict[str, str] | None = None) -> None:
-    h.send_response(status)
-    h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(body)))
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.end_headers()
-    h.wfile.write(body)
 
 
 def send_json(h: BaseHTTPRequestHandler, obj: Any, status: int = 200) -> None:
@@ -106,8 +79,7 @@ def reset(stub: Stub, h: BaseHTTPRequestHandler) -> None:
 def stub() -> Iterator[Stub]:
     server = Stub()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 @pytest.fixture
@@ -121,9 +93,9 @@ def transport(stub: Stub) -> Iterator[tuple[Transport, list[float]]]:
 
 def test_token_only_in_bearer_header_and_cached(stub: Stub, transport: tuple[Transport, list]) -> None:
     t, _ = transport
-    stub.script += [ok([1]), ok([2])]
-    assert t.request("GET", "/rest/v1/x.json", params={"a": 1})["result"] == [1]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [2]
+    stub.script += [ok([{"n": 1}]), ok([{"n": 2}])]
+    assert t.request("GET", "/rest/v1/x.json", params={"a": 1})["result"] == [{"n": 1}]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 2}]
     assert stub.token_calls == 1
     for call in stub.api_calls():
         assert call["headers"]["Authorization"] == f"Bearer {TOKEN}"
@@ -159,8 +131,8 @@ def test_long_get_becomes_post_with_method_override(stub: Stub, transport: tuple
 def test_transient_failures_are_retried_then_succeed(stub: Stub, transport: tuple[Transport, list],
                                                     bad: Handler) -> None:
     t, sleeps = transport
-    stub.script += [bad, ok([42])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [42]
+    stub.script += [bad, ok([{"n": 42}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 42}]
     assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.5  # one jittered back-off of ~1 s
 
 
@@ -172,15 +144,21 @@ def test_persistent_html_page_is_malformed_not_empty(stub: Stub, transport: tupl
         t.request("GET", "/rest/v1/x.json")
 
 
-def test_601_refreshes_once_and_second_in_a_row_is_an_error(stub: Stub, transport: tuple[Transport, list]
+def test_auth_errors_refresh_again_with_back_off_then_fail(stub: Stub, transport: tuple[Transport, list]
                                                            ) -> None:
-    t, _ = transport
-    stub.script += [fail("601", "Access token invalid"), ok([1])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [1]
-    assert stub.token_calls == 2
-    stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid")]
+    t, sleeps = transport
+    stub.script += [fail("601", "Access token invalid"), ok([{"n": 1}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 1}]
+    assert stub.token_calls == 2 and sleeps == []  # the first refresh is immediate
+    # A second 601/602 right after a refresh is refreshed again, after a back-off (it failed the run).
+    stub.script += [fail("602", "Access token expired"), fail("601", "Access token invalid"), ok([{"n": 2}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 2}]
+    assert len(sleeps) == 1
+    # Bounded: after auth_attempts (3) refreshes in a row the call fails.
+    stub.script += [fail("601", "Access token invalid")] * 4
     with pytest.raises(E.MarketoAuthError, match=r"code=601.*requestId=b#2"):
         t.request("GET", "/rest/v1/x.json")
+    assert not stub.script
 
 
 def test_bad_secret_is_an_auth_error_without_the_secret(stub: Stub) -> None:
@@ -216,8 +194,8 @@ def test_non_idempotent_call_is_not_retried_after_a_reset(stub: Stub, transport:
 def test_throttle_codes_wait_then_retry(stub: Stub, transport: tuple[Transport, list]) -> None:
     t, sleeps = transport
     stub.script += [fail("606", "Max rate limit '100' exceeded with in '20' secs"),
-                    fail("615", "Concurrent access limit '10' reached"), ok([1])]
-    assert t.request("GET", "/rest/v1/x.json")["result"] == [1]
+                    fail("615", "Concurrent access limit '10' reached"), ok([{"n": 1}])]
+    assert t.request("GET", "/rest/v1/x.json")["result"] == [{"n": 1}]
     assert sleeps[0] >= 5.0 and 1.0 <= sleeps[1] <= 2.0
 
 
@@ -258,6 +236,19 @@ def test_download_resumes_with_range_after_a_drop(stub: Stub, transport: tuple[T
     assert second["headers"]["Range"] == f"bytes={source.offset - (len(data) - len(data) // 2)}-"
 
 
+def test_bare_null_is_null_and_quoted_null_is_the_text_null(stub: Stub, transport: tuple[Transport, list]
+                                                            ) -> None:
+    """Marketo writes an empty value as a bare `null`; a quoted "null" is someone's text (issue 16 item 7)."""
+    t, _ = transport
+    data = b'id,name,title\n1,null,x\n2,"null",\n3,"",y\n4,Null,"a ""null"" b"\n'
+    stub.script.append(lambda s, h: send(h, data, ctype="text/csv"))
+    source = ResumableDownload(lambda off: t.open_download("/bulk/v1/leads/export/e1/file.json", start=off),
+                               expected_size=len(data), expected_checksum=None)
+    rows = [row for batch in read_batches(source, {"id": pa.int64()}) for row in batch.to_pylist()]
+    assert [r["name"] for r in rows] == [None, "null", "", "Null"]
+    assert [r["title"] for r in rows] == ["x", None, "y", 'a "null" b']
+
+
 def test_file_endpoint_json_error_and_404(stub: Stub, transport: tuple[Transport, list]) -> None:
     t, sleeps = transport
     stub.script += [fail("606", "Max rate limit"), lambda s, h: send(h, b"data", ctype="text/csv")]
@@ -268,7 +259,15 @@ def test_file_endpoint_json_error_and_404(stub: Stub, transport: tuple[Transport
         t.open_download("/bulk/v1/leads/export/e1/file.json")
 
 
-def test_state_dir_is_not_needed_for_transport(tmp_path: Path) -> None:
+def test_base_url_without_a_scheme_is_refused() -> None:
     # A base_url without a scheme is a clear configuration error naming the field.
     with pytest.raises(ValueError, match="base_url: expected an http"):
         Transport("localhost:1", "cid", SECRET, timeout_s=1.0, stats=CallStats(), pacer=None)
+
+
+def test_a_result_that_is_not_a_list_of_objects_is_malformed(stub: Stub, transport: tuple[Transport, list]
+                                                             ) -> None:
+    t, _ = transport
+    stub.script += [ok([1, 2])] * 3
+    with pytest.raises(E.MalformedResponseError, match="'result' is not a list of objects"):
+        t.request("GET", "/rest/v1/x.json")

@@ -18,7 +18,7 @@ import requests
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SandboxConfig
 from molequle_dagster.sandbox.model import InstanceState
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES, sandbox_access_token
 
 # 10:00 CDT in Chicago; the next Chicago midnight (the daily quota reset) is 05:00 UTC
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
@@ -45,12 +45,7 @@ def fast_config(*, enforce_limits: bool | None = None, **data: int) -> SandboxCo
 def access_token(
     sandbox: SandboxServer, client_id: str = DEFAULT_CLIENT_ID, secret: str = DEFAULT_CLIENT_SECRET
 ) -> str:
-    response = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={**CREDENTIALS, "client_id": client_id, "client_secret": secret},
-        timeout=10,
-    )
-    return response.json()["access_token"]
+    return sandbox_access_token(sandbox.base_url, client_id, secret)
 
 
 def authorized_session(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from molequle_dagster.marketo import BulkConfig, MarketoClient, PacingConfig, RetryConfig
+from molequle_dagster.marketo import BulkConfig, MarketoClient, MarketoConfig, PacingConfig, RetryConfig
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster.sandbox.truth import people_truth
@@ -52,16 +52,14 @@ def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxServer]:
 
 
 def _client(sandbox: SandboxServer, tmp_path: Path, calls_per_window: int) -> MarketoClient:
-    return MarketoClient(
-        sandbox.base_url,
-        DEFAULT_CLIENT_ID,
-        DEFAULT_CLIENT_SECRET,
-        state_dir=tmp_path / "state",
-        pacing=PacingConfig(calls_per_window=calls_per_window, window_s=WINDOW_S, max_in_flight=5),
+    config = MarketoConfig(
+        base_url=sandbox.base_url,
+        pacing=PacingConfig(calls_per_20s=calls_per_window, window_s=WINDOW_S, max_in_flight=5),
         bulk=BulkConfig(poll_interval_s=0.2, job_timeout_s=120.0),
         retry=RetryConfig(rate_limit_wait_s=0.5),
         timeout_s=30.0,
     )
+    return MarketoClient(config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, store=tmp_path / "state")
 
 
 def _work(sandbox: SandboxServer, client: MarketoClient) -> int:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from molequle_dagster.marketo import BulkConfig, MarketoClient, PacingConfig
+from molequle_dagster.coordination import open_store
+from molequle_dagster.marketo import BulkConfig, MarketoClient, MarketoConfig, PacingConfig
 from molequle_dagster.sandbox import truth
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
@@ -42,14 +42,13 @@ def churned(
             },
             seed=5,
         )
-        client = MarketoClient(
-            sandbox.base_url,
-            DEFAULT_CLIENT_ID,
-            DEFAULT_CLIENT_SECRET,
-            pacing=PacingConfig(calls_per_window=10_000, window_s=1.0, max_in_flight=5),
+        config = MarketoConfig(
+            base_url=sandbox.base_url,
+            pacing=PacingConfig(calls_per_20s=100, window_s=0.01, max_in_flight=5),
             bulk=BulkConfig(poll_interval_s=0.0, job_timeout_s=600.0),
-            state_dir=Path(tmp_path_factory.mktemp("state")),
         )
+        store = open_store(str(tmp_path_factory.mktemp("state")))
+        client = MarketoClient(config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, store=store)
         yield sandbox, client, start
         client.close()
 

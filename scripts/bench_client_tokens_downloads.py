@@ -1,32 +1,35 @@
-"""Figures for the review fixes: identity calls per REST call near token expiry, bulk download speed with
-the download holding an in-flight slot, and the sandbox's 413 on a large chunked body.
+"""Client figures: identity calls per REST call near token expiry, bulk download speed with the download
+holding an in-flight slot (on a SQLite and, with DAGSTER_PG_URL, a PostgreSQL coordination store), and
+the sandbox's 413 on a large chunked body.
 
-    .venv/bin/python scripts/bench_review_fixes.py
+    PYTHONPATH=. .venv/bin/python scripts/bench_client_tokens_downloads.py
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-from molequle_dagster.marketo import BulkConfig, MarketoClient, PacingConfig
+from molequle_dagster.marketo import BulkConfig, MarketoClient, MarketoConfig, PacingConfig
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SandboxConfig
 from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster_tests.fixtures import sandbox_access_token
 
 CALLS = 200
-PACING = PacingConfig(calls_per_window=100_000, window_s=1.0, max_in_flight=2)
+PACING = PacingConfig(calls_per_20s=100, window_s=0.01, max_in_flight=2)  # no pacing wait to speak of
 BULK = BulkConfig(poll_interval_s=0.0)
 
 
-def client(server: SandboxServer, state: Path) -> MarketoClient:
-    return MarketoClient(server.base_url, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, state_dir=state,
-                         pacing=PACING, bulk=BULK)
+def client(server: SandboxServer, store: str | Path) -> MarketoClient:
+    config = MarketoConfig(base_url=server.base_url, pacing=PACING, bulk=BULK)
+    return MarketoClient(config, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, store=store)
 
 
-def token_near_expiry(state: Path) -> None:
+def token_near_expiry(state: str | Path) -> None:
     config = SandboxConfig.for_profile("fast")
     config.data.people = 200
     config.tokens.lifetime_s = 50  # every token is inside the client's 60-s refresh margin
@@ -37,10 +40,11 @@ def token_near_expiry(state: Path) -> None:
             c.activity_types()
         seconds = time.perf_counter() - started
         identity = sum(n for k, n in server.control.call_counts().items() if "identity" in k)
-    print(f"token near expiry: {CALLS} calls, {identity} identity calls, {CALLS / seconds:,.0f} calls/s")
+    print(f"token near expiry ({store_kind(state)}): {CALLS} calls, {identity} identity calls, "
+          f"{CALLS / seconds:,.0f} calls/s")
 
 
-def bulk_download(state: Path) -> None:
+def bulk_download(state: str | Path) -> None:
     config = SandboxConfig.for_profile("fast")
     config.data.people = 20_000
     config.data.activities_per_person = 20
@@ -53,17 +57,16 @@ def bulk_download(state: Path) -> None:
         started = time.perf_counter()
         rows = sum(batch.num_rows for batch in result.batches())
         seconds = time.perf_counter() - started
-    print(f"bulk download (slot held while streaming): {rows:,} rows, {result.file_size / 1e6:.1f} MB in "
-          f"{seconds:.2f}s = {rows / seconds:,.0f} rows/s, {result.file_size / 1e6 / seconds:.1f} MB/s")
+    megabytes = result.file_size / 1e6
+    print(f"bulk download ({store_kind(state)}, slot held while streaming): {rows:,} rows, {megabytes:.1f} MB"
+          f" in {seconds:.2f}s = {rows / seconds:,.0f} rows/s, {megabytes / seconds:.1f} MB/s")
 
 
 def chunked_413() -> None:
     config = SandboxConfig.for_profile("fast")
     config.data.people = 50
     with SandboxServer(config, port=0) as server:
-        token = requests.post(f"{server.base_url}/identity/oauth/token", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET}).json()["access_token"]
+        token = sandbox_access_token(server.base_url)
         piece = b"x" * 65536
         size_mb = 16
         started = time.perf_counter()
@@ -74,8 +77,16 @@ def chunked_413() -> None:
     print(f"chunked {size_mb} MB body: HTTP {answer.status_code} in {seconds:.2f}s")
 
 
+def store_kind(store: str | Path) -> str:
+    return "PostgreSQL store" if str(store).startswith("postgresql") else "SQLite store"
+
+
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
-        token_near_expiry(Path(tmp) / "a")
-        bulk_download(Path(tmp) / "b")
+        stores: list[str | Path] = [Path(tmp) / "a"]
+        if os.environ.get("DAGSTER_PG_URL"):
+            stores.append(os.environ["DAGSTER_PG_URL"])
+        for store in stores:
+            token_near_expiry(store)
+            bulk_download(store)
         chunked_413()

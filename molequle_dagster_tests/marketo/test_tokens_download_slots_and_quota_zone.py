@@ -1,6 +1,6 @@
-"""Review fixes in the client, each against the sandbox over real HTTP: the secret stays out of URLs,
-no token re-fetch thrash near expiry, bulk downloads hold an in-flight slot, unscoped callers never reuse
-a Completed export, and the quota-reset zone is a setting."""
+"""Tokens, download slots and the quota zone, against the sandbox over real HTTP: the secret stays out of
+URLs, no token re-fetch thrash near expiry, a bulk download holds an in-flight slot while it streams (and
+leaves one for other calls), and the quota-reset zone is a setting."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from molequle_dagster.marketo import errors as E
-from molequle_dagster.marketo.config import BulkConfig, PacingConfig, RetryConfig
+from molequle_dagster.marketo.config import BulkConfig, ConfigError, MarketoConfig, PacingConfig
 from molequle_dagster.sandbox.config import DEFAULT_CLIENT_SECRET
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster_tests.marketo.conftest import FAST_BULK, small_config, window
@@ -35,7 +35,7 @@ def short_token_sandbox() -> Iterator[SandboxServer]:
         yield server
 
 
-# --- A: the client secret never appears in a URL -----------------------------------------------------
+# --- the client secret never appears in a URL -----------------------------------------------------
 
 
 def test_token_request_posts_the_secret_in_a_form_body(short_token_sandbox, make_client, caplog) -> None:
@@ -50,7 +50,7 @@ def test_token_request_posts_the_secret_in_a_form_body(short_token_sandbox, make
     assert [r["method"] for r in identity] == ["POST"] and identity[0]["status"] == 200
 
 
-# --- B: no identity call per request near expiry -----------------------------------------------------
+# --- no identity call per request near expiry -----------------------------------------------------
 
 
 def test_token_inside_the_refresh_margin_is_kept_until_it_expires(short_token_sandbox, make_client) -> None:
@@ -68,16 +68,16 @@ def test_token_inside_the_refresh_margin_is_kept_until_it_expires(short_token_sa
     assert identity_calls(sb) == first_token_calls + 1
 
 
-# --- C: a bulk download holds one in-flight slot until it is closed ----------------------------------
+# --- a bulk download holds one in-flight slot until it is closed ----------------------------------
 
 
-def test_open_download_holds_a_slot_and_leaves_one_for_other_calls(sb, make_client, tmp_path) -> None:
-    pacing = PacingConfig(calls_per_window=10_000, window_s=1.0, max_in_flight=2)
-    state = tmp_path / "shared"  # one state_dir: the slots are shared as between Dagster processes
+def test_open_download_holds_a_slot_and_leaves_one_for_other_calls(sb, make_client) -> None:
+    pacing = PacingConfig(calls_per_20s=100, window_s=0.01, max_in_flight=2)
+    state = "shared"  # one store: the slots are shared as between Dagster processes
     small_blocks = BulkConfig(poll_interval_s=0.0, job_timeout_s=600.0, block_size=2048)
-    downloader, _ = make_client(sb, pacing=pacing, state_dir=state, bulk=small_blocks)
-    first, _ = make_client(sb, pacing=pacing, state_dir=state)
-    second, _ = make_client(sb, pacing=pacing, state_dir=state)
+    downloader, _ = make_client(sb, pacing=pacing, store=state, bulk=small_blocks)
+    first, _ = make_client(sb, pacing=pacing, store=state)
+    second, _ = make_client(sb, pacing=pacing, store=state)
     result = downloader.bulk_export("activities", fields=None, filter={"createdAt": window(31)})
     assert result.file_size > 64 * 1024  # far more than the parser reads ahead for its first batch
     batches = result.batches()
@@ -104,62 +104,26 @@ def test_open_download_holds_a_slot_and_leaves_one_for_other_calls(sb, make_clie
     assert not any(t.is_alive() for t in threads)
 
 
-def test_download_completes_and_frees_its_slot(sb, make_client, tmp_path) -> None:
-    pacing = PacingConfig(calls_per_window=10_000, window_s=1.0, max_in_flight=2)
-    client, _ = make_client(sb, pacing=pacing, state_dir=tmp_path / "s")
+def test_download_completes_and_frees_its_slot(sb, make_client) -> None:
+    pacing = PacingConfig(calls_per_20s=100, window_s=0.01, max_in_flight=2)
+    client, _ = make_client(sb, pacing=pacing, store="s")
     for days in (3, 4):  # two downloads in a row: the first one's slot came back
         assert client.bulk_export("leads", fields=["id"], filter={"createdAt": window(days)}).read_all()
     assert client.activity_types()
 
 
 def test_fewer_than_two_in_flight_slots_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"PacingConfig.max_in_flight: expected at least 2.*got 1"):
-        PacingConfig(max_in_flight=1)
+    with pytest.raises(ConfigError, match=r"pacing\.max_in_flight: Input should be greater than or equal to 2"
+                                          r" \(got 1\)"):
+        PacingConfig.build({"max_in_flight": 1}, "pacing")
 
 
-# --- D: callers without a reuse scope never get a Completed export back ------------------------------
+# --- the quota-reset zone is a client setting ----------------------------------------------------
 
 
-def test_unscoped_export_is_never_reused_once_completed(sb, make_client, tmp_path) -> None:
-    flt = {"createdAt": window(11)}
-    first, _ = make_client(sb, state_dir=tmp_path / "s")
-    a = first.bulk_export("leads", fields=["id"], filter=flt)
-    a.read_all()
-    again, _ = make_client(sb, state_dir=tmp_path / "s")
-    b = again.bulk_export("leads", fields=["id"], filter=flt)
-    assert b.export_id != a.export_id and not b.reused
-    assert again.stats.snapshot()["exports_created"] == [b.export_id]
-
-
-def test_scoped_export_is_reused_once_completed(sb, make_client, tmp_path) -> None:
-    flt = {"createdAt": window(12)}
-    first, _ = make_client(sb, state_dir=tmp_path / "s")
-    a = first.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-7")
-    a.read_all()
-    again, _ = make_client(sb, state_dir=tmp_path / "s")
-    b = again.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-7")
-    assert b.export_id == a.export_id and b.reused
-    other_run = again.bulk_export("leads", fields=["id"], filter=flt, reuse_scope="run-8")
-    assert other_run.export_id != a.export_id
-
-
-def test_unscoped_export_still_reuses_a_job_that_has_not_run(sb, make_client, tmp_path) -> None:
-    flt = {"createdAt": window(13)}
-    client, _ = make_client(sb, state_dir=tmp_path / "s")
-    sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
-    with pytest.raises(E.ExportQuotaExceeded) as info:
-        client.bulk_export("leads", fields=["id"], filter=flt)
-    rerun, _ = make_client(sb, state_dir=tmp_path / "s")
-    result = rerun.bulk_export("leads", fields=["id"], filter=flt)
-    assert result.export_id == info.value.export_id and result.reused
-
-
-# --- E: the quota-reset zone is a client setting ----------------------------------------------------
-
-
-def test_quota_reset_follows_the_configured_zone(sb, make_client, tmp_path) -> None:
+def test_quota_reset_follows_the_configured_zone(sb, make_client) -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    client, _ = make_client(sb, retry=RetryConfig(quota_timezone="Europe/Berlin"), state_dir=tmp_path / "s")
+    client, _ = make_client(sb, quota_timezone="Europe/Berlin", store="s")
     sb.control.inject_fault("GET /rest/v1/activities/types.json", "daily_quota", nth=1)
     with pytest.raises(E.DailyQuotaExceeded) as daily:
         client.activity_types()
@@ -173,11 +137,11 @@ def test_quota_reset_follows_the_configured_zone(sb, make_client, tmp_path) -> N
 
 
 def test_quota_zone_defaults_to_chicago_and_rejects_unknown_zones(make_client, sb) -> None:
-    assert RetryConfig().quota_zone == ZoneInfo("America/Chicago")
+    assert MarketoConfig(base_url=sb.base_url).zone == ZoneInfo("America/Chicago")
     client, _ = make_client(sb, bulk=FAST_BULK)
     sb.control.inject_fault("GET /rest/v1/activities/types.json", "daily_quota", nth=1)
     with pytest.raises(E.DailyQuotaExceeded) as daily:
         client.activity_types()
     assert daily.value.resets_at.tzinfo == ZoneInfo("America/Chicago")
-    with pytest.raises(ValueError, match=r"RetryConfig\.quota_timezone: expected an IANA time zone"):
-        RetryConfig(quota_timezone="Central Standard Time")
+    with pytest.raises(ConfigError, match=r"marketo\.quota_timezone: must be an IANA time zone name"):
+        MarketoConfig.build({"base_url": sb.base_url, "quota_timezone": "Central Standard Time"}, "marketo")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from molequle_dagster.actions.config import ACTION_JOB, default_action_config
-from molequle_dagster.actions.op import run_marketo_action
+from molequle_dagster.actions.config import ACTION_JOB
+from molequle_dagster.actions.op import build_action_op
 from molequle_dagster.conventions import MARKETO_GROUP, MOLEQULE_GROUP, OWNERS, UNIFIED_GROUP
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.run_kind import DAILY, HISTORY, INITIAL, KIND_TAG, TICK
@@ -65,10 +65,12 @@ def sync_jobs(settings: MolequleSettings) -> list[dg.UnresolvedAssetJobDefinitio
 
 def build_action_job(settings: MolequleSettings) -> dg.JobDefinition:
     described = "; ".join(f"{a.name} ({a.kind})" for a in settings.actions) or "none configured"
+    run_marketo_action = build_action_op(settings)
 
+    # No default config: any default would pick an action and send to someone, and one with blanks would
+    # pass the launchpad and fail at run time. Without it the launchpad flags the missing `run` entry.
     @dg.job(
         name=ACTION_JOB,
-        config=default_action_config(settings),
         tags={KIND_TAG: "action"},
         description="Trigger or schedule a Marketo smart campaign configured in the settings' actions, for "
         f"people by lead id or unified id ({described}). Safe to re-execute: batches that succeeded are "

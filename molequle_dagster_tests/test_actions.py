@@ -1,5 +1,7 @@
 """Actions against the sandbox over real HTTP: what Marketo received (control.campaign_requests()), what the
-action log holds, and that bad input or an unusable campaign stops a run before anything is sent.
+action log holds, and that bad input or an unusable campaign stops a run before anything is sent: either
+Dagster's config validation refuses the run config (names, types, required keys, who takes people), or
+the run-time checks fail the run (formats, lengths, empty values, people, the campaign).
 
 Contract tests check the campaign eligibility rules and the token wire form against Adobe's doc examples.
 """
@@ -20,8 +22,8 @@ from molequle_dagster.actions import (
     ACTION_LOG_TABLE,
     ACTION_OP,
     ActionInputError,
-    MarketoActionConfig,
     check_campaign,
+    token_field_names,
     validate_tokens,
 )
 from molequle_dagster.definitions import build_definitions
@@ -44,6 +46,33 @@ EXTRA_ACTIONS = [
         "campaign": {"name": "Molequle Quarterly Newsletter"},
     },
 ]
+# For the schema: typed tokens whose names are no identifiers (validated, never sent).
+TYPED_TOKENS_ACTION = {
+    "name": "typed_tokens",
+    "kind": "trigger",
+    "campaign": {"id": 1},
+    "tokens": [
+        {"name": "Seats left", "type": "integer", "required": True},
+        {"name": "Price (EUR)", "type": "number"},
+        {"name": "Start day", "type": "date"},
+    ],
+}
+WELCOME = {"welcome_message": "Hello from Molequle"}  # the required token of welcome_sequence
+
+
+def action_run_config(
+    action: str,
+    idempotency_key: str | None = None,
+    resend_uncertain: bool | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The run config the launchpad takes: `run` selects the action and holds its people and tokens."""
+    config: dict[str, Any] = {"run": {action: fields}}
+    if idempotency_key is not None:
+        config["idempotency_key"] = idempotency_key
+    if resend_uncertain is not None:
+        config["resend_uncertain"] = resend_uncertain
+    return {"ops": {ACTION_OP: {"config": config}}}
 
 
 def action_job() -> dg.JobDefinition:
@@ -62,11 +91,19 @@ class Env:
     def campaign_id(self, name: str) -> int:
         return next(c["id"] for c in self.control.state.campaigns if c["name"] == name)
 
-    def run(self, **config: Any) -> dg.ExecuteInProcessResult:
+    def run(self, action: str, **config: Any) -> dg.ExecuteInProcessResult:
         job = self.defs.resolve_job_def(ACTION_JOB)
         return job.execute_in_process(
-            run_config={"ops": {ACTION_OP: {"config": config}}}, instance=self.instance, raise_on_error=False
+            run_config=action_run_config(action, **config), instance=self.instance, raise_on_error=False
         )
+
+    def config_errors(self, run_config: dict[str, Any]) -> list[str]:
+        """What Dagster's config validation (the launchpad's) says about a run config; [] if valid."""
+        try:
+            dg.validate_run_config(self.defs.resolve_job_def(ACTION_JOB), run_config)
+        except dg.DagsterInvalidConfigError as error:
+            return [e.message for e in error.errors]
+        return []
 
     def requests_since(self, count: int) -> list[dict]:
         return self.control.campaign_requests()[count:]
@@ -83,7 +120,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     config.data.people = 250
     config.data.programs = 2
     data = fast_settings_dict()
-    data["actions"] = [*data["actions"], *EXTRA_ACTIONS]
+    data["actions"] = [*data["actions"], *EXTRA_ACTIONS, TYPED_TOKENS_ACTION]
     settings_file = root / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(data))
     with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
@@ -134,16 +171,104 @@ def _output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     return {k: v.value for k, v in event.step_output_data.metadata.items()}
 
 
-# --- launchpad -------------------------------------------------------------------------------------------
-def test_launchpad_opens_prefilled_with_the_first_action(env: Env) -> None:
-    config = env.defs.resolve_job_def(ACTION_JOB).run_config["ops"][ACTION_OP]["config"]
-    assert config["action"] == "welcome_sequence"
-    assert config["tokens"] == {"Welcome Message": "", "Offer URL": ""}
+# --- launchpad: Dagster's config validation ---------------------------------------------------------------
+def test_the_job_carries_no_default_so_the_empty_launchpad_is_flagged(env: Env) -> None:
+    assert env.defs.resolve_job_def(ACTION_JOB).run_config is None
+    (error,) = env.config_errors({})
+    assert 'Missing required config entry "ops"' in error
 
 
-def test_every_config_field_is_described() -> None:
-    undocumented = [n for n, f in MarketoActionConfig.model_fields.items() if not f.description]
-    assert undocumented == []
+def test_required_tokens_are_flagged_until_filled(env: Env) -> None:
+    path = f"root:ops:{ACTION_OP}:config:run:welcome_sequence"
+    (error,) = env.config_errors(action_run_config("welcome_sequence", lead_ids=[1]))
+    assert f'Missing required config entry "tokens" at path {path}' in error
+    (error,) = env.config_errors(action_run_config("welcome_sequence", lead_ids=[1], tokens={}))
+    assert f'Missing required config entry "welcome_message" at path {path}:tokens' in error
+    assert env.config_errors(action_run_config("welcome_sequence", lead_ids=[1], tokens=WELCOME)) == []
+
+
+def test_unknown_actions_and_tokens_are_flagged(env: Env) -> None:
+    (error,) = env.config_errors(action_run_config("welcome_sequense", lead_ids=[1]))
+    assert 'unexpected config entry "welcome_sequense"' in error
+    assert "welcome_sequence" in error and "quarterly_newsletter" in error  # what it could be
+    tokens = {**WELCOME, "welcom_message": "typo"}
+    (error,) = env.config_errors(action_run_config("welcome_sequence", lead_ids=[1], tokens=tokens))
+    assert 'Received unexpected config entry "welcom_message"' in error
+
+
+def test_token_types_are_flagged(env: Env) -> None:
+    def errors(**tokens: Any) -> list[str]:
+        return env.config_errors(action_run_config("typed_tokens", lead_ids=[1], tokens=tokens))
+
+    assert errors(seats_left=12, price_eur=9.5, start_day="2030-02-28") == []
+    assert errors(seats_left=12, price_eur=3) == []  # an integer is a number
+    (error,) = errors(seats_left="12")
+    assert "tokens:seats_left" in error and 'expected type "Int"' in error
+    (error,) = errors(seats_left=1.5)
+    assert 'expected type "Int"' in error
+    (error,) = errors(seats_left=1, price_eur="cheap")
+    assert "tokens:price_eur" in error and 'expected type "Float"' in error
+
+
+def test_people_go_to_triggers_and_run_at_to_schedules(env: Env) -> None:
+    path = f"root:ops:{ACTION_OP}:config:run"
+    newsletter = {"tokens": {"edition": "Q3"}}
+    (error,) = env.config_errors(action_run_config("quarterly_newsletter", lead_ids=[1], **newsletter))
+    assert f'unexpected config entry "lead_ids" at path {path}:quarterly_newsletter' in error
+    run_at = "2030-01-01T00:00:00+00:00"
+    (error,) = env.config_errors(action_run_config("welcome_sequence", run_at=run_at, tokens=WELCOME))
+    assert f'unexpected config entry "run_at" at path {path}:welcome_sequence' in error
+    two = {"ops": {ACTION_OP: {"config": {"run": {"welcome_sequence": {}, "quarterly_newsletter": {}}}}}}
+    (error,) = env.config_errors(two)
+    assert "welcome_sequence" in error and "quarterly_newsletter" in error
+
+
+def test_token_config_names_are_identifiers_that_map_back() -> None:
+    action = ActionSettings.model_validate(
+        {
+            "name": "names",
+            "campaign": {"id": 1},
+            "tokens": [
+                {"name": "Welcome Message"},
+                {"name": "Offer URL"},
+                {"name": "offer_url"},
+                {"name": "2nd Line"},
+                {"name": "class"},
+                {"name": "Größe"},
+                {"name": "!!!"},
+            ],
+        }
+    )
+    fields = token_field_names(action)
+    assert {key: spec.name for key, spec in fields.items()} == {
+        "welcome_message": "Welcome Message",
+        "offer_url": "Offer URL",
+        "offer_url_2": "offer_url",
+        "token_2nd_line": "2nd Line",
+        "token_class": "class",
+        "groe": "Größe",
+        "token": "!!!",
+    }
+    assert all(key.isidentifier() for key in fields)
+
+
+def test_with_one_action_the_selector_still_holds_it(env: Env) -> None:
+    data = fast_settings_dict()
+    data["actions"] = data["actions"][:1]
+    job = build_definitions(parse_settings(data)).resolve_job_def(ACTION_JOB)
+    run_config = action_run_config("welcome_sequence", lead_ids=[1], tokens=WELCOME)
+    assert dg.validate_run_config(job, run_config)["ops"][ACTION_OP]["config"]["run"] == {
+        "welcome_sequence": {"lead_ids": [1], "tokens": WELCOME}
+    }
+
+
+def test_with_no_actions_no_config_is_valid(env: Env) -> None:
+    data = fast_settings_dict()
+    data["actions"] = []
+    job = build_definitions(parse_settings(data)).resolve_job_def(ACTION_JOB)
+    for run in ("", "welcome_sequence", {"welcome_sequence": {}}):
+        with pytest.raises(dg.DagsterInvalidConfigError, match="NoActionConfigured"):
+            dg.validate_run_config(job, {"ops": {ACTION_OP: {"config": {"run": run}}}})
 
 
 # --- triggers --------------------------------------------------------------------------------------------
@@ -152,10 +277,10 @@ def test_trigger_sends_tokens_for_lead_and_unified_ids(env: Env) -> None:
     ids = env.lead_ids
 
     result = env.run(
-        action="welcome_sequence",
+        "welcome_sequence",
         lead_ids=[ids[0], ids[10]],
         unified_ids=["u-old", "u-2"],
-        tokens={"Welcome Message": "Hello from Molequle", "Offer URL": "https://example.com/o"},
+        tokens={**WELCOME, "offer_url": "https://example.com/o"},
     )
 
     assert result.success
@@ -175,23 +300,48 @@ def test_trigger_sends_tokens_for_lead_and_unified_ids(env: Env) -> None:
     assert rows[-1]["lead_ids"] == request["leadIds"] and rows[-1]["idempotency_key"] == result.run_id
 
 
-def test_missing_and_unknown_tokens_fail_before_anything_is_sent(env: Env) -> None:
+def test_missing_and_unknown_tokens_are_refused_before_anything_is_sent(env: Env) -> None:
+    before = len(env.control.campaign_requests())
+    run_config = action_run_config(
+        "welcome_sequence", lead_ids=[env.lead_ids[0]], tokens={"welcom_message": "typo"}
+    )
+
+    with pytest.raises(dg.DagsterInvalidConfigError) as raised:
+        env.defs.resolve_job_def(ACTION_JOB).execute_in_process(run_config=run_config, instance=env.instance)
+
+    errors = [e.message for e in raised.value.errors]
+    assert any('unexpected config entry "welcom_message"' in e for e in errors)
+    assert any('Missing required config entry "welcome_message"' in e for e in errors)
+    assert env.requests_since(before) == []
+
+
+def test_values_a_schema_cannot_check_fail_the_run_naming_the_token(env: Env) -> None:
     before = len(env.control.campaign_requests())
 
-    result = env.run(action="welcome_sequence", lead_ids=[env.lead_ids[0]], tokens={"Welcom Message": "typo"})
+    result = env.run(
+        "welcome_sequence",
+        lead_ids=[env.lead_ids[0]],
+        tokens={"welcome_message": "  ", "offer_url": "example.com/offer"},
+    )
 
     message, metadata = _failure(result)
-    assert "tokens.Welcom Message: not a token of action 'welcome_sequence'" in message
-    assert "allowed tokens: Offer URL, Welcome Message" in message
-    assert "tokens.Welcome Message: required" in message
-    assert len(metadata["errors"]) == 2
+    assert "tokens.welcome_message ({{my.Welcome Message}}): required by action 'welcome_sequence'" in message
+    assert "tokens.offer_url ({{my.Offer URL}}): expected an http(s) URL" in message
+    assert len(metadata["errors"]) == 2  # all reported at once
+    assert env.requests_since(before) == []
+
+
+def test_a_trigger_for_nobody_fails_before_sending(env: Env) -> None:
+    before = len(env.control.campaign_requests())
+    message, _ = _failure(env.run("welcome_sequence", tokens=WELCOME))
+    assert "lead_ids/unified_ids: give at least one person" in message
+    message, _ = _failure(env.run("welcome_sequence", lead_ids=[0, -3], tokens=WELCOME))
+    assert "lead_ids: expected positive Marketo lead ids, got [0, -3]" in message
     assert env.requests_since(before) == []
 
 
 def test_unknown_unified_id_is_named(env: Env) -> None:
-    result = env.run(
-        action="welcome_sequence", unified_ids=["u-1", "u-nobody"], tokens={"Welcome Message": "x"}
-    )
+    result = env.run("welcome_sequence", unified_ids=["u-1", "u-nobody"], tokens=WELCOME)
     message, _ = _failure(result)
     assert "unified_ids: no Marketo lead has unified id(s) ['u-nobody']" in message
 
@@ -206,7 +356,7 @@ def test_unknown_unified_id_is_named(env: Env) -> None:
 )
 def test_unusable_campaigns_are_refused_before_sending(env: Env, action: str, reason: str) -> None:
     before = len(env.control.campaign_requests())
-    result = env.run(action=action, lead_ids=[env.lead_ids[0]])
+    result = env.run(action, lead_ids=[env.lead_ids[0]])
     message, _ = _failure(result)
     assert f"of action {action!r} cannot be requested through the API" in message
     assert reason in message
@@ -217,7 +367,7 @@ def test_more_than_100_people_go_in_batches_of_at_most_100(env: Env) -> None:
     before = len(env.control.campaign_requests())
     people = env.lead_ids[:250]
 
-    result = env.run(action="welcome_sequence", lead_ids=people, tokens={"Welcome Message": "Hi"})
+    result = env.run("welcome_sequence", lead_ids=people, tokens=WELCOME)
 
     assert result.success
     requests = env.requests_since(before)
@@ -230,15 +380,7 @@ def test_partial_failure_then_reexecution_sends_only_the_rest(env: Env) -> None:
     people = env.lead_ids[:250]
     env.control.inject_fault(TRIGGER_ENDPOINT, "system_error_611", nth=2)
     run_config = {
-        "ops": {
-            ACTION_OP: {
-                "config": {
-                    "action": "welcome_sequence",
-                    "lead_ids": people,
-                    "tokens": {"Welcome Message": "Hi"},
-                }
-            }
-        },
+        **action_run_config("welcome_sequence", lead_ids=people, tokens=WELCOME),
         "execution": {"config": {"in_process": {}}},
     }
 
@@ -266,41 +408,31 @@ def test_partial_failure_then_reexecution_sends_only_the_rest(env: Env) -> None:
 
 
 def test_relaunch_with_the_same_idempotency_key_sends_nothing_again(env: Env) -> None:
-    config = {
-        "action": "welcome_sequence",
-        "lead_ids": env.lead_ids[:3],
-        "tokens": {"Welcome Message": "Hi"},
-        "idempotency_key": "campaign-2025-06",
-    }
+    config = {"lead_ids": env.lead_ids[:3], "tokens": WELCOME, "idempotency_key": "campaign-2025-06"}
     before = len(env.control.campaign_requests())
-    assert env.run(**config).success
-    again = env.run(**config)
+    assert env.run("welcome_sequence", **config).success
+    again = env.run("welcome_sequence", **config)
     assert again.success
     assert len(env.requests_since(before)) == 1
     assert _output_metadata(again)["people_already_sent"] == 3
 
-    changed = env.run(**{**config, "tokens": {"Welcome Message": "Different"}})
+    changed = env.run("welcome_sequence", **{**config, "tokens": {"welcome_message": "Different"}})
     message, _ = _failure(changed)
     assert "idempotency_key 'campaign-2025-06' was already used" in message
 
 
 def test_uncertain_batches_are_held_back_until_resend_is_asked_for(env: Env) -> None:
-    config = {
-        "action": "welcome_sequence",
-        "lead_ids": env.lead_ids[:2],
-        "tokens": {"Welcome Message": "Hi"},
-        "idempotency_key": "uncertain-1",
-    }
+    config = {"lead_ids": env.lead_ids[:2], "tokens": WELCOME, "idempotency_key": "uncertain-1"}
     env.control.inject_fault(TRIGGER_ENDPOINT, "connection_reset", nth=1)
     before = len(env.control.campaign_requests())
 
-    message, _ = _failure(env.run(**config))
+    message, _ = _failure(env.run("welcome_sequence", **config))
     assert "batch 0 (2 people" in message and "uncertain" in message
-    message, metadata = _failure(env.run(**config))  # retried: held back, nothing sent
+    message, metadata = _failure(env.run("welcome_sequence", **config))  # retried: held back, nothing sent
     assert "resend_uncertain" in message and metadata["people_held_uncertain"] == 2
     assert env.requests_since(before) == []
 
-    assert env.run(**config, resend_uncertain=True).success
+    assert env.run("welcome_sequence", **config, resend_uncertain=True).success
     assert [r["leadIds"] for r in env.requests_since(before)] == [env.lead_ids[:2]]
 
 
@@ -309,14 +441,13 @@ def test_schedule_sends_run_at_and_tokens_once(env: Env) -> None:
     before = len(env.control.campaign_requests())
     run_at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     config = {
-        "action": "quarterly_newsletter",
         "run_at": run_at.isoformat(),
-        "tokens": {"Edition": "Q3 2025"},
+        "tokens": {"edition": "Q3 2025"},
         "idempotency_key": "newsletter-q3",
     }
 
-    assert env.run(**config).success
-    assert env.run(**config).success  # relaunch: already scheduled
+    assert env.run("quarterly_newsletter", **config).success
+    assert env.run("quarterly_newsletter", **config).success  # relaunch: already scheduled
 
     (request,) = env.requests_since(before)
     assert request["kind"] == "schedule"
@@ -330,12 +461,13 @@ def test_schedule_sends_run_at_and_tokens_once(env: Env) -> None:
     [
         ({"run_at": "2020-01-01T00:00:00+00:00"}, "run_at: must be at least 5 minutes from now"),
         ({"run_at": "2030-01-01T00:00:00"}, "run_at: needs a timezone"),
-        ({"lead_ids": [1]}, "lead_ids/unified_ids: action 'quarterly_newsletter' schedules a batch campaign"),
+        ({"run_at": "next monday"}, "run_at: expected an ISO 8601 date-time"),
+        ({"tokens": {"edition": "Q3 " * 20}}, "tokens.edition ({{my.Edition}}): at most 40 characters"),
     ],
 )
 def test_schedule_input_errors_name_the_field(env: Env, extra: dict, expected: str) -> None:
     before = len(env.control.campaign_requests())
-    message, _ = _failure(env.run(action="quarterly_newsletter", tokens={"Edition": "Q3"}, **extra))
+    message, _ = _failure(env.run("quarterly_newsletter", **{"tokens": {"edition": "Q3"}, **extra}))
     assert expected in message
     assert env.requests_since(before) == []
 
@@ -366,6 +498,7 @@ TYPED = ActionSettings.model_validate(
             {"Link": "https://example.com/a?b=1", "Short": "abcde"},
         ),
         ({"Count": ""}, {}),  # an empty optional token keeps the program's value
+        ({"Price": 3.0, "Count": 7}, {"Price": "3", "Count": "7"}),  # Dagster's Float makes 3 into 3.0
     ],
 )
 def test_valid_token_values(tokens: dict, expected: dict) -> None:
@@ -381,12 +514,19 @@ def test_valid_token_values(tokens: dict, expected: dict) -> None:
         ({"Day": "28/02/2025"}, "tokens.Day: expected a date YYYY-MM-DD"),
         ({"Link": "example.com"}, "tokens.Link: expected an http(s) URL"),
         ({"Short": "abcdef"}, "tokens.Short: at most 5 characters, got 6"),
+        ({"Colour": "red"}, "tokens.Colour: not a token of action 'typed'; allowed tokens: Count, Day, Link"),
     ],
 )
 def test_invalid_token_values_name_the_token(tokens: dict, expected: str) -> None:
     with pytest.raises(ActionInputError) as raised:
         validate_tokens(TYPED, tokens)
     assert expected in str(raised.value)
+
+
+def test_token_errors_name_the_run_config_key_and_the_token() -> None:
+    with pytest.raises(ActionInputError) as raised:
+        validate_tokens(TYPED, {"Short": "abcdef"}, {"Short": "short_text"})
+    assert raised.value.errors == ["tokens.short_text ({{my.Short}}): at most 5 characters, got 6"]
 
 
 # --- contracts against Adobe's examples ------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """One action run end to end: validate everything, consult the action log, send, then report or fail."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-from molequle_dagster.actions.config import MarketoActionConfig
+from molequle_dagster.actions.config import action_request, chosen_action, token_field_names
 from molequle_dagster.actions.log import SUCCEEDED, ActionLog, fingerprint, progress
 from molequle_dagster.actions.people import resolve_lead_ids
 from molequle_dagster.actions.sending import BatchSender, send_schedule, send_trigger_batches
@@ -31,20 +32,24 @@ def _fail(
 def execute_action(
     context: dg.OpExecutionContext,
     settings: MolequleSettings,
-    config: MarketoActionConfig,
+    config: Mapping[str, Any],
     marketo: MarketoResource,
     lake: LakeResource,
 ) -> None:
+    """Run the action `config` (the op's config, already validated by Dagster) selects."""
     try:
-        action = settings.action(config.action)
-    except SettingsError as error:
-        raise _fail(context, f"action: {error}") from None
+        # The schema came from the same settings; a mismatch means the code location was not reloaded.
+        action = settings.action(chosen_action(config))
+    except (SettingsError, ValueError) as error:
+        raise _fail(context, f"run: {error}") from None
+    request = action_request(action, config)
     now = datetime.now(UTC)
     try:
-        check_targets(action, config)
-        tokens = validate_tokens(action, config.tokens)
-        run_at = parse_run_at(config.run_at, now) if action.kind == "schedule" else None
-        lead_ids = resolve_lead_ids(lake.lake, config.lead_ids, config.unified_ids)
+        check_targets(action, request)
+        config_names = {spec.name: key for key, spec in token_field_names(action).items()}
+        tokens = validate_tokens(action, request.tokens, config_names)
+        run_at = parse_run_at(request.run_at, now) if action.kind == "schedule" else None
+        lead_ids = resolve_lead_ids(lake.lake, request.lead_ids, request.unified_ids)
         client = marketo.client
         ref = action.campaign
         found = (
@@ -58,7 +63,7 @@ def execute_action(
             context, f"action {action.name!r} was not run: {error}", {"errors": error.errors}
         ) from None
 
-    key = config.idempotency_key or context.run.root_run_id or context.run_id
+    key = request.idempotency_key or context.run.root_run_id or context.run_id
     request_fingerprint = fingerprint(action, campaign_id, tokens, run_at)
     log = ActionLog(lake.lake)
     before = progress(log.entries(key, action.name))
@@ -70,9 +75,9 @@ def execute_action(
         )
     sender = BatchSender(context, action, campaign_id, key, request_fingerprint, log)
     if action.kind == "schedule":
-        skipped = send_schedule(sender, before, config, tokens, run_at, client)
+        skipped = send_schedule(sender, before, request, tokens, run_at, client)
     else:
-        skipped = send_trigger_batches(sender, before, config, lead_ids, tokens, client)
+        skipped = send_trigger_batches(sender, before, request, lead_ids, tokens, client)
     _report(context, sender, action, campaign_id, key, skipped, len(lead_ids))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from molequle_dagster.actions.batching import batches
-from molequle_dagster.actions.config import MarketoActionConfig
+from molequle_dagster.actions.config import ActionRequest
 from molequle_dagster.actions.log import SENDING, SUCCEEDED, ActionLog, Progress, outcome_of
 from molequle_dagster.clock import now as utcnow
 from molequle_dagster.marketo.errors import MarketoError
@@ -100,13 +100,13 @@ class BatchSender:
 def send_trigger_batches(
     sender: BatchSender,
     before: Progress,
-    config: MarketoActionConfig,
+    request: ActionRequest,
     lead_ids: list[int],
     tokens: dict[str, str],
     client: Any,
 ) -> dict[str, int]:
     """Request the campaign for everyone not already done (nor held as uncertain); returns skip counts."""
-    held = set() if config.resend_uncertain else set(before.uncertain)
+    held = set() if request.resend_uncertain else set(before.uncertain)
     pending = [i for i in lead_ids if i not in before.done and i not in held]
     consecutive_failures = 0
     for index, batch in enumerate(batches(pending)):
@@ -132,7 +132,7 @@ def send_trigger_batches(
 def send_schedule(
     sender: BatchSender,
     before: Progress,
-    config: MarketoActionConfig,
+    request: ActionRequest,
     tokens: dict[str, str],
     run_at: datetime | None,
     client: Any,
@@ -140,7 +140,7 @@ def send_schedule(
     """Schedule the batch campaign once per key (a schedule is one batch with no people)."""
     if before.scheduled:
         return {"already_sent": 1, "held_uncertain": 0}
-    if before.schedule_uncertain and not config.resend_uncertain:
+    if before.schedule_uncertain and not request.resend_uncertain:
         return {"already_sent": 0, "held_uncertain": 1}
     sender.send(0, [], lambda: client.schedule_campaign(sender.campaign_id, run_at=run_at, tokens=tokens))
     return {"already_sent": 0, "held_uncertain": 0}

@@ -1,6 +1,8 @@
 """Checks that run before anything is sent: token values, run_at, the targets and the campaign itself.
 
-Every problem is an `ActionInputError` whose lines each start with the field they are about.
+These are what the config schema cannot express (lengths, formats, an empty required value, time, people,
+Marketo's view of the campaign); names, types and required keys are Dagster's to check. Every problem is
+an `ActionInputError` whose lines each start with the field they are about.
 """
 
 import re
@@ -9,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from molequle_dagster.actions.config import MarketoActionConfig
+from molequle_dagster.actions.config import ActionRequest
 from molequle_dagster.settings import ActionSettings, TokenSpec
 
 SCHEDULE_MIN_DELAY = timedelta(minutes=5)  # Marketo refuses an earlier runAt (1042)
@@ -51,6 +53,8 @@ def _token_text(spec: TokenSpec, value: Any) -> str:
             raise ValueError(f"expected a number, got {value!r}") from None
         if number != number or number in (float("inf"), float("-inf")):
             raise ValueError(f"expected a finite number, got {value!r}")
+        if isinstance(value, float):  # Dagster's Float makes 3 in the YAML 3.0; the program shows 3
+            return str(int(value)) if value.is_integer() else repr(value)
         return str(value).strip()
     if spec.type == "date":
         if isinstance(value, date) and not isinstance(value, datetime):
@@ -74,12 +78,21 @@ def _token_text(spec: TokenSpec, value: Any) -> str:
     return text
 
 
-def validate_tokens(action: ActionSettings, values: Mapping[str, Any]) -> dict[str, str]:
+def validate_tokens(
+    action: ActionSettings, values: Mapping[str, Any], config_names: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Check token values against the action's definitions; returns {bare name: text} to send.
 
     Unknown names, missing required ones, wrong types and over-long values are all reported at once.
+    `config_names` (token name -> run config key) makes each message name the key the user edits.
     """
     specs = {t.name: t for t in action.tokens}
+    names = config_names or {}
+
+    def label(name: str) -> str:
+        key = names.get(name)
+        return f"tokens.{key} ({{{{my.{name}}}}})" if key and key != name else f"tokens.{name}"
+
     errors: list[str] = []
     given: dict[str, Any] = {}
     for raw_name, value in values.items():
@@ -97,17 +110,17 @@ def validate_tokens(action: ActionSettings, values: Mapping[str, Any]) -> dict[s
         if value is None or (isinstance(value, str) and not value.strip()):
             if spec.required:
                 errors.append(
-                    f"tokens.{name}: required by action {action.name!r} (a {spec.type} of at most "
+                    f"{label(name)}: required by action {action.name!r} (a {spec.type} of at most "
                     f"{spec.max_length} characters)"
                 )
             continue  # an empty optional token keeps the program's value
         try:
             text = _token_text(spec, value)
         except ValueError as error:
-            errors.append(f"tokens.{name}: {error}")
+            errors.append(f"{label(name)}: {error}")
             continue
         if len(text) > spec.max_length:
-            errors.append(f"tokens.{name}: at most {spec.max_length} characters, got {len(text)}")
+            errors.append(f"{label(name)}: at most {spec.max_length} characters, got {len(text)}")
             continue
         send[name] = text
     if errors:
@@ -136,22 +149,17 @@ def parse_run_at(value: str | None, now: datetime) -> datetime | None:
     return run_at.astimezone(UTC)
 
 
-def check_targets(action: ActionSettings, config: MarketoActionConfig) -> None:
-    """Triggers need people and no run_at; schedules select their own people."""
+def check_targets(action: ActionSettings, request: ActionRequest) -> None:
+    """Triggers need at least one person, by positive lead id or unified id.
+
+    Who takes people at all is the config schema's business: schedule actions have no lead_ids or
+    unified_ids (a batch campaign selects its own people) and triggers have no run_at.
+    """
     if action.kind == "schedule":
-        if config.lead_ids or config.unified_ids:
-            raise ActionInputError(
-                [
-                    f"lead_ids/unified_ids: action {action.name!r} schedules a batch campaign, "
-                    "which selects its own people; leave them empty"
-                ]
-            )
         return
-    if config.run_at:
-        raise ActionInputError([f"run_at: only schedule actions take run_at; {action.name!r} is a trigger"])
-    if not config.lead_ids and not config.unified_ids:
+    if not request.lead_ids and not request.unified_ids:
         raise ActionInputError(["lead_ids/unified_ids: give at least one person to trigger the campaign for"])
-    bad = [i for i in config.lead_ids if i < 1]
+    bad = [i for i in request.lead_ids if i < 1]
     if bad:
         raise ActionInputError([f"lead_ids: expected positive Marketo lead ids, got {bad[:SHOWN_IDS]}"])
 

@@ -52,6 +52,24 @@ class GraphQLError(AssertionError):
     pass
 
 
+def post_graphql(
+    session: requests.Session, url: str, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST {url}/graphql as the UI does; GraphQL errors fail the test with the server's message."""
+    response = session.post(
+        f"{url}/graphql",
+        json={"query": query, "variables": variables or {}},
+        timeout=GRAPHQL_TIMEOUT_S,
+    )
+    if response.status_code == 400:  # a query the schema rejects: the body says why
+        raise GraphQLError(f"GraphQL rejected the query: {response.text[:2000]}")
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise GraphQLError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
 @dataclass
 class Deployment:
     root: Path
@@ -70,19 +88,7 @@ class Deployment:
 
     # --- GraphQL ----------------------------------------------------------------------------------------
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST /graphql as the UI does; GraphQL errors fail the test with the server's message."""
-        response = self._session.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            timeout=GRAPHQL_TIMEOUT_S,
-        )
-        if response.status_code == 400:  # a query the schema rejects: the body says why
-            raise GraphQLError(f"GraphQL rejected the query: {response.text[:2000]}")
-        response.raise_for_status()
-        body = response.json()
-        if body.get("errors"):
-            raise GraphQLError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
+        return post_graphql(self._session, self.url, query, variables)
 
     def repo_selector(self) -> dict[str, str]:
         return {"repositoryLocationName": self.location, "repositoryName": self.repository}

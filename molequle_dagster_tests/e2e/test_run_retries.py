@@ -39,7 +39,7 @@ class Scenarios:
 
 
 def _action_config(tokens: dict[str, str], lead_id: int) -> dict[str, Any]:
-    return {"ops": {ACTION_OP: {"config": {"action": WELCOME, "lead_ids": [lead_id], "tokens": tokens}}}}
+    return {"ops": {ACTION_OP: {"config": {"run": {WELCOME: {"lead_ids": [lead_id], "tokens": tokens}}}}}}
 
 
 def _run_worker_pid(deployment: Deployment, run_id: str) -> int | None:
@@ -64,10 +64,14 @@ def scenarios(synced: Synced) -> Scenarios:
     control.inject_fault(CAMPAIGN_LOOKUP, "slow", times=1, seconds=120)  # holds the lookup until we kill
     control.inject_fault(SYNC_LEADS, "token_invalid", times=2)  # 601, a token refresh, 601 again
     try:
-        invalid = deployment.launch_run(ACTION_JOB, run_config=_action_config({}, lead_id))
+        # A blank required token: valid for the config schema (which would refuse a missing one at launch),
+        # refused by the run's own validation.
+        invalid = deployment.launch_run(
+            ACTION_JOB, run_config=_action_config({"welcome_message": " "}, lead_id)
+        )
         auth = deployment.launch_run(WRITE_BACK_JOB)
         doomed = deployment.launch_run(
-            ACTION_JOB, run_config=_action_config({"Welcome Message": "Hi"}, lead_id)
+            ACTION_JOB, run_config=_action_config({"welcome_message": "Hi"}, lead_id)
         )
         # Kill the worker while its step waits on Marketo: the held lookup has arrived at the sandbox.
         wait_until(

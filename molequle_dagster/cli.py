@@ -22,6 +22,8 @@ from urllib.parse import urlparse
 DEFAULT_HOME = ".dagster_home"
 SANDBOX_PORT = 8377
 
+# The repository root's dagster.yaml, for an installed package without the repository (a test keeps
+# the two equal).
 EMBEDDED_DAGSTER_YAML = """\
 # Embedded default instance (written by `molequle sync`): SQLite storage in this folder, plus the same
 # concurrency pools as production so that at most 2 bulk exports run at once.
@@ -188,10 +190,16 @@ def _sync(args: argparse.Namespace) -> int:
     from molequle_dagster.settings import load_settings
 
     settings = load_settings()
-    parsed = urlparse(settings.marketo.base_url)
-    use_sandbox = args.sandbox == "yes" or (
-        args.sandbox == "auto" and parsed.hostname in {"127.0.0.1", "localhost"}
-    )
+    parsed = urlparse(settings.marketo.base_url)  # $MARKETO_BASE_URL already applied: one URL
+    local = parsed.hostname in {"127.0.0.1", "localhost"}
+    if args.sandbox == "yes" and not local:
+        print(
+            f"molequle sync: --sandbox yes needs marketo.base_url (or $MARKETO_BASE_URL) on this machine, "
+            f"got {settings.marketo.base_url}; use --sandbox no to sync that Marketo",
+            file=sys.stderr,
+        )
+        return 2
+    use_sandbox = args.sandbox == "yes" or (args.sandbox == "auto" and local)
     started = time.monotonic()
     server = None
     if use_sandbox:

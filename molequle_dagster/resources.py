@@ -78,14 +78,10 @@ class MarketoResource(dg.ConfigurableResource):
     _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_connection(
-        cls, connection: MarketoConnection, *, base_url: str | None = None
-    ) -> MarketoResource:
+    def from_connection(cls, connection: MarketoConnection) -> MarketoResource:
         """The resource for the settings' `marketo:` section: credentials as EnvVars (resolved at run time,
         never shown in the launchpad), every other knob as config."""
         knobs = connection.model_dump(include=set(MarketoConfig.model_fields))
-        if base_url is not None:
-            knobs["base_url"] = base_url
         return cls(
             client_id=dg.EnvVar(connection.client_id_env),
             client_secret=dg.EnvVar(connection.client_secret_env),
@@ -195,17 +191,10 @@ def _parsed_settings(values: str) -> MolequleSettings:
     return parse_settings(json.loads(values), "settings resource")
 
 
-def lake_uri(settings: MolequleSettings) -> str:
-    """$MOLEQULE_LAKE_URI, else the settings' storage.lake_uri."""
-    return os.environ.get("MOLEQULE_LAKE_URI", settings.storage.lake_uri)
-
-
 def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableResource]:
     connection = settings.marketo
     return {
-        "marketo": MarketoResource.from_connection(
-            connection, base_url=os.environ.get("MARKETO_BASE_URL", connection.base_url)
-        ),
-        "lake": LakeResource(uri=lake_uri(settings)),
+        "marketo": MarketoResource.from_connection(connection),
+        "lake": LakeResource(uri=settings.storage.lake_uri),
         "settings": SettingsResource.of(settings),
     }

@@ -31,6 +31,12 @@ from molequle_dagster.marketo.config import MarketoConnection
 
 SETTINGS_ENV_VAR = "MOLEQULE_SETTINGS"
 DEFAULT_SETTINGS_RESOURCE = "default_settings.yaml"
+# The only environment overrides of settings keys (documented in the README): read here and nowhere else,
+# so every module, the CLI included, sees one base URL and one lake.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "MARKETO_BASE_URL": ("marketo", "base_url"),
+    "MOLEQULE_LAKE_URI": ("storage", "lake_uri"),
+}
 
 
 class SettingsError(ValueError):
@@ -594,9 +600,23 @@ def _format_errors(source: str, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def with_environment(data: dict[str, Any], source: str) -> tuple[dict[str, Any], str]:
+    """The settings with ENV_OVERRIDES applied, and the source named with the variables that were set."""
+    used = [name for name in ENV_OVERRIDES if os.environ.get(name, "").strip()]
+    if not used:
+        return data, source
+    merged = dict(data)
+    for name in used:
+        section, key = ENV_OVERRIDES[name]
+        block = merged.get(section)
+        merged[section] = {**(block if isinstance(block, dict) else {}), key: os.environ[name].strip()}
+    return merged, f"{source} with ${', $'.join(used)}"
+
+
 def parse_settings(data: Any, source: str = "<settings>") -> MolequleSettings:
     if not isinstance(data, dict):
         raise SettingsError(f"invalid Molequle settings in {source}: expected a mapping at the top level")
+    data, source = with_environment(data, source)
     try:
         return MolequleSettings.model_validate(data)
     except ValidationError as error:

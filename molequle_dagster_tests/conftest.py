@@ -45,12 +45,11 @@ def fast_settings_dict(**overrides: Any) -> dict[str, Any]:
 
 
 def point_env_at(mp: pytest.MonkeyPatch, sandbox: SandboxServer, config: SandboxConfig, root: Path) -> None:
-    """Environment the definitions read: the sandbox's URL and credentials, a lake and state under root."""
+    """Environment the definitions read: the sandbox's URL and credentials, a lake under root."""
     mp.setenv("MARKETO_BASE_URL", sandbox.base_url)
     mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
     mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
     mp.setenv("MOLEQULE_LAKE_URI", str(root / "lake"))
-    mp.setenv("MOLEQULE_STATE_DIR", str(root / "state"))
 
 
 @dataclass

@@ -65,3 +65,21 @@ def test_sync_command_runs_the_initial_sync_then_a_tick(tmp_path: Path) -> None:
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Tick sync succeeded: 1 Dagster runs" in second.stdout
+
+
+def test_sync_refuses_to_start_a_sandbox_for_a_remote_marketo(tmp_path: Path, monkeypatch, capsys) -> None:
+    """One base URL: with $MARKETO_BASE_URL at a real Marketo, the CLI never runs the sandbox's credentials
+    against it."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("MARKETO_BASE_URL", "https://123-ABC-456.mktorest.com")
+    assert main(["sync", "--sandbox", "yes"]) == 2
+    assert "https://123-ABC-456.mktorest.com" in capsys.readouterr().err
+
+
+def test_the_cli_writes_the_repository_embedded_instance() -> None:
+    """`molequle sync` writes the same embedded dagster.yaml as the repository root's (the package ships
+    without the repository, so it carries a copy)."""
+    from molequle_dagster.cli import EMBEDDED_DAGSTER_YAML
+
+    root = Path(__file__).resolve().parents[1] / "dagster.yaml"
+    assert yaml.safe_load(EMBEDDED_DAGSTER_YAML) == yaml.safe_load(root.read_text())

@@ -240,3 +240,14 @@ def test_any_bytes_in_a_settings_file_fail_clearly(tmp_path_factory: pytest.Temp
     except SettingsError as error:
         _clear(error)
         assert str(path) in str(error) or "fuzz" in str(error) or "settings" in str(error)
+
+
+def test_environment_overrides_replace_their_keys_and_are_named_in_errors(base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("MARKETO_BASE_URL", "https://123-ABC-456.mktorest.com")
+    monkeypatch.setenv("MOLEQULE_LAKE_URI", "s3://bucket/lake")
+    settings = parse_settings(base, "test.yaml")
+    assert settings.marketo.base_url == "https://123-ABC-456.mktorest.com"
+    assert settings.storage.lake_uri == "s3://bucket/lake"
+    monkeypatch.setenv("MARKETO_BASE_URL", "ftp://nowhere")
+    message = _error(base)
+    assert "$MARKETO_BASE_URL" in message and "marketo.base_url" in message

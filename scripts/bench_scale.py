@@ -216,7 +216,6 @@ def main() -> None:
         MARKETO_CLIENT_SECRET="sandbox-secret",
         MOLEQULE_SETTINGS=str(settings_file(root, args.history_days)),
         MOLEQULE_LAKE_URI=str(root / "lake"),
-        MOLEQULE_STATE_DIR=str(root / "state"),
         DAGSTER_HOME=str(root / "home"),
     )
     (root / "home").mkdir()

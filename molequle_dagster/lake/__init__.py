@@ -126,7 +126,7 @@ class Lake:
 def default_lake_uri() -> str:
     from molequle_dagster.settings import load_settings
 
-    return os.environ.get("MOLEQULE_LAKE_URI") or load_settings().storage.lake_uri
+    return load_settings().storage.lake_uri  # $MOLEQULE_LAKE_URI overrides it (settings.ENV_OVERRIDES)
 
 
 def read_pandas(table_name: str, lake_uri: str | None = None) -> Any:

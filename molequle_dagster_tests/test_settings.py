@@ -251,3 +251,34 @@ def test_environment_overrides_replace_their_keys_and_are_named_in_errors(base: 
     monkeypatch.setenv("MARKETO_BASE_URL", "ftp://nowhere")
     message = _error(base)
     assert "$MARKETO_BASE_URL" in message and "marketo.base_url" in message
+
+
+def _settings_paths(model: type, prefix: str = "") -> list[str]:
+    """Every leaf key of the settings model (a nested model's fields; lists and refs are leaves)."""
+    from pydantic import BaseModel
+
+    paths = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and kind.__name__ != "SmartListRef":
+            paths += _settings_paths(kind, f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+def test_every_settings_key_is_in_the_readme_reference() -> None:
+    """A row's first cell names keys: the first one in full, the others relative to its parent."""
+    from molequle_dagster.settings import MolequleSettings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Settings reference", 1)[1].split("\n## ", 1)[0]
+    documented: set[str] = set()
+    for row in section.splitlines():
+        if not row.startswith("| `"):
+            continue
+        keys = [k.strip(" `") for k in row.split("|")[1].split(",")]
+        parent = keys[0].rpartition(".")[0]
+        documented |= {keys[0], *(f"{parent}.{k}" if parent else k for k in keys[1:])}
+    missing = [p for p in _settings_paths(MolequleSettings) if p not in documented]
+    assert not missing, f"settings keys missing from the README's reference: {missing}"

@@ -147,7 +147,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from molequle_dagster.lake import Lake, default_lake_uri
+    from molequle_dagster.lake import Lake
+    from molequle_dagster.views import default_lake_uri
 
     lake = Lake(args.lake or default_lake_uri())
     for name, rows in table_counts(lake).items():
@@ -250,7 +251,7 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
     )
     print(
         f'Data lake: {lake.location("")}  (read a table: python -c '
-        f'"from molequle_dagster.lake import read_pandas; '
+        f'"from molequle_dagster.views import read_pandas; '
         f"print(read_pandas('people'))\")"
     )
     print(f"Dagster instance: {home}")

@@ -1,4 +1,6 @@
-"""Tables Molequle reads that are computed on read from stored ones.
+"""Reading Molequle's tables: stored ones from the lake, and the views computed on read from them.
+
+`read_pandas(name)` reads either kind into pandas (the documented way, see the README).
 
 `activities`: the configured activity types of `marketo_activities`, with Marketo's deletions and merges
 applied (see `sync/overlay.py`). Reading it costs one pass over the requested days plus the small
@@ -8,12 +10,13 @@ deletion and merge maps; no write is ever needed to make a deletion visible.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from molequle_dagster.lake import Lake
-from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.lake import Lake, LakeError
+from molequle_dagster.settings import MolequleSettings, load_settings
 from molequle_dagster.sync import overlay
 
 MARKETO_ACTIVITIES = "marketo_activities"
@@ -55,3 +58,18 @@ def read_activities(
 
 
 VIEWS = {"activities": read_activities}
+
+
+def default_lake_uri() -> str:
+    return load_settings().storage.lake_uri  # $MOLEQULE_LAKE_URI overrides it (settings.ENV_OVERRIDES)
+
+
+def read_pandas(table_name: str, lake_uri: str | None = None) -> Any:
+    """Any lake table or view as a pandas DataFrame; the lake is the settings' unless `lake_uri` is given."""
+    lake = Lake(lake_uri or default_lake_uri())
+    if table_name in VIEWS:
+        table = VIEWS[table_name](lake, load_settings())
+        if table is None:
+            raise LakeError(f"view {table_name!r} has no data yet under {lake.location(table_name)}")
+        return table.to_pandas()
+    return lake.read_table(table_name).to_pandas()

@@ -426,7 +426,7 @@ def overlay_maps(lake: Lake) -> tuple[pa.Array, pa.Array, pa.Array]:
 )
 def activities(context: dg.AssetExecutionContext, lake: LakeResource, settings: SettingsResource):
     """What Molequle reads as activities: the configured types of `marketo_activities` with Marketo's
-    deletions and merges applied on read (read it with `molequle_dagster.lake.read_pandas("activities")`
+    deletions and merges applied on read (read it with `molequle_dagster.views.read_pandas("activities")`
     or `molequle_dagster.views.read_activities`). Outside ticks, days where deleted or merged-away leads'
     rows passed 5% are rewritten with them applied, so the stored files converge to Marketo's history."""
     from molequle_dagster.sync.run_kind import TICK, run_kind

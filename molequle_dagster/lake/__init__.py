@@ -10,8 +10,8 @@ Three kinds of tables (see each module):
 Commits of a keyed table are serialised by a named lock. In production the lock comes from the
 coordination store (PostgreSQL), so writers on any host agree; the default is a file lock on this host.
 
-Read any table into pandas with `Lake(uri).read_table("people").to_pandas()`, or from a shell
-`python -c "from molequle_dagster.lake import read_pandas; print(read_pandas('people'))"`.
+Read any table into pandas with `Lake(uri).read_table("people").to_pandas()`; `views.read_pandas` also
+serves the computed views and finds the lake from the settings.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -41,7 +40,6 @@ __all__ = [
     "Lake",
     "LakeError",
     "Manifest",
-    "read_pandas",
     "restore_seconds",
 ]
 
@@ -121,24 +119,3 @@ class Lake:
 
     def sweep_temp_files(self, older_than_s: float = 3600.0) -> list[str]:
         return self.storage.sweep_temp_files(older_than_s)
-
-
-def default_lake_uri() -> str:
-    from molequle_dagster.settings import load_settings
-
-    return load_settings().storage.lake_uri  # $MOLEQULE_LAKE_URI overrides it (settings.ENV_OVERRIDES)
-
-
-def read_pandas(table_name: str, lake_uri: str | None = None) -> Any:
-    """Read any lake table into a pandas DataFrame (the documented way in the README), including the
-    computed views such as `activities` (`molequle_dagster.views`)."""
-    from molequle_dagster.settings import load_settings
-    from molequle_dagster.views import VIEWS
-
-    lake = Lake(lake_uri or default_lake_uri())
-    if table_name in VIEWS:
-        table = VIEWS[table_name](lake, load_settings())
-        if table is None:
-            raise LakeError(f"view {table_name!r} has no data yet under {lake.location(table_name)}")
-        return table.to_pandas()
-    return lake.read_table(table_name).to_pandas()

@@ -8,12 +8,21 @@ rules built in code (or with `model_construct`) get the same clear messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from molequle_dagster.unification.normalize import NORMALIZERS
 
-if TYPE_CHECKING:  # settings.py may call validate_rules at load: no runtime import back into settings
-    from molequle_dagster.settings import MatchRule
+
+# The shape of settings.MatchRule, so that settings.py can call validate_rules at load without this module
+# importing settings back.
+class MatchKey(Protocol):
+    field: str
+    normalize: Sequence[str]
+
+
+class MatchRule(Protocol):
+    name: str
+    keys: Sequence[MatchKey]
 
 ENTITY_SETTINGS_KEY = {"person": "people", "account": "accounts"}
 

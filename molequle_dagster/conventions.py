@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -160,6 +160,23 @@ class StepAccounting:
 
 
 STEP_TOTALS_TAG = "molequle/spent"
+
+
+def report_partitions(
+    context: dg.AssetExecutionContext, keys: Sequence[str], outcome: Any, now: datetime
+) -> None:
+    """Each day partition's own figures (its file's rows, the rows this run added, how far it is
+    complete), never the run's totals: those go on the run (`record_step_totals`)."""
+    for key in keys:
+        covered = outcome.covered_until.get(key)
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": outcome.rows_by_day.get(key, 0),
+                "new_rows": outcome.new_rows_by_day.get(key, 0),
+                **data_age_metadata(parse_iso(covered) if covered else None, now),
+            },
+            partition_key=key,
+        )
 
 
 def record_step_totals(context: dg.AssetExecutionContext, totals: Mapping[str, Any]) -> None:

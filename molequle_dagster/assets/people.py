@@ -41,6 +41,7 @@ from molequle_dagster.conventions import (
     marketo_step,
     parse_iso,
     record_step_totals,
+    report_partitions,
     run_scope,
     schema_metadata,
 )
@@ -428,16 +429,7 @@ def build_marketo_people_updates(
                 )
         spent.export_bytes = report.export_bytes
         now = clock.now()
-        for key in keys:
-            covered = outcome.covered_until.get(key)
-            context.add_asset_metadata(
-                {
-                    "dagster/row_count": outcome.rows_by_day.get(key, 0),
-                    "new_rows": outcome.new_rows_by_day.get(key, 0),
-                    **data_age_metadata(parse_iso(covered) if covered else None, now),
-                },
-                partition_key=key,
-            )
+        report_partitions(context, keys, outcome, now)
         record_step_totals(
             context,
             {

@@ -95,3 +95,43 @@ def assert_memberships_match_truth(lake: Lake, state: InstanceState) -> None:
         for r in expected.select(["programId", "leadId", "statusName"]).to_pylist()
     }
     assert got == want
+
+
+ACCOUNT_FIELDS = {  # accounts column -> (sandbox company column, sandbox named-account column)
+    "company": ("company", "name"),
+    "industry": ("industry", "industry"),
+    "numberOfEmployees": ("numberOfEmployees", "numberOfEmployees"),
+    "billingCountry": ("billingCountry", "country"),
+}
+
+
+def assert_accounts_match_truth(lake: Lake, state: InstanceState) -> pa.Table:
+    """Every account the lake holds carries the values its company or named account has in Marketo now,
+    and every company a current person points at is there."""
+    accounts = lake.read_current("accounts")
+    assert accounts is not None, "the lake has no accounts table"
+    sources = {
+        "company": (state.companies, "id", 0, "company:"),
+        "named_account": (state.named_accounts, "marketoGUID", 1, "named:"),
+    }
+    for source, (rows, key, side, prefix) in sources.items():
+        ours = accounts.filter(pc.equal(accounts["source"], source))
+        theirs = {f"{prefix}{r[key]}": r for r in rows.to_pylist()}
+        wrong = []
+        for row in ours.to_pylist():
+            truth_row = theirs.get(row["account_id"])
+            assert truth_row is not None, f"{row['account_id']} is not in Marketo"
+            for column, names in ACCOUNT_FIELDS.items():
+                if row[column] != truth_row[names[side]]:
+                    wrong.append((row["account_id"], column, row[column], truth_row[names[side]]))
+        assert not wrong, f"{len(wrong)} {source} values differ from Marketo, e.g. {wrong[:3]}"
+    people = lake.read_current("people", ["externalCompanyId"])
+    pointed = {c for c in people["externalCompanyId"].to_pylist() if c}
+    companies = state.companies
+    by_external = dict(
+        zip(companies["externalCompanyId"].to_pylist(), companies["id"].to_pylist(), strict=True)
+    )
+    expected = {f"company:{by_external[c]}" for c in pointed if c in by_external}
+    missing = expected - set(accounts["account_id"].to_pylist())
+    assert not missing, f"{len(missing)} companies of current people are missing, e.g. {sorted(missing)[:3]}"
+    return accounts

@@ -21,6 +21,7 @@ from molequle_dagster.sandbox.model import InstanceState
 
 CHURNED_FIELDS = ("title", "country", "leadScore", "lastName", "unsubscribed")
 CAMPAIGN_STREAM = 17
+ACCOUNT_STREAM = 23
 
 
 class ChurnRates(BaseModel):
@@ -37,6 +38,9 @@ class ChurnRates(BaseModel):
     program_status_changes: float = Field(0.01, ge=0, le=1, description="fraction of memberships advancing")
     new_programs: int = Field(1, ge=0, description="programs created")
     status_renames: int = Field(0, ge=0, description="channel progression statuses renamed")
+    account_updates: float = Field(
+        0.0, ge=0, le=1, description="fraction of companies and of named accounts edited (industry, size)"
+    )
     campaign_updates: float = Field(
         0.05, ge=0, le=1, description="fraction of smart campaigns edited (their updatedAt moves)"
     )
@@ -54,6 +58,8 @@ class ChurnReport:
     new_program_ids: list[int] = field(default_factory=list)
     renamed_statuses: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, old, new)
     updated_campaign_ids: list[int] = field(default_factory=list)
+    updated_company_ids: list[int] = field(default_factory=list)
+    updated_named_account_ids: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -67,6 +73,7 @@ class ChurnReport:
             "new_programs": len(self.new_program_ids),
             "status_renames": len(self.renamed_statuses),
             "campaign_updates": len(self.updated_campaign_ids),
+            "account_updates": len(self.updated_company_ids) + len(self.updated_named_account_ids),
         }
 
 
@@ -108,7 +115,24 @@ def apply_churn(
         # its own random stream: campaign edits leave every other choice of this round as it was
         campaign_rng = np.random.default_rng([seed, state.seed, CAMPAIGN_STREAM])
         report.updated_campaign_ids = _churn_campaigns(state, rates.campaign_updates, now_s, campaign_rng)
+        # likewise for accounts, so that adding account edits to a round changes nothing else in it
+        account_rng = np.random.default_rng([seed, state.seed, ACCOUNT_STREAM])
+        report.updated_company_ids, report.updated_named_account_ids = _churn_accounts(
+            state, rates.account_updates, now_s, account_rng
+        )
     return report
+
+
+def _churn_accounts(
+    state: InstanceState, share: float, now_s: int, rng: np.random.Generator
+) -> tuple[list[int], list[str]]:
+    edited: list[list[Any]] = []
+    for table, key in mutations.ACCOUNT_TABLES.items():
+        keys = getattr(state, table)[key].to_pylist()
+        count = _count(share, len(keys))
+        chosen = list(rng.choice(keys, size=count, replace=False)) if count else []
+        edited.append(mutations.update_accounts(state, table, chosen, now_s))
+    return edited[0], edited[1]
 
 
 def _churn_campaigns(state: InstanceState, share: float, now_s: int, rng: np.random.Generator) -> list[int]:

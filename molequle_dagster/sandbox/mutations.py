@@ -769,6 +769,30 @@ def touch_campaigns(state: InstanceState, campaign_ids: Sequence[int], now_s: in
     return touched
 
 
+ACCOUNT_TABLES = {"companies": "id", "named_accounts": "marketoGUID"}
+
+
+def update_accounts(state: InstanceState, table: str, keys: Sequence[Any], now_s: int) -> list[Any]:
+    """Edit companies or named accounts (their industry and size): `updatedAt` moves to now; returns the
+    keys edited. Runs under the lock."""
+    if table not in ACCOUNT_TABLES:
+        raise ValueError(f"table: expected one of {sorted(ACCOUNT_TABLES)}, got {table!r}")
+    if not keys:
+        return []
+    rows: pa.Table = getattr(state, table)
+    key = ACCOUNT_TABLES[table]
+    hit = pc.is_in(rows[key], value_set=pa.array(list(keys), rows.schema.field(key).type))
+    size = pc.if_else(hit, pc.add(pc.coalesce(rows["numberOfEmployees"], 0), 7), rows["numberOfEmployees"])
+    industry = pc.if_else(hit, pa.scalar("Retail"), rows["industry"])
+    stamp = pa.scalar(datetime.fromtimestamp(now_s, UTC), rows.schema.field("updatedAt").type)
+    updated = pc.if_else(hit, stamp, rows["updatedAt"])
+    for name, column in (("numberOfEmployees", size), ("industry", industry), ("updatedAt", updated)):
+        typed = column.cast(rows.schema.field(name).type)
+        rows = rows.set_column(rows.schema.get_field_index(name), name, typed)
+    setattr(state, table, rows)
+    return sorted(rows.filter(hit)[key].to_pylist())
+
+
 def rename_status(
     state: InstanceState, channel_name: str, old: str, new: str, now: datetime | None = None
 ) -> None:

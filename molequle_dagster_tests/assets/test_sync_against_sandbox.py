@@ -15,6 +15,7 @@ import pytest
 from molequle_dagster.sandbox import truth
 from molequle_dagster.sync_runner import run_sync
 from molequle_dagster_tests.truth_assertions import (
+    assert_accounts_match_truth,
     assert_activities_match_truth,
     assert_memberships_match_truth,
     assert_people_match_truth,
@@ -199,6 +200,41 @@ def test_daily_job_closes_yesterday_and_refreshes_the_population(sync_env, initi
     flagged = {r["id"] for r in people.select(["id", "in_sync_list"]).to_pylist() if r["in_sync_list"]}
     assert flagged == members
     assert members <= set(people["id"].to_pylist())
+
+
+ONLY_ACCOUNT_EDITS = {
+    "new_people": 0, "attribute_updates": 0, "email_changes": 0, "merges": 0, "deletions": 0,
+    "new_activities_per_person": 0, "program_status_changes": 0, "new_programs": 0, "campaign_updates": 0,
+    "account_updates": 0.3,
+}
+
+
+def test_account_edits_reach_accounts_through_the_daily_slice_not_every_tick(sync_env, initial) -> None:
+    """Marketo cannot filter companies or named accounts by update time: a tick reads only new ones, and
+    the daily job's rolling slice (every account once per `reconciliation.accounts_days`) re-reads them."""
+    from molequle_dagster.jobs import DAILY_JOB
+
+    report = sync_env.control.apply_churn(ONLY_ACCOUNT_EDITS, seed=5)
+    assert report.updated_company_ids and report.updated_named_account_ids
+    accounts = sync_env.lake.keyed("accounts", "account_id")
+    version = accounts.version
+    sync_env.control.reset_counters()
+    assert run_sync(sync_env.defs, sync_env.instance).success
+    counts = sync_env.control.call_counts()
+    assert not any("companies" in k or "namedaccounts" in k for k in counts), counts
+    quiet = accounts.changes_since(version)  # nothing a tick can see changed: no row written
+    assert quiet.upserts.num_rows == 0 and quiet.deleted.num_rows == 0
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    result = sync_env.defs.resolve_job_def(DAILY_JOB).execute_in_process(
+        instance=sync_env.instance, partition_key=yesterday
+    )
+    assert result.success
+    assert_accounts_match_truth(sync_env.lake, sync_env.control.state)
+    changes = accounts.changes_since(version)
+    edited = {f"company:{i}" for i in report.updated_company_ids}
+    edited |= {f"named:{g}" for g in report.updated_named_account_ids}
+    assert edited <= set(changes.upserts["account_id"].to_pylist())
+    assert changes.upserts.num_rows < accounts.manifest().rows  # writes follow change
 
 
 def test_daily_quota_stops_the_sync_and_pauses_the_schedules(sync_env, initial) -> None:

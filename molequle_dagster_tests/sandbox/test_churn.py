@@ -19,17 +19,20 @@ def state() -> InstanceState:
 
 def test_same_seed_gives_the_same_churn() -> None:
     one, two = (generate(DataSettings(people=300), BUILT) for _ in range(2))
-    report_one = churn.apply_churn(one, LATER, churn.ChurnRates(status_renames=1), seed=5)
-    report_two = churn.apply_churn(two, LATER, churn.ChurnRates(status_renames=1), seed=5)
+    rates = churn.ChurnRates(status_renames=1, account_updates=0.1)
+    report_one = churn.apply_churn(one, LATER, rates, seed=5)
+    report_two = churn.apply_churn(two, LATER, rates, seed=5)
     assert report_one == report_two
-    for name in ("people", "activities", "memberships", "programs", "deleted_leads", "merges"):
+    for name in ("people", "activities", "memberships", "programs", "deleted_leads", "merges", "companies",
+                 "named_accounts"):
         assert getattr(one, name).equals(getattr(two, name)), name
     assert one.channels == two.channels and one.static_lists == two.static_lists
 
 
 def test_apply_churn_changes_everything_it_reports_and_stays_consistent(state: InstanceState) -> None:
     before = state.people.num_rows
-    report = churn.apply_churn(state, LATER, {"status_renames": 1, "merges": 0.01, "deletions": 0.01}, seed=1)
+    rates = {"status_renames": 1, "merges": 0.01, "deletions": 0.01, "account_updates": 0.1}
+    report = churn.apply_churn(state, LATER, rates, seed=1)
     counts = report.counts()
     assert all(counts[k] > 0 for k in counts), counts
     assert (
@@ -42,6 +45,10 @@ def test_apply_churn_changes_everything_it_reports_and_stays_consistent(state: I
     assert {(w, loser) for w, losers in report.merges for loser in losers} == set(
         zip(state.merges["winnerId"].to_pylist(), state.merges["loserId"].to_pylist(), strict=True)
     )
+    for table, key, edited in (("companies", "id", report.updated_company_ids),
+                               ("named_accounts", "marketoGUID", report.updated_named_account_ids)):
+        rows = [r for r in getattr(state, table).to_pylist() if r[key] in set(edited)]
+        assert len(rows) == len(edited) and all(r["updatedAt"] == LATER for r in rows), table
     channel, old, new = report.renamed_statuses[0]
     names = [s["name"] for c in state.channels if c["name"] == channel for s in c["progressionStatuses"]]
     assert new in names and old not in names

@@ -85,9 +85,25 @@ def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
         seed=7,
     )
     assert report.email_changed_ids and report.merges and report.deleted_lead_ids
+    people_table = sync_env.lake.keyed("people", "id")
+    people_version, people_rows = people_table.version, people_table.manifest().rows
+    exports_before = {j["exportId"] for j in control.export_jobs()}
+    control.reset_counters()
     result = run_sync(sync_env.defs, sync_env.instance)
     assert result.success, result.failures
     assert result.kind == "tick"
+    # Cost follows change: no program-member export (status changes and the new program's members come
+    # from the activity feed); the people table gets a delta of the changed people, not a rewrite.
+    counts = control.call_counts()
+    pm_exports = [j for j in control.export_jobs()
+                  if j["exportId"] not in exports_before and j["entity"] == "program/members"]
+    assert pm_exports == [] and report.status_changes and report.new_program_ids
+    assert sum(n for k, n in counts.items() if "/export/create.json" in k) <= 1, counts  # people, if any
+    changes = people_table.changes_since(people_version)
+    touched = report.counts()
+    bound = sum(touched[k] for k in ("new_people", "attribute_updates", "email_changes", "merged_away",
+                                     "deletions")) + len(report.merges)
+    assert 0 < changes.upserts.num_rows + changes.deleted.num_rows <= bound < people_rows
     today = initial.replace(hour=0, minute=0, second=0)
     people = assert_people_match_truth(sync_env.lake, sync_env.control.state, today)
     # identity is the lead id: a changed email updated the same row

@@ -1,6 +1,6 @@
-"""Asset API routes over real HTTP (§9-11): envelopes with errors/warnings, `…Z+0000` timestamps, offset/
-maxReturn browsing to the "No assets found" end, filters, by-id/by-name; shapes compared with Adobe doc
-examples and captured responses."""
+"""Asset API routes over real HTTP (docs/marketo.md §5.8, §9, §10, §13): envelopes with errors/warnings,
+`…Z+0000` timestamps, offset/maxReturn browsing to the "No assets found" end, filters, by-id/by-name;
+shapes compared with Adobe doc examples and captured responses."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Campaign and program-member routes over real HTTP (§9.3, §10): listing, Request Campaign and Schedule
-Campaign validation and what they record, member queries and status sync (1037/1025, the 104 activity)."""
+"""Campaign and program-member routes over real HTTP (docs/marketo.md §9.3, §13): listing, Request
+Campaign and Schedule Campaign validation and what they record, member queries and status sync (1037/1025,
+the 104 activity)."""
 
 from __future__ import annotations
 

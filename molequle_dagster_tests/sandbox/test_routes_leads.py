@@ -1,6 +1,6 @@
-"""Lead database routes over real HTTP (§7.7-7.10, §8, §11) on a hand-built instance: describe, query,
-Sync Leads (actions, reasons, what was written), companies, named accounts and static lists; shapes compared
-with captured responses and Adobe doc examples."""
+"""Lead database routes over real HTTP (docs/marketo.md §5.7, §10-§12) on a hand-built instance: describe,
+query, Sync Leads (actions, reasons, what was written), companies, named accounts and static lists; shapes
+compared with captured responses and Adobe doc examples."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Delete Leads, Merge Leads, static list membership and program membership over real HTTP (§7.6, §7.9,
-§7.10, §9.4, §11) on a hand-built instance; replays captured grouparoo calls and compares shapes with
-Adobe's doc examples."""
+"""Delete Leads, Merge Leads, static list membership and program membership over real HTTP
+(docs/marketo.md §9.4, §10, §12.2, §12.3) on a hand-built instance; replays captured grouparoo calls and
+compares shapes with Adobe's doc examples."""
 
 from __future__ import annotations
 

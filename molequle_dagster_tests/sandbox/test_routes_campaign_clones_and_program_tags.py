@@ -1,5 +1,5 @@
 """Schedule Campaign's `cloneToProgramName` allowance (20 a day, 1020) on the virtual clock, and Get Programs
-by Tag, over real HTTP."""
+by Tag, over real HTTP (docs/marketo.md §13.3, §5.8)."""
 
 from __future__ import annotations
 

@@ -368,7 +368,7 @@ TYPED = ActionSettings.model_validate(
         ({"Count": ""}, {}),  # an empty optional token keeps the program's value
     ],
 )
-def test_valid_token_values(tokens: dict, expected: dict) -> None:
+def test_valid_token_values_become_text_and_empty_ones_are_left_out(tokens: dict, expected: dict) -> None:
     assert validate_tokens(TYPED, tokens) == expected
 
 

@@ -52,7 +52,7 @@ def test_request_campaign_on_a_batch_campaign_is_fatal(sb, make_client) -> None:
         client.request_campaign(batch["id"], [1])
 
 
-def test_schedule_campaign(sb, make_client) -> None:
+def test_schedule_campaign_sends_one_request_with_its_tokens(sb, make_client) -> None:
     client, _ = make_client(sb)
     batch = client.smart_campaign_by_name("Molequle Quarterly Newsletter")
     before = len(sb.control.campaign_requests())
@@ -94,7 +94,7 @@ def test_asset_browse_pages_by_offset(sb, make_client, monkeypatch) -> None:
     assert delta["calls"]["GET /rest/asset/v1/programs.json"] >= len(everything) // 2
 
 
-def test_lead_database_queries(sb, make_client) -> None:
+def test_lead_database_reads_split_filter_values_and_return_every_match(sb, make_client) -> None:
     client, _ = make_client(sb)
     people = sb.control.truth_people(["id", "email", "externalCompanyId"])
     ids = [p["id"] for p in people][:350]  # more than 300 filter values: two calls

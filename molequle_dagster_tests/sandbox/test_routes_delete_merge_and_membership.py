@@ -518,7 +518,7 @@ def test_membership_reads_reject_bad_requests(
 # --- the gate ----------------------------------------------------------------------------------------------
 
 
-def test_new_endpoints_sit_behind_the_gate(marketo: Marketo) -> None:
+def test_delete_merge_and_membership_routes_sit_behind_the_gate(marketo: Marketo) -> None:
     control = marketo.server.control
     anonymous = requests.post(
         f"{marketo.server.base_url}/rest/v1/leads/delete.json", json={"input": [{"id": 3}]}

@@ -76,7 +76,8 @@ def test_asset_browse_and_lookups(sb, make_client) -> None:
     assert client.smart_list(smart_list["id"])["name"] == smart_list["name"]
     assert client.smart_list_by_name(smart_list["name"])["id"] == smart_list["id"]
     static = next(iter(client.static_lists()))
-    assert all("id" in lead for lead in client.static_list_leads(static["id"], ["id", "email"]))
+    members = list(client.static_list_leads(static["id"], ["id", "email"]))
+    assert members and all("id" in lead for lead in members)
     campaign = next(iter(client.smart_campaigns()))
     assert client.smart_campaign(campaign["id"])["id"] == campaign["id"]
 
@@ -115,7 +116,7 @@ def test_activity_feeds_respect_the_window(sb, make_client) -> None:
     acts = list(client.activities_since(since, [1, 2, 6, 7, 10, 11, 12], until=until))
     assert acts and all(since <= parse_marketo_datetime(a["activityDate"]) <= until for a in acts)
     changes = list(client.lead_changes_since(since, ["email", "title"]))
-    assert all(c["activityTypeId"] in (12, 13) for c in changes)
+    assert changes and all(c["activityTypeId"] in (12, 13) for c in changes)
     victim = sb.control.truth_people(["id"])[-1]["id"]
     client._transport.request("POST", "/rest/v1/leads/delete.json", json_body={"input": [{"id": victim}]})
     deleted = list(client.deleted_leads_since(since))

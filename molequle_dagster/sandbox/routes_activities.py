@@ -171,8 +171,8 @@ def _field_name(display: str | None) -> str | None:
 
 
 def check_list_size(ctx: SandboxContext, list_id: str, members: int) -> None:
-    """From the configured date a `listId` of too many members is refused with 1003 (docs/marketo.md
-    §4.2)."""
+    """From the configured date a `listId` of too many members is refused with 1003
+    (docs/marketo.md §4.2)."""
     behaviour = ctx.config.behaviour
     if members >= behaviour.list_id_member_limit and ctx.clock.now().date() >= behaviour.list_id_limit_from:
         raise MarketoApiError(

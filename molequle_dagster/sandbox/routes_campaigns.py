@@ -1,6 +1,6 @@
 """Lead-DB campaign routes (docs/marketo.md §13): list/get campaigns, Request Campaign (trigger) and
-Schedule Campaign, plus program members (§9.3): query, Sync Program Member Status (writes a 104 activity)
-and describe.
+Schedule Campaign, plus program members (docs/marketo.md §9.3): query, Sync Program Member Status (writes
+a 104 activity) and describe.
 Every campaign request that passes validation is recorded in `state.campaign_requests`."""
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ class SettingsError(ValueError):
 
 
 # --- Marketo activity types --------------------------------------------------------------------------
-# Default Marketo activity type ids (../shared/marketo-api.md §12); match by id, never by name. Each entry:
+# Default Marketo activity type ids (docs/marketo.md §8.2); match by id, never by name. Each entry:
 # Molequle's label -> (Marketo's types.json name, id, default group, Marketo retention in days).
-# Retention: 90 days for high-volume types, 25 months (~760 days) for the rest (§5).
+# Retention: 90 days for high-volume types, 25 months (~760 days) for the rest (docs/marketo.md §8.3).
 RETENTION_90_DAYS = 90
 RETENTION_25_MONTHS = 760
 

@@ -501,7 +501,7 @@ TYPED = ActionSettings.model_validate(
         ({"Price": 3.0, "Count": 7}, {"Price": "3", "Count": "7"}),  # Dagster's Float makes 3 into 3.0
     ],
 )
-def test_valid_token_values(tokens: dict, expected: dict) -> None:
+def test_valid_token_values_become_text_and_empty_ones_are_left_out(tokens: dict, expected: dict) -> None:
     assert validate_tokens(TYPED, tokens) == expected
 
 

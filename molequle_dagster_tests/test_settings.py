@@ -89,7 +89,7 @@ def test_custom_activity_type_needs_an_id(base: dict) -> None:
     assert settings.activities.group_of()[100001] == "events"
 
 
-def test_duplicate_action_name(base: dict) -> None:
+def test_duplicate_action_name_is_refused(base: dict) -> None:
     base["actions"].append(dict(base["actions"][0]))
     message = _error(base)
     assert "actions" in message and "duplicate action name 'welcome_sequence'" in message

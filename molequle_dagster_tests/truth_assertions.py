@@ -59,7 +59,8 @@ def assert_activities_match_truth(
     keys = list(days) if days is not None else lake.days("marketo_activities").days()
     assert keys, "the lake has no activities"
     start = partition_window(keys[0])[0]
-    # The bulk window is inclusive of its end (§4.5): stop a second before the day after the last one.
+    # The bulk window is inclusive of its end (docs/marketo.md §6.4): stop a second before the day after the
+    # last one.
     end = min(now, partition_window(keys[-1])[1] - timedelta(seconds=1)) if days is not None else now
     expected = truth.activities_truth(state, list(type_ids), start, end, now, enforce_retention=True)
     raw = lake.days("marketo_activities").read_days(keys)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL 15 on 127.0.0.1 for the Dagster storage tests (PostgreSQL refuses to run as root,
 # so it runs as its own system user). Source this file, then call pg_throwaway_start / pg_throwaway_stop.
-# Exports DAGSTER_PG_URL (postgresql+psycopg2://…, see dagster-notes §1 trap 2) and DAGSTER_PG_* variables.
+# Exports DAGSTER_PG_URL and DAGSTER_PG_* variables. The URL names the driver (postgresql+psycopg2://…):
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed (dagster-postgres brings
+# psycopg2).
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGUSER_OS=${PGUSER_OS:-postgres}

@@ -5,8 +5,8 @@ Marketo's Company API has no "list all" and no time filter: companies are read b
 people carry (300 per call). A tick reads only the companies it has never seen (people who are new or
 moved company); every company is re-read once per `reconciliation.accounts_days` in a rolling slice
 (the daily job), which is how changed company attributes arrive. Named accounts cannot be linked to
-leads through the API (§8.2), so they are matched to companies by domain: a domain is looked up when
-its company first appears and again in the rolling slice, never on every tick.
+leads through the API (docs/marketo.md §11.2), so they are matched to companies by domain: a domain is
+looked up when its company first appears and again in the rolling slice, never on every tick.
 """
 
 import math

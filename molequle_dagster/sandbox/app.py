@@ -186,7 +186,7 @@ class MarketoGate:
         else:
             await _plain(send, 404, b"Not Found")
 
-    # --- identity (§1) ----------------------------------------------------------------------------------
+    # --- identity (docs/marketo.md §2) --------------------------------------------------------------
 
     async def _identity(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -434,7 +434,8 @@ def _accepts_gzip(scope: Scope) -> bool:
 
 
 async def _as_get(scope: Scope, receive: Receive, headers: dict[str, str]) -> tuple[Scope, Receive]:
-    """`POST …?_method=GET` with a form body: continue as a GET whose query holds both parts (§0)."""
+    """`POST …?_method=GET` with a form body: continue as a GET whose query holds both parts
+    (docs/marketo.md §1)."""
     query = [
         (k, v)
         for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)

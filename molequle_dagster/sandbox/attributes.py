@@ -1,4 +1,5 @@
-"""Activity attributes and retention: the bulk `attributes` JSON cell (§5), its REST list form (§7.3).
+"""Activity attributes and retention (docs/marketo.md §8.3, §8.4): the bulk `attributes` JSON cell, its REST
+list form.
 
 Generated activities carry only an int64 `attributeSeed`; the JSON is rendered on demand, per activity type,
 with vectorised numpy hashing and pyarrow string joins (no Python object per row), because a bulk file of
@@ -24,14 +25,16 @@ from molequle_dagster.sandbox.model import InstanceState
 
 DAY = 86_400
 TWENTY_FIVE_MONTHS_DAYS = 761  # 25 * 365.25 / 12, rounded up
-NINETY_DAY_TYPES = frozenset({1, 3, 6, 7, 13, 19, 22, 24, 28, 36, 47, 300})  # §5 "high volume"
+# The "high volume" types Marketo keeps 90 days (docs/marketo.md §8.3).
+NINETY_DAY_TYPES = frozenset({1, 3, 6, 7, 13, 19, 22, 24, 28, 36, 47, 300})
 FOURTEEN_DAY_TYPES = frozenset({catalog.DELETE_LEAD})
 PERMANENT_TYPES = frozenset({catalog.NEW_LEAD})
 PROGRAM_MEMBER_ID_BASE = 100_000_000  # member id = program id * base + lead id (stable, no extra column)
 
 
 def retention_days(type_id: int) -> int | None:
-    """Days an activity of this type stays extractable (Marketo Data Retention Policy, §5); None = forever."""
+    """Days an activity of this type stays extractable (Marketo's retention policy, docs/marketo.md §8.3);
+    None = forever."""
     if type_id in PERMANENT_TYPES:
         return None
     if type_id in FOURTEEN_DAY_TYPES:
@@ -66,7 +69,8 @@ def retained_mask(activities: pa.Table, now: datetime) -> np.ndarray:
 
 
 def attributes_as_list(json_text: str) -> list[dict[str, Any]]:
-    """The REST form of an attributes cell: [{"name": ..., "value": ...}] in the cell's key order (§7.3)."""
+    """The REST form of an attributes cell: [{"name": ..., "value": ...}] in the cell's key order
+    (docs/marketo.md §8.4)."""
     if json_text is None or json_text == "":
         return []
     parsed = json.loads(json_text)
@@ -301,7 +305,8 @@ USER_AGENTS = (
 )
 QUERY_PARAMETERS = (None, None, "utm_source=linkedin&utm_medium=social", 'utm_campaign=q3,launch&ref="nl"')
 REFERRERS = (None, "https://www.google.com/", "https://www.linkedin.com/", "https://news.example.org/a?b=1,2")
-# PHP-serialised form fields (§12); a few carry quotes, commas, LF, CR and a NUL so parsers get exercised.
+# PHP-serialised form fields (docs/marketo.md §8.4); a few carry quotes, commas, LF, CR and a NUL so parsers
+# get exercised.
 FORM_FIELDS = (
     'a:2:{s:9:"FirstName";s:4:"Anna";s:8:"LastName";s:5:"Smith";}',
     'a:1:{s:5:"Email";s:17:"anna@example.com";}',
@@ -452,7 +457,8 @@ def _render_type(type_id: int, rows: Rows) -> pa.Array:
 
 
 def render_attributes(state: Sources, activities: pa.Table) -> pa.StringArray:
-    """The bulk `attributes` cell per row: a JSON object keyed by attribute display names (§5).
+    """The bulk `attributes` cell per row: a JSON object keyed by attribute display names
+    (docs/marketo.md §7, §8.4).
 
     Uses `attributesJson` where set, else renders from `attributeSeed`. Pass batches (up to a few million
     rows): the result is one StringArray, whose text must stay under Arrow's 2 GiB string limit.

@@ -1,4 +1,5 @@
-"""Identity (§1): one live access token per client_id on the virtual clock, and the bearer check.
+"""Identity (docs/marketo.md §2): one live access token per client_id on the virtual clock, and the bearer
+check.
 
 Marketo hands back the same token until it expires, with `expires_in` counting down; the first use of an
 expired token answers 602 and every later use 601. Unknown tokens answer 601.

@@ -1,4 +1,4 @@
-"""The sandbox's Bulk Extract job engine: leads, activities and program members (§3-§6 of the reference).
+"""The sandbox's Bulk Extract job engine: leads, activities and program members (docs/marketo.md §6).
 
 Jobs move Created -> Queued -> Processing -> Completed|Failed (Cancelled from the first three) on the
 virtual clock. One queue of `queue_slots` and `processing_slots` is shared by all export types and all API
@@ -45,7 +45,7 @@ CREATED, QUEUED, PROCESSING, COMPLETED, FAILED = "Created", "Queued", "Processin
 CANCELLED = "Cancelled"  # internal name; rendered with the configured spelling
 STATUS_NAMES = (CREATED, QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED)
 LIST_DAYS = 7  # the list endpoint shows this user's jobs of the last 7 days
-STATUS_RETENTION_DAYS = 30  # status stays retrievable this long (§3)
+STATUS_RETENTION_DAYS = 30  # status stays retrievable this long (docs/marketo.md §6.2)
 MAX_BATCH_SIZE = 300
 TOO_MANY_JOBS = "Too many jobs in queue"
 ALREADY_QUEUED = "Job already queued"
@@ -102,7 +102,7 @@ class _Job:
         return self.queued_at is not None and self.started_at is None and self.cancelled_at is None
 
     def as_json(self, at: datetime, cancelled_spelling: str) -> dict[str, Any]:
-        """The §4.2 job object as it stood at `at`."""
+        """The job object (docs/marketo.md §6.2) as it stood at `at`."""
         status = self.status_at(at)
         job: dict[str, Any] = {
             "exportId": self.export_id,

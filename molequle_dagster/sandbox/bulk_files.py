@@ -1,4 +1,4 @@
-"""Render Bulk Extract files from Arrow record batches, the way Marketo writes them (§4.5 of the reference).
+"""Render Bulk Extract files from Arrow record batches, the way Marketo writes them (docs/marketo.md §7).
 
 Every cell is turned into text with pyarrow compute (no Python loop per row): timestamps as
 `2017-09-08T16:38:14Z`, booleans `true`/`false` (or `0`/`1`), nulls as the literal `null`, and text quoted

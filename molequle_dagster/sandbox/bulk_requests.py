@@ -1,4 +1,4 @@
-"""Validate Bulk Extract create bodies into an `ExportSpec` (§4.6, §5, §6 of the reference).
+"""Validate Bulk Extract create bodies into an `ExportSpec` (docs/marketo.md §6.4-§6.7).
 
 Every rejection is a `MarketoApiError` whose message names the member and what was expected, with the code
 Marketo uses (1002 missing, 1003 invalid, 1035 unsupported filter, the configured codes for an unknown field
@@ -63,7 +63,7 @@ PM_BOOLEAN_FIELDS = frozenset({"reachedSuccess", "acquiredBy", "isExhausted"})
 DELETE_LEAD_TYPE = 37
 MAX_PRIMARY_ATTRIBUTE_VALUES = 50
 MAX_PROGRAM_IDS = 10
-# Activity types whose primary attribute can be filtered, by "asset group" (§5).
+# Activity types whose primary attribute can be filtered, by "asset group" (docs/marketo.md §6.6).
 PRIMARY_ATTRIBUTE_GROUPS = {
     13: "attribute",
     22: "attribute",
@@ -112,7 +112,7 @@ def missing(name: str) -> MarketoApiError:
 
 
 def parse_datetime(value: Any, where: str) -> datetime:
-    """ISO-8601 with `Z` or an offset; no offset means GMT (§0)."""
+    """ISO-8601 with `Z` or an offset; no offset means GMT (docs/marketo.md §1)."""
     if not isinstance(value, str) or not value:
         raise invalid(f"{where}: expected an ISO-8601 datetime such as 2024-01-01T00:00:00Z, got {value!r}")
     try:

@@ -68,7 +68,8 @@ def _lead_selection(people: pa.Table, spec: ExportSpec, members: pa.Array | None
     for batch in people.to_batches(BATCH_ROWS):
         if "createdAt" in spec.filter:
             mask = _in_window(batch.column("createdAt"), spec.filter["createdAt"])
-        elif "updatedAt" in spec.filter:  # the true last-modified time, not the visible field (§4.6)
+        elif "updatedAt" in spec.filter:
+            # The true last-modified time, not the visible field (docs/marketo.md §6.5).
             mask = _in_window(batch.column("_modifiedAt"), spec.filter["updatedAt"])
         else:
             assert listed is not None

@@ -1,6 +1,6 @@
 """Static catalogues of the simulated instance: activity types, channels, campaigns, lists and word pools.
 
-Everything here is plain data in the Marketo wire shapes (§7.1, §9.2, §10.1, §11, §12 of the reference);
+Everything here is plain data in the Marketo wire shapes (docs/marketo.md §8, §9.2, §10, §13);
 `generator.py` instantiates it for one instance. Activity type names and attribute names follow the captured
 `types.json` records (fixture `real_airbyte__activity_types_records.jsonl`) where they exist.
 """
@@ -20,7 +20,7 @@ def _type(
     type_id: int, name: str, description: str, primary: tuple[str, str] | None, *attrs: tuple[str, str]
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": type_id, "name": name, "description": description}
-    if primary is not None:  # New Lead has no primaryAttribute in captured types.json (§7.1)
+    if primary is not None:  # New Lead has no primaryAttribute in captured types.json (docs/marketo.md §8.1)
         entry["primaryAttribute"] = {"name": primary[0], "dataType": primary[1]}
     entry["attributes"] = _attrs(*attrs)
     return entry
@@ -95,7 +95,7 @@ ACTIVITY_TYPES: list[dict[str, Any]] = [
         "Unsubscribe Email",
         "Person unsubscribed from Marketo Emails",
         _MAILING,
-        ("Campaign Run ID", "Integer"),  # casing as captured (§7.1)
+        ("Campaign Run ID", "Integer"),  # casing as captured (docs/marketo.md §8.1)
         ("Client IP Address", _S),
         ("Form Fields", _T),
         ("Has Predictive", _B),
@@ -272,7 +272,7 @@ def activity_types(interesting_moments: bool) -> list[dict[str, Any]]:
     return [dict(t) for t in ACTIVITY_TYPES if interesting_moments or t["id"] != INTERESTING_MOMENT]
 
 
-# --- channels (program types) with progression statuses (§9.2) ----------------------------------------
+# --- channels (program types) with progression statuses (docs/marketo.md §9.2) -----------------------
 # (channel name, program type, [(status, success)]) — every channel starts with "Not in Program" at step 0.
 CHANNEL_SPECS: tuple[tuple[str, str, tuple[tuple[str, bool], ...]], ...] = (
     (
@@ -393,7 +393,7 @@ FOLDERS: tuple[tuple[int, str], ...] = (
     (1005, "Operational"),
 )
 
-# --- smart campaigns the brief requires (§10.1); generic ones are added by the generator --------------
+# --- smart campaigns the brief requires (docs/marketo.md §13.1); generic ones are added by the generator
 # (name, type, isActive, isRequestable, status, program "My Tokens")
 REQUIRED_CAMPAIGNS: tuple[tuple[str, str, bool, bool, str, dict[str, str]], ...] = (
     (
@@ -409,7 +409,8 @@ REQUIRED_CAMPAIGNS: tuple[tuple[str, str, bool, bool, str, dict[str, str]], ...]
     ("Molequle Form Fill Trigger", "trigger", True, False, "Active", {}),  # active but not requestable
 )
 
-# --- program "My Tokens" (§10.2): by channel, plus the folder tokens every program below a folder inherits
+# --- program "My Tokens" (docs/marketo.md §13.4): by channel, plus the folder tokens every program below a
+# folder inherits
 # (type, value) per token name; token types as the Tokens API lists them (date, number, rich text, score,
 # sfdc campaign, text).
 CHANNEL_TOKENS: dict[str, dict[str, tuple[str, str]]] = {

@@ -1,7 +1,8 @@
 """Sandbox settings: data size, latency profile, Marketo's limits, and every UNCONFIRMED behaviour.
 
-Where `../shared/marketo-api.md` flags a behaviour as UNCONFIRMED or CONFLICT, it is a setting here with
-the likeliest default, so a test (or a data engineer) can flip it and see how the client copes.
+Where Marketo's sources leave a behaviour open (UNCONFIRMED) or disagree (CONFLICT), it is a setting here
+with the likeliest default, so a test (or a data engineer) can flip it and see how the client copes;
+docs/marketo.md §14 lists them all.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ class BehaviourSettings(_Cfg):
 
 class NeighbourSettings(_Cfg):
     """Other integrations on the same subscription (a CRM sync, a BI extract, a webinar app), sharing every
-    limit with us as Marketo shares them (§3). Amounts are shares of the instance's limits, scaled by
-    `level`: 0 (default) leaves the instance to us; 1 is the full load described here."""
+    limit with us as Marketo shares them (docs/marketo.md §4.1). Amounts are shares of the instance's
+    limits, scaled by `level`: 0 (default) leaves the instance to us; 1 is the full load described here."""
 
     level: float = Field(0.0, ge=0, le=1)
     users: list[str] = Field(

@@ -1,4 +1,4 @@
-"""Marketo's response envelope and error raising, shared by every sandbox route (§2 of the reference)."""
+"""Marketo's response envelope and error raising, shared by every sandbox route (docs/marketo.md §3)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def error(code: int | str, message: str, *, asset_api: bool = False) -> dict[str
 
 
 def asset_timestamp(value: Any) -> str:
-    """Asset API timestamps carry the odd `…Z+0000` suffix seen on the wire (§0)."""
+    """Asset API timestamps carry the odd `…Z+0000` suffix seen on the wire (docs/marketo.md §1)."""
     return value.strftime("%Y-%m-%dT%H:%M:%SZ+0000")
 
 

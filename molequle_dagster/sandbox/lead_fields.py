@@ -31,7 +31,8 @@ class LeadField:
     soap: (
         str | None
     )  # soap.name; None when describe has no soap child (soap.readOnly is false in the capture)
-    custom: bool = False  # a custom field: changing it moves only the hidden last-modified time (§4.6)
+    # A custom field: changing it moves only the hidden last-modified time (docs/marketo.md §5.7).
+    custom: bool = False
 
     @property
     def stored(self) -> bool:
@@ -196,8 +197,8 @@ DERIVED: tuple[str, ...] = tuple(f.name for f in FIELDS if not f.stored)
 KEY_ONLY = frozenset({"id"})
 WRITABLE: dict[str, LeadField] = {f.name: f for f in FIELDS if not f.read_only and f.name not in KEY_ONLY}
 CUSTOM: frozenset[str] = frozenset(f.name for f in FIELDS if f.custom)
-# describe2 searchableFields: the standard ones a non-CRM instance has (§7.9) and the custom string,
-# email and integer fields. Any of them works as Get Leads' filterType and as Sync Leads' lookupField.
+# describe2 searchableFields: the standard ones a non-CRM instance has (docs/marketo.md §5.7) and the custom
+# string, email and integer fields. Any of them works as Get Leads' filterType and as Sync Leads' lookupField.
 SEARCHABLE: tuple[str, ...] = (
     "id",
     "email",

@@ -6,7 +6,8 @@ batch of rows, vectorised, from three things a real instance would also tie them
 * the person's profile seed (`people._seed`, a hash of the lead id and the instance seed; null for leads
   created through Sync Leads, whose fields Marketo leaves empty unless the caller sets them);
 * the person's company, through `externalCompanyId` (Marketo shows a linked company's fields on the lead:
-  `annualRevenue`, `billingCity`, `industry`... are the same for every lead of one company, §8.1);
+  `annualRevenue`, `billingCity`, `industry`... are the same for every lead of one company,
+  docs/marketo.md §11.1);
 * the stored fields themselves (`mktoName` is first + last name; `unsubscribedReason` only exists for an
   unsubscribed person; `personTimeZone` follows the person's city).
 

@@ -1,11 +1,13 @@
-"""Marketo's instance-wide limits (§3) on the virtual clock: 606 rate, 615 concurrency, 607 daily quota.
+"""Marketo's instance-wide limits (docs/marketo.md §4.1) on the virtual clock: 606 rate, 615 concurrency,
+607 daily quota.
 
 All clients share one Limiter, as all integrations share one Marketo subscription, and so do the simulated
 other integrations (`neighbours.py`): their calls in the window, their calls in flight and their calls of
 the day are added at every decision. The daily quota and the usage statistics roll over at midnight in
-`limits.quota_timezone` (America/Chicago by default). Calls answered with an asterisked code (§2.3) never
-reach the limiter, so they are not counted. The limiter also keeps, per API user, the most calls it ever
-saw in one window (`peak_calls_in_window`), so a test can show a client kept to its share.
+`limits.quota_timezone` (America/Chicago by default). Calls answered with a code documented as uncounted
+(docs/marketo.md §3.3) never reach the limiter, so they are not counted. The limiter also keeps, per API
+user, the most calls it ever saw in one window (`peak_calls_in_window`), so a test can show a client kept
+to its share.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from molequle_dagster.sandbox.config import LimitSettings
 from molequle_dagster.sandbox.envelope import MarketoApiError
 from molequle_dagster.sandbox.neighbours import Neighbours
 
-# §2.3: codes documented as not counted against the quota or the rate limit.
+# docs/marketo.md §3.3: codes documented as not counted against the quota or the rate limit.
 UNCOUNTED_CODES = frozenset({"601", "602", "604", "605", "608", "611"})
 
-# Batch limits (§3); routes validate their inputs against these.
+# Batch limits (docs/marketo.md §4.2); routes validate their inputs against these.
 MAX_BATCH = 300
 MAX_FILTER_VALUES = 300
 MAX_ACTIVITY_TYPE_IDS = 10

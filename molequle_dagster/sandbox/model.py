@@ -37,7 +37,8 @@ PEOPLE_SCHEMA = pa.schema(
         ("molequlePersonId", pa.string()),
         ("createdAt", TS),
         ("updatedAt", TS),  # the visible field: reflects standard-field changes
-        # True last-modified time of any field; what the bulk `updatedAt` filter uses (§4.6). Not a field.
+        # True last-modified time of any field; what the bulk `updatedAt` filter uses (docs/marketo.md §6.5).
+        # Not a field.
         ("_modifiedAt", TS),
         # Seed of the person's generated profile, from which lead_view derives the other ~90 fields at read
         # time; null for leads created through the API (their unset fields stay empty). Not a field.

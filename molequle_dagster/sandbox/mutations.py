@@ -297,7 +297,7 @@ def update_field(
     Score, for leadScore) activity per lead whose value really changed; returns those leads' ids.
 
     A standard field moves the visible `updatedAt` and the hidden `_modifiedAt`; a custom one only the
-    hidden time (§4.6). Values must already be typed (`typed_value`).
+    hidden time (docs/marketo.md §5.7). Values must already be typed (`typed_value`).
     """
     spec = lead_fields.BY_NAME[field_name]
     lead_ids = np.asarray(lead_ids, np.int64)
@@ -410,7 +410,8 @@ def merge_groups(state: InstanceState, groups: list[tuple[int, list[int]]], now_
     winner_rows = people_rows(state, winners, "winner_id")
     loser_rows = people_rows(state, losers, "loser_ids")
 
-    # Field conflicts keep the winner's value unless it is empty (§7.6): fill the winner's gaps from losers.
+    # Field conflicts keep the winner's value unless it is empty (docs/marketo.md §12.3): fill the winner's
+    # gaps from losers.
     first_loser = {}
     for w_row, l_row in zip(winner_rows.tolist(), loser_rows.tolist(), strict=True):
         first_loser.setdefault(w_row, l_row)

@@ -1,10 +1,10 @@
 """Other integrations sharing the instance ("neighbours"): a CRM sync, a BI extract, a webinar app.
 
-Marketo's limits belong to the subscription, not to one API user (§3): every integration draws from the
-same 20-second window, the same 10 in-flight calls, the same daily quota, the same export queue, the same
-two processing slots and the same daily export bytes. `Neighbours` is their load as a pure function of the
-virtual time, consulted whenever the limiter or the export queue decides, so there is no background
-thread and a frozen-clock test sees exactly the same neighbours every run.
+Marketo's limits belong to the subscription, not to one API user (docs/marketo.md §4.1): every integration
+draws from the same 20-second window, the same 10 in-flight calls, the same daily quota, the same export
+queue, the same two processing slots and the same daily export bytes. `Neighbours` is their load as a
+pure function of the virtual time, consulted whenever the limiter or the export queue decides, so there
+is no background thread and a frozen-clock test sees exactly the same neighbours every run.
 
 Their calls come in bursts: active for the first part of every `call_cycle_s` at `rate_share` of the
 window, idle for the rest, so that a day adds up to `daily_share` of the quota. Their exports occupy

@@ -25,7 +25,7 @@ def respond(body: dict[str, Any]) -> Response:
 
 
 def list_param(request: Request, name: str) -> list[str]:
-    """`a=1,2` and `a=1&a=2` both give ['1', '2'] (§0: clients send both forms)."""
+    """`a=1,2` and `a=1&a=2` both give ['1', '2'] (docs/marketo.md §1: clients send both forms)."""
     return [
         part.strip()
         for value in request.query_params.getlist(name)
@@ -102,7 +102,7 @@ def bool_param(request: Request, name: str, *, asset_api: bool = False) -> bool 
 
 
 def parse_datetime(raw: str, name: str, *, asset_api: bool = False) -> datetime:
-    """ISO-8601 with `Z`, `±hh:mm` or `±hhmm`; no offset means GMT (§0)."""
+    """ISO-8601 with `Z`, `±hh:mm` or `±hhmm`; no offset means GMT (docs/marketo.md §1)."""
     text = raw.strip().replace(" ", "+")  # an unencoded '+' arrives as a space
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -231,5 +231,5 @@ def body_lead_ids(body: dict[str, Any], *, maximum: int = MAX_BATCH, also: str =
 
 
 def skipped(code: int, message: str, **key: Any) -> dict[str, Any]:
-    """A record-level skip (§2.4): the record key first, then status and reasons."""
+    """A record-level skip (docs/marketo.md §3.1, §3.4): the record key first, then status and reasons."""
     return {**key, "status": "skipped", "reasons": [{"code": str(code), "message": message}]}

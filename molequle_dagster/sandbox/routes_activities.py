@@ -1,4 +1,5 @@
-"""Activity routes (§7.1-7.5): types, date-based paging tokens, activities, lead changes, deleted leads.
+"""Activity routes (docs/marketo.md §5.2-§5.5, §8.1): types, date-based paging tokens, activities, lead
+changes, deleted leads.
 
 Activities are sorted by (activityDate, marketoGUID), so a paging token is just a position on that order:
 "everything after (date, guid)". Pages scan forward in bounded chunks with numpy masks; a chunk with no
@@ -170,7 +171,8 @@ def _field_name(display: str | None) -> str | None:
 
 
 def check_list_size(ctx: SandboxContext, list_id: str, members: int) -> None:
-    """From the configured date (§3, §7.3) a `listId` of too many members is refused with 1003."""
+    """From the configured date a `listId` of too many members is refused with 1003
+    (docs/marketo.md §4.2)."""
     behaviour = ctx.config.behaviour
     if members >= behaviour.list_id_member_limit and ctx.clock.now().date() >= behaviour.list_id_limit_from:
         raise MarketoApiError(

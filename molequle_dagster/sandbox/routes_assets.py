@@ -1,4 +1,5 @@
-"""Asset API routes (§9-11): programs, channels, smart lists, static lists, smart campaigns, folders.
+"""Asset API routes (docs/marketo.md §5.8, §9, §10, §13): programs, channels, smart lists, static lists,
+smart campaigns, folders.
 
 Asset envelopes always carry `errors:[]` and `warnings:[]`; timestamps use the `…Z+0000` form; browsing
 uses offset/maxReturn (≤ 200) and ends with success, no `result` and the "No assets found" warning.

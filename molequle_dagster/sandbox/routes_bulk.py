@@ -1,4 +1,4 @@
-"""HTTP routes of the Bulk Extract API for leads, activities and program members (§4.1 of the reference).
+"""HTTP routes of the Bulk Extract API for leads, activities and program members (docs/marketo.md §6.1).
 
 The gate in app.py has already authenticated the call, applied limits and generic faults, rewritten
 `POST …?_method=GET` into a GET, and set `request.state.api_user` / `request.state.fault`. Handlers here

@@ -1,5 +1,6 @@
-"""Lead-DB campaign routes (§10): list/get campaigns, Request Campaign (trigger) and Schedule Campaign, plus
-program members (§9.3): query, Sync Program Member Status (writes a 104 activity) and describe.
+"""Lead-DB campaign routes (docs/marketo.md §13): list/get campaigns, Request Campaign (trigger) and
+Schedule Campaign, plus program members (docs/marketo.md §9.3): query, Sync Program Member Status (writes
+a 104 activity) and describe.
 Every campaign request that passes validation is recorded in `state.campaign_requests`."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from molequle_dagster.sandbox.routes_leads import (
 TOKEN_NAME = re.compile(r"^\{\{my\.(.+)\}\}$")
 SCHEDULE_MIN_DELAY = timedelta(minutes=5)
 SCHEDULE_MAX_AHEAD = timedelta(days=731)
-MAX_CLONES_PER_DAY = 20  # Schedule Campaign with cloneToProgramName (§3, 1020)
+MAX_CLONES_PER_DAY = 20  # Schedule Campaign with cloneToProgramName (docs/marketo.md §13.3, 1020)
 MEMBER_DEFAULT_FIELDS = ("leadId", "programId", "reachedSuccess", "acquiredBy", "membershipDate")
 MEMBER_FIELDS = (
     "leadId",
@@ -71,7 +72,7 @@ def campaign_program_id(campaign: dict[str, Any]) -> int | None:
 
 
 def lead_db_campaign(campaign: dict[str, Any]) -> dict[str, Any]:
-    """The superseded lead-DB shape (§10.1) of an asset-shaped campaign."""
+    """The superseded lead-DB shape (docs/marketo.md §13.1) of an asset-shaped campaign."""
     item: dict[str, Any] = {
         "id": campaign["id"],
         "name": campaign["name"],

@@ -1,6 +1,6 @@
-"""Lead database routes (§7.7-7.10, §8, §11): describe, query and sync leads; companies; named accounts;
-static lists (lead-DB view). Reads select rows with Arrow compute; writes rebuild the people table once
-per call and record what arrived in `state.leads_written`."""
+"""Lead database routes (docs/marketo.md §5.7, §10-§12): describe, query and sync leads; companies; named
+accounts; static lists (lead-DB view). Reads select rows with Arrow compute; writes rebuild the people
+table once per call and record what arrived in `state.leads_written`."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ def filter_values(request: Request) -> list[str]:
 
 
 def describe_lead() -> list[dict[str, Any]]:
-    """Describe Lead items in the captured shape: soap only where the real describe has one (§7.7)."""
+    """Describe Lead items in the captured shape: soap only where the real describe has one
+    (docs/marketo.md §5.7)."""
     out = []
     for spec in lead_fields.FIELDS:
         item: dict[str, Any] = {"id": spec.id, "displayName": spec.display, "dataType": spec.data_type}
@@ -271,7 +272,7 @@ def _max_id(people: pa.Table) -> int:
 def _apply(state: Any, updates: dict[int, dict[str, Any]], created: list[dict[str, Any]], now_s: int) -> None:
     """Write through the mutation API, which logs what Marketo logs: Change Data Value (13) / Change Score
     (22) per field that really changed, New Lead (12) per created lead; a change to a custom field moves
-    only `_modifiedAt`, a standard one also the visible `updatedAt` (§4.6)."""
+    only `_modifiedAt`, a standard one also the visible `updatedAt` (docs/marketo.md §5.7)."""
     lead_ids = state.people["id"].to_numpy()
     by_field: dict[str, tuple[list[int], list[Any]]] = {}
     for row in sorted(updates):

@@ -1,4 +1,5 @@
-"""Static list membership (§11, §7.9): add to / remove from a list, ismember, and the lists of one lead.
+"""Static list membership (docs/marketo.md §10): add to / remove from a list, ismember, and the lists of
+one lead.
 
 Lead ids come as `id=` query values or a JSON `input` (≤ 300). Results follow the input order: `added`,
 `removed`, `memberof`/`notmemberof`, or `skipped` with 1004 (not a lead) / 1015 (not in the list). Real adds

@@ -1,4 +1,5 @@
-"""Delete Leads and Merge Leads (§7.6, §7.10): the lead-DB writes that make leads disappear.
+"""Delete Leads and Merge Leads (docs/marketo.md §12.2, §12.3): the lead-DB writes that make leads
+disappear.
 
 Both go through the mutation API, so a deletion leaves a Delete Lead record for Get Deleted Leads and
 drops the person's activities and memberships, and a merge moves the losers' activities, memberships and
@@ -29,7 +30,7 @@ from molequle_dagster.sandbox.params import (
     skipped,
 )
 
-MAX_MERGE_LOSERS = 25  # 1080 beyond this (§2.4, from 31 Mar 2026)
+MAX_MERGE_LOSERS = 25  # 1080 beyond this (docs/marketo.md §3.4, from 31 Mar 2026)
 DELETE_BODY_MEMBERS = frozenset({"input"})
 
 

@@ -1,4 +1,4 @@
-"""Usage statistics routes (§3): daily and last-7-days call counts and error counts."""
+"""Usage statistics routes (docs/marketo.md §4.1): daily and last-7-days call counts and error counts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Program membership seen from the lead database (§7.9, §9.4): the leads of a program, each with a
+"""Program membership seen from the lead database (docs/marketo.md §9.4): the leads of a program, each with a
 `membership` object, and the programs of one lead. Status is `progressionStatus` on these surfaces (the
 program-members API calls it `statusName`)."""
 

@@ -73,7 +73,8 @@ def activities_truth(
     now: datetime,
     enforce_retention: bool,
 ) -> pa.Table:
-    """Activities a bulk export over [start, end] (inclusive, §4.5) would hold, with rendered `attributes`.
+    """Activities a bulk export over [start, end] (inclusive, docs/marketo.md §6.4) would hold, with
+    rendered `attributes`.
 
     `type_ids=None` means every type. Sorted by activityDate then marketoGUID, like the instance.
     """

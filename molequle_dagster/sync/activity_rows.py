@@ -1,9 +1,10 @@
 """Activity rows in one shape, whether they came from a bulk export (CSV) or the REST feed (JSON).
 
-The lake keeps Marketo's bulk layout (§5): `marketoGUID` as text, `primaryAttributeValueId` as text (not
-every type's is numeric), `attributes` as the JSON object text Marketo writes in the export. REST records
-carry `attributes` as a list of {name, value} (§7.3, empty values omitted) and are turned into the same
-compact JSON object, in the same key order, so both paths store the same rows.
+The lake keeps Marketo's bulk layout (docs/marketo.md §7): `marketoGUID` as text,
+`primaryAttributeValueId` as text (not every type's is numeric), `attributes` as the JSON object text
+Marketo writes in the export. REST records carry `attributes` as a list of {name, value}, empty values
+omitted (docs/marketo.md §8.4), and are turned into the same compact JSON object, in the same key order,
+so both paths store the same rows.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def test_activities_one_job_per_window_with_all_types(sb, make_client) -> None:
     assert set(rows.column("marketoGUID").to_pylist()) == rest
 
 
-def test_program_member_export(sb, make_client) -> None:
+def test_program_member_export_reads_one_program_with_typed_booleans(sb, make_client) -> None:
     client, _ = make_client(sb)
     program_id = next(iter(client.programs()))["id"]
     fields = ["leadId", "programId", "statusName", "reachedSuccess", "membershipDate", "email"]
@@ -203,7 +203,7 @@ def test_expired_file_of_a_completed_export_is_recreated(make_client) -> None:
         assert len(created) == 1 and created[0] != old.export_id
 
 
-def test_corona_probe(make_client) -> None:
+def test_filter_probe_is_false_on_1035_and_cancels_an_accepted_probe_job(make_client) -> None:
     with SandboxServer(small_config(unsupported_filters=["updatedAt"]), port=0) as server:
         client, _ = make_client(server)
         assert client.supports_filter("leads", "updatedAt") is False

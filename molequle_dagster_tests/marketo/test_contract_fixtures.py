@@ -324,7 +324,7 @@ def test_windows_cover_the_range_without_gaps_or_overlap() -> None:
         split_windows(start, end, 32)
 
 
-def test_marketo_datetime_shapes() -> None:
+def test_every_marketo_datetime_shape_parses_to_the_same_instant() -> None:
     expected = datetime(2015, 5, 21, 22, 45, 13, tzinfo=UTC)
     for text in ("2015-05-21T22:45:13Z", "2015-05-21T22:45:13Z+0000", "2015-05-21T22:45:13+0000",
                  "2015-05-21T14:45:13-08:00"):

@@ -52,7 +52,7 @@ def test_request_campaign_on_a_batch_campaign_is_fatal(sb, make_client) -> None:
         client.request_campaign(batch["id"], [1])
 
 
-def test_schedule_campaign(sb, make_client) -> None:
+def test_schedule_campaign_sends_one_request_with_its_tokens(sb, make_client) -> None:
     client, _ = make_client(sb)
     batch = client.smart_campaign_by_name("Molequle Quarterly Newsletter")
     before = len(sb.control.campaign_requests())
@@ -76,7 +76,8 @@ def test_asset_browse_and_lookups(sb, make_client) -> None:
     assert client.smart_list(smart_list["id"])["name"] == smart_list["name"]
     assert client.smart_list_by_name(smart_list["name"])["id"] == smart_list["id"]
     static = next(iter(client.static_lists()))
-    assert all("id" in lead for lead in client.static_list_leads(static["id"], ["id", "email"]))
+    members = list(client.static_list_leads(static["id"], ["id", "email"]))
+    assert members and all("id" in lead for lead in members)
     campaign = next(iter(client.smart_campaigns()))
     assert client.smart_campaign(campaign["id"])["id"] == campaign["id"]
 
@@ -94,7 +95,7 @@ def test_asset_browse_pages_by_offset(sb, make_client, monkeypatch) -> None:
     assert delta["calls"]["GET /rest/asset/v1/programs.json"] >= len(everything) // 2
 
 
-def test_lead_database_queries(sb, make_client) -> None:
+def test_lead_database_reads_split_filter_values_and_return_every_match(sb, make_client) -> None:
     client, _ = make_client(sb)
     people = sb.control.truth_people(["id", "email", "externalCompanyId"])
     ids = [p["id"] for p in people][:350]  # more than 300 filter values: two calls
@@ -115,7 +116,7 @@ def test_activity_feeds_respect_the_window(sb, make_client) -> None:
     acts = list(client.activities_since(since, [1, 2, 6, 7, 10, 11, 12], until=until))
     assert acts and all(since <= parse_marketo_datetime(a["activityDate"]) <= until for a in acts)
     changes = list(client.lead_changes_since(since, ["email", "title"]))
-    assert all(c["activityTypeId"] in (12, 13) for c in changes)
+    assert changes and all(c["activityTypeId"] in (12, 13) for c in changes)
     victim = sb.control.truth_people(["id"])[-1]["id"]
     client._transport.request("POST", "/rest/v1/leads/delete.json", json_body={"input": [{"id": victim}]})
     deleted = list(client.deleted_leads_since(since))

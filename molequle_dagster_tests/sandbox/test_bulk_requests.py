@@ -65,7 +65,7 @@ def _error(entity: str, body: Any, settings: BulkSettings | None = None) -> tupl
         ([1, 2], "1003", "JSON object"),
     ],
 )
-def test_lead_export_rejections(body: Any, code: str, needle: str) -> None:
+def test_bad_lead_exports_are_refused_naming_the_member(body: Any, code: str, needle: str) -> None:
     got_code, message = _error("leads", body)
     assert got_code == code and needle in message, message
 
@@ -125,7 +125,7 @@ def test_a_window_of_exactly_31_days_with_offsets_is_accepted() -> None:
         ),
     ],
 )
-def test_activity_export_rejections(filters: dict, needle: str) -> None:
+def test_bad_activity_exports_are_refused_naming_the_member(filters: dict, needle: str) -> None:
     assert needle in _error("activities", {"filter": filters})[1]
 
 
@@ -147,7 +147,9 @@ def test_activity_fields_absent_empty_or_null_mean_the_eight_defaults() -> None:
         ({"programId": 1001, "isExhausted": "yes"}, "1003", "filter.isExhausted"),
     ],
 )
-def test_program_member_rejections(filters: dict, code: str, needle: str) -> None:
+def test_bad_program_member_exports_are_refused_naming_the_member(
+    filters: dict, code: str, needle: str
+) -> None:
     got_code, message = _error("program/members", {"fields": ["leadId"], "filter": filters})
     assert got_code == code and needle in message, message
 

@@ -31,7 +31,7 @@ def usage_with(sandbox: SandboxServer, token: str) -> dict:
     ).json()
 
 
-def test_clock_over_http(sandbox: SandboxServer) -> None:
+def test_clock_is_frozen_advanced_and_read_over_http(sandbox: SandboxServer) -> None:
     frozen = control(sandbox, "POST", "/clock/freeze", json={"at": "2026-04-01T00:00:00Z"}).json()
     assert frozen == {"now": "2026-04-01T00:00:00Z"}
     advanced = control(sandbox, "POST", "/clock/advance", json={"seconds": 60}).json()

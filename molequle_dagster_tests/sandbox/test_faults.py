@@ -40,7 +40,9 @@ def usage(sandbox: SandboxServer, api: requests.Session, **kwargs: object) -> re
 @pytest.mark.parametrize(
     "kind,status", [("http_500", 500), ("http_502", 502), ("http_503", 503), ("http_504", 504)]
 )
-def test_http_status_faults(sandbox: SandboxServer, api: requests.Session, kind: str, status: int) -> None:
+def test_http_status_fault_answers_that_status_once(
+    sandbox: SandboxServer, api: requests.Session, kind: str, status: int
+) -> None:
     sandbox.control.inject_fault(USAGE_KEY, kind)
     assert usage(sandbox, api).status_code == status
     assert usage(sandbox, api).status_code == 200  # times=1: only the next call
@@ -60,7 +62,9 @@ def test_http_status_faults(sandbox: SandboxServer, api: requests.Session, kind:
         ("error_502", "502"),
     ],
 )
-def test_envelope_faults(sandbox: SandboxServer, api: requests.Session, kind: str, code: str) -> None:
+def test_envelope_fault_answers_its_code_in_an_http_200_envelope(
+    sandbox: SandboxServer, api: requests.Session, kind: str, code: str
+) -> None:
     sandbox.control.inject_fault(USAGE_KEY, kind)
     response = usage(sandbox, api)
     assert response.status_code == 200
@@ -99,7 +103,9 @@ def test_html_error_page_from_a_proxy(sandbox: SandboxServer, api: requests.Sess
     assert "<html>" in response.text
 
 
-def test_malformed_json_body(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_malformed_json_fault_sends_a_json_content_type_that_does_not_parse(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     sandbox.control.inject_fault(USAGE_KEY, "malformed_json")
     response = usage(sandbox, api)
     assert response.status_code == 200

@@ -1,5 +1,5 @@
-"""Instance-wide limits (§3) over real HTTP on the virtual clock: 606 rate, 615 concurrency, 607 daily quota
-(midnight America/Chicago), and the stats/usage endpoints that report them."""
+"""Instance-wide limits (docs/marketo.md §4.1) over real HTTP on the virtual clock: 606 rate, 615
+concurrency, 607 daily quota (midnight America/Chicago), and the stats/usage endpoints that report them."""
 
 from __future__ import annotations
 

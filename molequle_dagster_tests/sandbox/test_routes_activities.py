@@ -1,6 +1,6 @@
-"""Activity routes over real HTTP (§7.1-7.5) on a hand-built instance: types, paging tokens, paging rules
-(always a token, empty pages, no `result` when empty), filters and their limits, retention, lead changes and
-deleted leads; shapes compared with the Adobe doc examples."""
+"""Activity routes over real HTTP (docs/marketo.md §5.2-§5.5, §8) on a hand-built instance: types, paging
+tokens, paging rules (always a token, empty pages, no `result` when empty), filters and their limits,
+retention, lead changes and deleted leads; shapes compared with the Adobe doc examples."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_types_match_the_documented_shape(sandbox: SandboxServer, api: requests.
     body = rest_get(sandbox, api, "activities/types.json")
     by_id = {t["id"]: t for t in body["result"]}
     assert by_id[2]["primaryAttribute"] == {"name": "Webform ID", "dataType": "integer"}
-    assert "primaryAttribute" not in by_id[12]  # New Lead has none (§7.1)
+    assert "primaryAttribute" not in by_id[12]  # New Lead has none (docs/marketo.md §8.1)
     assert {"id", "name", "description", "attributes"} <= set(by_id[1])
 
 

@@ -72,7 +72,7 @@ def assert_fits(item: dict, definition: str, spec: dict[str, Any]) -> None:
 
 
 def asset_time(text: str) -> datetime:
-    assert text.endswith("Z+0000"), text  # the asset API's odd form (§0)
+    assert text.endswith("Z+0000"), text  # the asset API's odd form (docs/marketo.md §1)
     return datetime.fromisoformat(text.removesuffix("Z+0000") + "+00:00")
 
 

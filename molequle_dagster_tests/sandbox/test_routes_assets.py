@@ -1,6 +1,6 @@
-"""Asset API routes over real HTTP (§9-11): envelopes with errors/warnings, `…Z+0000` timestamps, offset/
-maxReturn browsing to the "No assets found" end, filters, by-id/by-name; shapes compared with Adobe doc
-examples and captured responses."""
+"""Asset API routes over real HTTP (docs/marketo.md §5.8, §9, §10, §13): envelopes with errors/warnings,
+`…Z+0000` timestamps, offset/maxReturn browsing to the "No assets found" end, filters, by-id/by-name;
+shapes compared with Adobe doc examples and captured responses."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def test_program_browse_pages_to_the_end_warning(sandbox: SandboxServer, api: re
     assert ASSET_TS.match(first["result"][0]["createdAt"]) and ASSET_TS.match(first["result"][0]["updatedAt"])
 
 
-def test_program_filters(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_programs_filter_by_id_and_by_created_or_updated_since(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     programs = sandbox.control.state.programs.to_pylist()
     wanted = [programs[0]["id"], programs[3]["id"]]
     by_id = get(sandbox, api, "programs.json", filterType="id", filterValues=",".join(map(str, wanted)))
@@ -79,7 +81,9 @@ def test_program_by_id_and_name(sandbox: SandboxServer, api: requests.Session) -
     assert missing["success"] is True and "result" not in missing and missing["warnings"] == NO_ASSETS
 
 
-def test_channels(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_channels_match_the_doc_shape_and_start_with_not_in_program(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     doc = fixture("channels/doc_channels__browse__response.json")["result"][0]
     channels = get(sandbox, api, "channels.json", maxReturn=200)["result"]
     assert set(channels[0]) == set(doc)
@@ -90,7 +94,7 @@ def test_channels(sandbox: SandboxServer, api: requests.Session) -> None:
     assert get(sandbox, api, "channel/byName.json")["errors"][0]["code"] == "701"
 
 
-def test_smart_lists(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_smart_lists_carry_rules_only_when_asked(sandbox: SandboxServer, api: requests.Session) -> None:
     doc = fixture("lists/doc_smart-lists__browse__response.json")["result"][0]
     items = get(sandbox, api, "smartLists.json")["result"]
     assert set(doc) <= set(items[0])
@@ -101,7 +105,9 @@ def test_smart_lists(sandbox: SandboxServer, api: requests.Session) -> None:
     assert [s["name"] for s in named] == ["All People for Molequle"]
 
 
-def test_static_lists(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_static_lists_by_id_and_an_unknown_name_answers_the_captured_warning(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     doc = fixture("lists/doc_static-lists__browse__response.json")["result"][0]
     items = get(sandbox, api, "staticLists.json")["result"]
     assert set(doc) <= set(items[0]) and "lead_ids" not in items[0]
@@ -111,7 +117,9 @@ def test_static_lists(sandbox: SandboxServer, api: requests.Session) -> None:
     assert set(missing) == set(captured) and missing["warnings"] == captured["warnings"]
 
 
-def test_smart_campaigns(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_smart_campaigns_filter_by_active_and_by_folder(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     doc = fixture("campaigns/doc_smart-campaigns__by-id__response.json")["result"][0]
     active = get(sandbox, api, "smartCampaigns.json", isActive="true", maxReturn=200)["result"]
     assert active and all(c["isActive"] for c in active)
@@ -127,7 +135,9 @@ def test_smart_campaigns(sandbox: SandboxServer, api: requests.Session) -> None:
     assert get(sandbox, api, "smartCampaigns.json", folder="not json")["errors"][0]["code"] == "1003"
 
 
-def test_folders(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_folders_match_the_captured_shape_by_id_and_by_name(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     captured = load_fixture("folders/real_embulk__folder_records.json")[0]
     folders = get(sandbox, api, "folders.json", maxReturn=200)["result"]
     assert set(captured) == set(folders[0])

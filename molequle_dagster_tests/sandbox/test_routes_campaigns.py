@@ -1,5 +1,6 @@
-"""Campaign and program-member routes over real HTTP (§9.3, §10): listing, Request Campaign and Schedule
-Campaign validation and what they record, member queries and status sync (1037/1025, the 104 activity)."""
+"""Campaign and program-member routes over real HTTP (docs/marketo.md §9.3, §13): listing, Request
+Campaign and Schedule Campaign validation and what they record, member queries and status sync (1037/1025,
+the 104 activity)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def lead_ids(sandbox: SandboxServer, n: int) -> list[int]:
     return sandbox.control.state.people["id"].to_pylist()[:n]
 
 
-def test_campaign_listing(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_campaign_listing_keeps_only_requestable_ones_when_triggerable(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     items = rest_get(sandbox, api, "campaigns.json", batchSize=300)["result"]
     captured = load_fixture("campaigns/real_embulk__campaign_records.json")[0]
     assert set(captured) - {"description"} <= set(items[0])
@@ -141,7 +144,9 @@ def test_schedule_campaign_run_at_rules(sandbox: SandboxServer, api: requests.Se
     assert rest_post(sandbox, api, f"campaigns/{trigger}/schedule.json", None)["errors"][0]["code"] == "1003"
 
 
-def test_program_member_queries(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_program_members_query_by_lead_or_status_and_refuse_bad_filters(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     members = sandbox.control.state.memberships
     program_id = members["programId"][0].as_py()
     lead_id = members["leadId"][0].as_py()

@@ -1,6 +1,6 @@
-"""Lead database routes over real HTTP (§7.7-7.10, §8, §11) on a hand-built instance: describe, query,
-Sync Leads (actions, reasons, what was written), companies, named accounts and static lists; shapes compared
-with captured responses and Adobe doc examples."""
+"""Lead database routes over real HTTP (docs/marketo.md §5.7, §10-§12) on a hand-built instance: describe,
+query, Sync Leads (actions, reasons, what was written), companies, named accounts and static lists; shapes
+compared with captured responses and Adobe doc examples."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def sync(sandbox: SandboxServer, api: requests.Session, body: dict) -> dict:
     return rest_post(sandbox, api, "leads.json", body)
 
 
-def test_describe_shapes(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_describe_and_describe2_match_the_doc_shapes(sandbox: SandboxServer, api: requests.Session) -> None:
     doc = load_fixture("leads/doc_leads__describe__response.json")["result"][0]
     items = rest_get(sandbox, api, "leads/describe.json")["result"]
     email = next(i for i in items if i["rest"]["name"] == "email")
@@ -186,7 +186,7 @@ def test_query_pages_with_position_tokens(sandbox: SandboxServer, api: requests.
     assert ids == [1, 2, 3, 4, 5]
 
 
-def test_lead_by_id(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_lead_by_id_is_one_record_or_an_empty_result(sandbox: SandboxServer, api: requests.Session) -> None:
     assert [r["id"] for r in rest_get(sandbox, api, "lead/4.json")["result"]] == [4]
     assert rest_get(sandbox, api, "lead/999999.json")["result"] == []
 

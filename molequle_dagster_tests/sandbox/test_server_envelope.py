@@ -1,5 +1,5 @@
-"""Envelope and HTTP conventions (§0, §2) through the gate: sizes, _method=GET, list params, gzip,
-605/610/612/609, the request log and call counters."""
+"""Envelope and HTTP conventions (docs/marketo.md §1, §3) through the gate: sizes, _method=GET, list params,
+gzip, 605/610/612/609, the request log and call counters."""
 
 from __future__ import annotations
 

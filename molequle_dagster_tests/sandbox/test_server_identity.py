@@ -1,4 +1,5 @@
-"""Identity over real HTTP (§1): one live token per client, countdown on the virtual clock, 401, 602→601."""
+"""Identity over real HTTP (docs/marketo.md §2): one live token per client, countdown on the virtual clock,
+401, 602→601."""
 
 from __future__ import annotations
 

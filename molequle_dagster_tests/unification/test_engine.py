@@ -159,7 +159,7 @@ def test_a_retired_id_is_never_issued_again(run_people: Runner) -> None:
     assert registry_status(split)[retired_id] == "retired"
 
 
-def test_deleting_members(run_people: Runner) -> None:
+def test_deleted_members_leave_their_cluster_and_a_deleted_singleton_vanishes(run_people: Runner) -> None:
     first = run_people(BASE)
     before = ids_by_source(first)
     # lead 1 (smallest member of its cluster) and singleton 5 are deleted in Marketo

@@ -1,4 +1,5 @@
-"""Contract tests on captured Marketo data (../shared/marketo-fixtures, see its INDEX.md)."""
+"""Contract tests on captured Marketo data (the Marketo fixtures folder, located by
+`molequle_dagster_tests/fixtures.py`)."""
 
 from __future__ import annotations
 

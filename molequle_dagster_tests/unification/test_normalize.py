@@ -25,7 +25,7 @@ def norm(chain: list[str], values: list[object]) -> list[str | None]:
         (None, None),
     ],
 )
-def test_trim_case(raw: str | None, expected: str | None) -> None:
+def test_trim_case_collapses_whitespace_and_lowercases(raw: str | None, expected: str | None) -> None:
     assert norm(["trim_case"], [raw]) == [expected]
 
 
@@ -47,11 +47,13 @@ def test_trim_case(raw: str | None, expected: str | None) -> None:
         (None, None),
     ],
 )
-def test_email(raw: str | None, expected: str | None) -> None:
+def test_email_is_lowercased_without_tags_and_invalid_ones_give_no_key(
+    raw: str | None, expected: str | None
+) -> None:
     assert norm(["email"], [raw]) == [expected]
 
 
-def test_email_domain() -> None:
+def test_email_domain_is_the_lowercased_part_after_the_at() -> None:
     values = ["Bob+x@Example.COM", "JohnDoe_10093@tdtest.combo", "no-at-sign", None]
     assert norm(["email_domain"], values) == ["example.com", "tdtest.combo", None, None]
 
@@ -76,7 +78,7 @@ def test_email_domain() -> None:
         ("", None),
     ],
 )
-def test_domain(raw: str, expected: str | None) -> None:
+def test_domain_keeps_the_host_without_scheme_www_port_or_path(raw: str, expected: str | None) -> None:
     assert norm(["domain"], [raw]) == [expected]
     assert norm(["url_domain"], [raw]) == [expected]  # documented alias
 
@@ -104,15 +106,15 @@ def test_domain(raw: str, expected: str | None) -> None:
         (None, None),
     ],
 )
-def test_company_name(raw: str | None, expected: str | None) -> None:
+def test_company_name_drops_legal_suffixes_and_punctuation(raw: str | None, expected: str | None) -> None:
     assert norm(["company_name"], [raw]) == [expected]
 
 
-def test_digits() -> None:
+def test_digits_keeps_only_the_digits() -> None:
     assert norm(["digits"], ["+1 (555) 010-9999", "ext.", None]) == ["15550109999", None, None]
 
 
-def test_numbers_and_chains() -> None:
+def test_numbers_become_text_and_normalizers_chain_in_order() -> None:
     assert norm(["digits"], [42, None]) == ["42", None]
     assert norm(["email_domain", "trim_case"], ["x@ACME.io"]) == ["acme.io"]
     assert norm([], ["", "Exact"]) == [None, "Exact"]  # no normalizer: exact match, "" still means no key

@@ -39,7 +39,7 @@ def test_unknown_field_names_rule_index_field_and_allowed_columns() -> None:
     assert "allowed columns: company, country, createdAt" in message
 
 
-def test_duplicate_rule_name() -> None:
+def test_duplicate_rule_name_is_refused_naming_both_rules() -> None:
     rule = MatchRule(name="same_domain", keys=[MatchKey(field="website", normalize=["domain"])])
     with pytest.raises(ValueError, match=r"unification.accounts\[1\].name: duplicate rule name 'same_domain' "
                                          r"\(also unification.accounts\[0\]\)"):
@@ -60,7 +60,7 @@ def test_unknown_normalizer_built_in_code() -> None:
         validate_rules([rule], PEOPLE_COLUMNS, "person")
 
 
-def test_unknown_entity() -> None:
+def test_unknown_entity_is_refused() -> None:
     with pytest.raises(ValueError, match="entity: expected 'person' or 'account', got 'lead'"):
         validate_rules([], PEOPLE_COLUMNS, "lead")
 

@@ -1,5 +1,5 @@
 """Schedule Campaign's `cloneToProgramName` allowance (20 a day, 1020) on the virtual clock, and Get Programs
-by Tag, over real HTTP."""
+by Tag, over real HTTP (docs/marketo.md §13.3, §5.8)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,9 @@ def test_clone_to_program_must_name_a_program(
     assert sandbox.control.campaign_requests() == []
 
 
-def test_programs_by_tag(sandbox: SandboxServer, api: requests.Session) -> None:
+def test_programs_by_tag_answer_the_no_assets_warning_and_check_their_params(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
     url = f"{sandbox.base_url}/rest/asset/v1/program/byTag.json"
     doc = json.loads((MARKETO_FIXTURES / "programs/doc_programs__by-tag-type__response.json").read_text())
     tag = doc["result"][0]["tags"][0]

@@ -1,6 +1,6 @@
-"""Delete Leads, Merge Leads, static list membership and program membership over real HTTP (§7.6, §7.9,
-§7.10, §9.4, §11) on a hand-built instance; replays captured grouparoo calls and compares shapes with
-Adobe's doc examples."""
+"""Delete Leads, Merge Leads, static list membership and program membership over real HTTP
+(docs/marketo.md §9.4, §10, §12.2, §12.3) on a hand-built instance; replays captured grouparoo calls and
+compares shapes with Adobe's doc examples."""
 
 from __future__ import annotations
 
@@ -518,7 +518,7 @@ def test_membership_reads_reject_bad_requests(
 # --- the gate ----------------------------------------------------------------------------------------------
 
 
-def test_new_endpoints_sit_behind_the_gate(marketo: Marketo) -> None:
+def test_delete_merge_and_membership_routes_sit_behind_the_gate(marketo: Marketo) -> None:
     control = marketo.server.control
     anonymous = requests.post(
         f"{marketo.server.base_url}/rest/v1/leads/delete.json", json={"input": [{"id": 3}]}

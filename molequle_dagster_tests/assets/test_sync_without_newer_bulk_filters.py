@@ -1,5 +1,6 @@
-"""An instance without Marketo's newer bulk filters ("Corona"): smart-list and updatedAt filters answer 1035.
-It also lacks the Interesting Moment activity type, which must be a warning, not a failure.
+"""An instance without Marketo's newer bulk filters ("Corona", docs/marketo.md §6.5): smart-list and
+updatedAt filters answer 1035. It also lacks the Interesting Moment activity type, which must be a
+warning, not a failure.
 
 The population falls back to createdAt sweeps (everyone, since a smart list cannot be evaluated
 client-side) and the updates to the lead-changes feed; both say so in metadata, and the data stays right.

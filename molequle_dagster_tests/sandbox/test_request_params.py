@@ -67,7 +67,7 @@ def test_allow_params_names_the_unknown_one_and_ignores_gate_params() -> None:
     assert "batchSize" in raised.value.message  # says what was expected
 
 
-def test_parse_datetime_forms() -> None:
+def test_datetimes_take_z_or_an_offset_and_no_offset_means_gmt() -> None:
     expected = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
     for text in ("2026-03-10T15:00:00Z", "2026-03-10T16:00:00+01:00", "2026-03-10T10:00:00-0500"):
         assert parse_datetime(text, "startAt") == expected

@@ -105,13 +105,16 @@ def test_export_many_keeps_at_most_max_queued_jobs_and_yields_in_order(sb, make_
     requests = [{"fields": ["id", "createdAt"], "filter": {"createdAt": {
         "startAt": a.strftime("%Y-%m-%dT%H:%M:%SZ"), "endAt": b.strftime("%Y-%m-%dT%H:%M:%SZ")}}}
         for a, b in windows]
-    seen = []
+    seen, rows = [], 0
     for index, result in client.bulk_export_many("leads", requests):
         table = result.read_all()
         seen.append(index)
+        rows += table.num_rows
         lo, hi = windows[index]
-        assert all(lo <= t <= hi for t in table.column("createdAt").to_pylist()) if table.num_rows else True
+        assert all(lo <= t <= hi for t in table.column("createdAt").to_pylist())
     assert seen == list(range(len(windows)))
+    created = sb.control.state.people["createdAt"].to_pylist()
+    assert rows == sum(1 for t in created if windows[0][0] <= t <= windows[-1][1]) > 0  # every lead, once
     assert in_flight_peak(sb, "leads") == 3  # three at once, never four
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from molequle_dagster import clock
 from molequle_dagster.marketo.errors import MarketoAuthError, MarketoFatalError, QuotaExhausted
+from molequle_dagster.marketo.timeutil import parse_marketo_datetime as parse_iso
 from molequle_dagster.run_failures import mark_run_not_retried
 
 OWNERS = ["team:data-engineering"]
@@ -65,13 +66,6 @@ def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
     run = context.run
     return run.root_run_id or run.run_id
 
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 # --- metadata -------------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from molequle_dagster.conventions import (
     data_age_metadata,
     data_fresh_check,
     data_fresh_spec,
-    iso,
     marketo_step,
     parse_iso,
     record_step_totals,
@@ -47,6 +46,7 @@ from molequle_dagster.conventions import (
 )
 from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.errors import UnsupportedFilterError
+from molequle_dagster.marketo.timeutil import format_marketo_datetime as iso
 from molequle_dagster.marketo.timeutil import split_windows
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import MolequleSettings

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster.arrow_ops import SYNCED_AT, dedupe_latest
-from molequle_dagster.conventions import parse_iso
 from molequle_dagster.lake import DayTable
+from molequle_dagster.marketo.timeutil import parse_marketo_datetime as parse_iso
 
 
 @dataclass

@@ -73,7 +73,7 @@ from molequle_dagster.unification.stable_ids import (
 )
 
 if TYPE_CHECKING:  # types only: settings.py may import this package at load time
-    from molequle_dagster.settings import MatchRule
+    from molequle_dagster.unification.rules import MatchRule
 
 __all__ = ["IDS_SCHEMA", "LINEAGE_SCHEMA", "MERGED_SOURCES_COLUMNS", "Entity", "UnificationResult",
            "UnificationState", "unify"]

@@ -69,7 +69,7 @@ from molequle_dagster.unification.stable_ids import Ghosts, merge_pairs, resolve
 from molequle_dagster.unification.state import PreviousState, check_config, config_table
 
 if TYPE_CHECKING:  # types only: settings.py may import this package at load time
-    from molequle_dagster.settings import MatchRule
+    from molequle_dagster.unification.rules import MatchRule
 
 RecordsById = Callable[[pa.Array], pa.Table]
 _MAX_CHAIN_STEPS = 257  # resolve_ghosts follows chains up to 2**8 merges long

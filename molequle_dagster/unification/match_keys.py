@@ -23,7 +23,7 @@ from molequle_dagster.unification.matching import key_parts
 from molequle_dagster.unification.schemas import match_keys_schema
 
 if TYPE_CHECKING:  # types only: settings.py may import this package at load time
-    from molequle_dagster.settings import MatchRule
+    from molequle_dagster.unification.rules import MatchRule
 
 _SEPARATOR = "\x1f"
 

@@ -17,7 +17,7 @@ from molequle_dagster.unification.components import connected_components
 from molequle_dagster.unification.normalize import normalize_column
 
 if TYPE_CHECKING:  # types only: settings.py may import this package at load time
-    from molequle_dagster.settings import MatchRule
+    from molequle_dagster.unification.rules import MatchRule
 
 
 def key_parts(records: pa.Table, rule: MatchRule) -> list[pa.Array]:

@@ -47,7 +47,7 @@ from molequle_dagster.unification.schemas import (
 )
 
 if TYPE_CHECKING:  # types only: settings.py may import this package at load time
-    from molequle_dagster.settings import MatchRule
+    from molequle_dagster.unification.rules import MatchRule
 
 # Columns the engine needs in each table it reads (others, such as representatives, pass through).
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {

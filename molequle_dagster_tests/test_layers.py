@@ -1,0 +1,48 @@
+"""The layers of docs/architecture.md hold: the Marketo client, the sandbox, the lake, the coordination store,
+the sync logic and unification import no Dagster, and lower layers never import the ones above them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "molequle_dagster"
+WITHOUT_DAGSTER = ("marketo", "sandbox", "lake", "coordination", "sync", "unification")
+# What each layer may import from the project (besides itself); nothing here may import assets, jobs,
+# schedules, sensors, resources or definitions.
+ALLOWED = {
+    "marketo": {"coordination"},
+    "coordination": set(),
+    "lake": set(),
+    "sandbox": {"marketo"},
+    "sync": {"lake", "marketo", "arrow_ops", "clock"},
+    "unification": set(),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", WITHOUT_DAGSTER)
+def test_a_layer_below_dagster_imports_no_dagster_and_nothing_above_it(layer: str) -> None:
+    wrong = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "dagster" or top.startswith("dagster_"):
+                wrong.append((path.name, name))
+            elif top == "molequle_dagster":
+                part = name.split(".")[1] if "." in name else ""
+                if part and part != layer and part not in ALLOWED[layer]:
+                    wrong.append((path.name, name))
+    assert not wrong, f"{layer}/ imports outside its layer: {wrong}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,12 +70,6 @@ def key_table(name: str, values: Any, type_: pa.DataType = INT64) -> pa.Table:
 
 def is_in(column: pa.ChunkedArray | pa.Array, values: pa.Array) -> pa.ChunkedArray | pa.Array:
     return pc.fill_null(pc.is_in(column, value_set=values.cast(column.type)), False)
-
-
-def batches(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """`values` in consecutive slices of at most `size` (Marketo's 300-per-call filters, say)."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def max_time(table: pa.Table | None, column: str = SYNCED_AT) -> datetime | None:

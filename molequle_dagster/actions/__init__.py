@@ -39,7 +39,6 @@ Modules: `config` (the run config schema, built from the settings), `validation`
 `execute` (one run), `op` (the op; the job is in `jobs.py`).
 """
 
-from molequle_dagster.actions.batching import batches
 from molequle_dagster.actions.config import (
     ACTION_JOB,
     ACTION_OP,
@@ -78,6 +77,7 @@ from molequle_dagster.actions.validation import (
     parse_run_at,
     validate_tokens,
 )
+from molequle_dagster.marketo.batching import batches
 
 __all__ = [
     "ACTION_JOB",

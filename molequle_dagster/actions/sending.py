@@ -8,11 +8,12 @@ from typing import Any
 
 import dagster as dg
 
-from molequle_dagster.actions.batching import batches
 from molequle_dagster.actions.config import ActionRequest
 from molequle_dagster.actions.log import SENDING, SUCCEEDED, ActionLog, Progress, outcome_of
 from molequle_dagster.clock import now as utcnow
+from molequle_dagster.marketo.batching import batches
 from molequle_dagster.marketo.errors import MarketoError
+from molequle_dagster.marketo.writes import TRIGGER_BATCH
 from molequle_dagster.settings import ActionSettings
 
 MAX_CONSECUTIVE_FAILURES = 3  # after this many failed batches in a row the problem is not the batch
@@ -109,7 +110,7 @@ def send_trigger_batches(
     held = set() if request.resend_uncertain else set(before.uncertain)
     pending = [i for i in lead_ids if i not in before.done and i not in held]
     consecutive_failures = 0
-    for index, batch in enumerate(batches(pending)):
+    for index, batch in enumerate(batches(pending, TRIGGER_BATCH)):
         if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             sender.results.append(
                 BatchResult(

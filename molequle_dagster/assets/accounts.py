@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster import clock
-from molequle_dagster.arrow_ops import SYNCED_AT, TS, batches, conform, dedupe_latest, stamp
+from molequle_dagster.arrow_ops import SYNCED_AT, TS, conform, dedupe_latest, stamp
 from molequle_dagster.budget import budget_of
 from molequle_dagster.conventions import (
     MOLEQULE_GROUP,
@@ -30,6 +30,7 @@ from molequle_dagster.conventions import (
 )
 from molequle_dagster.lake import Lake
 from molequle_dagster.lake.keyed import changed_rows
+from molequle_dagster.marketo.batching import batches
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.run_kind import TICK, run_kind

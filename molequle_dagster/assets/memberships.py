@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster import clock
-from molequle_dagster.arrow_ops import TS, batches, dedupe_latest, stamp
+from molequle_dagster.arrow_ops import TS, dedupe_latest, stamp
 from molequle_dagster.budget import budget_of
 from molequle_dagster.conventions import (
     BULK_POOL,
@@ -34,6 +34,7 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
+from molequle_dagster.marketo.batching import batches
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.sync import healing
 from molequle_dagster.sync.memberships_fold import (

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster import clock
-from molequle_dagster.arrow_ops import SYNCED_AT, TS, batches, dedupe_latest, key_table, stamp
+from molequle_dagster.arrow_ops import SYNCED_AT, TS, dedupe_latest, key_table, stamp
 from molequle_dagster.conventions import (
     BULK_POOL,
     accounting,
@@ -45,6 +45,7 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
+from molequle_dagster.marketo.batching import batches
 from molequle_dagster.marketo.errors import UnsupportedFilterError
 from molequle_dagster.marketo.timeutil import format_marketo_datetime as iso
 from molequle_dagster.marketo.timeutil import split_windows

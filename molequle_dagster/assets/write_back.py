@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from molequle_dagster import clock
-from molequle_dagster.actions.batching import batches
 from molequle_dagster.arrow_ops import or_empty
 from molequle_dagster.conventions import (
     ACTIONS_GROUP,
@@ -33,6 +32,7 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
+from molequle_dagster.marketo.batching import batches
 from molequle_dagster.marketo.writes import SYNC_BATCH, SyncResult
 from molequle_dagster.resources import LakeResource, MarketoResource
 from molequle_dagster.settings import MolequleSettings, WriteBackMapping
@@ -228,7 +228,7 @@ def write_back(
     }
     per_field = {m.marketo_field: changes(lake, m, ledger) for m in mappings}
     records, texts = build_records(per_field)
-    chunks = batches(records, SYNC_BATCH)
+    chunks = list(batches(records, SYNC_BATCH))
     now = clock.now()
     acked_rows: list[dict[str, Any]] = []
     failure_rows: list[dict[str, Any]] = []

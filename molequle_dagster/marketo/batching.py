@@ -15,3 +15,9 @@ def batched(items: Sequence[Item], size: int) -> Iterator[tuple[int, list[Item]]
         raise ValueError(f"size: expected a positive batch size, got {size}")
     for start in range(0, len(items), size):
         yield start, list(items[start : start + size])
+
+
+def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive batches of at most `size` items."""
+    for _, batch in batched(items, size):
+        yield batch

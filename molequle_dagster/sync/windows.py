@@ -17,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from molequle_dagster.arrow_ops import TS, batches
+from molequle_dagster.arrow_ops import TS
+from molequle_dagster.marketo.batching import batches
 from molequle_dagster.marketo.timeutil import format_marketo_datetime as iso
 from molequle_dagster.marketo.timeutil import parse_marketo_datetime, split_windows
 from molequle_dagster.sync.activity_rows import ACTIVITY_CSV_SCHEMA, rest_activities_table

@@ -14,7 +14,7 @@ import requests
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.control import empty_state
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES, sandbox_access_token
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)  # 10:00 in Chicago (CDT): midnight is 14 h away
 TO_CHICAGO_MIDNIGHT = timedelta(hours=14)
@@ -33,15 +33,7 @@ def sandbox() -> Iterator[SandboxServer]:
 
 def session_for(sandbox: SandboxServer) -> requests.Session:
     """A session with a fresh token (moving the virtual clock by hours expires the old one)."""
-    token = requests.get(
-        f"{sandbox.base_url}/identity/oauth/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": "molequle-sandbox",
-            "client_secret": "sandbox-secret",
-        },
-        timeout=10,
-    ).json()["access_token"]
+    token = sandbox_access_token(sandbox.base_url)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     return session

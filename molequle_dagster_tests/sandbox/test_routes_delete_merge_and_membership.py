@@ -24,7 +24,7 @@ from molequle_dagster.sandbox.model import (
     InstanceState,
 )
 from molequle_dagster.sandbox.server import SandboxServer
-from molequle_dagster_tests.fixtures import MARKETO_FIXTURES
+from molequle_dagster_tests.fixtures import MARKETO_FIXTURES, sandbox_access_token
 
 NOW = datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=30)
@@ -159,15 +159,7 @@ class Marketo:
 
     def __init__(self, server: SandboxServer) -> None:
         self.server = server
-        token = requests.get(
-            f"{server.base_url}/identity/oauth/token",
-            params={
-                "grant_type": "client_credentials",
-                "client_id": "molequle-sandbox",
-                "client_secret": "sandbox-secret",
-            },
-            timeout=10,
-        ).json()["access_token"]
+        token = sandbox_access_token(server.base_url)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
 

@@ -1,8 +1,11 @@
 """`molequle sync`: run what the automation would run, in this process, until the lake is up to date.
 
-The same plan as the daemon's (`sync/plan.py`): the first sync, then activity history newest first, then
-the close of yesterday if no daily run did it, then a tick. Runs land in DAGSTER_HOME, so the UI shows
-them like scheduled ones. A recorded quota stop is respected: nothing calls Marketo before the reset.
+The same plan as the daemon's (the onboarding sensor's `onboarding_step`, `sync/plan.py`): the first
+sync, then activity history newest first in runs sized to today's export budget, then the close of
+yesterday if no daily run did it, then a tick. Runs land in DAGSTER_HOME, so the UI shows them like
+scheduled ones. A recorded quota stop or a used-up history budget pauses it (the report says until when);
+nothing calls Marketo before the reset. `wait_for_reset` lets a caller wait the pause out instead (the
+first-sync benchmark, on the virtual clock), which is what the daemon does.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.conventions import step_totals
-from molequle_dagster.jobs import DAILY_JOB, HISTORY_JOB, INITIAL_JOB, SYNC_JOB
+from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.sensors import HISTORY_DAYS_PER_RUN
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Step, Wait, next_onboarding_step, tick_range
+from molequle_dagster.sensors import onboarding_step
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Step, Wait, tick_range
 from molequle_dagster.sync.run_kind import DAILY, KIND_TAG, TICK
 
 MARKETO_ACTIVITIES = dg.AssetKey("marketo_activities")
@@ -33,6 +36,8 @@ class SyncReport:
     api_calls: int = 0
     exports: int = 0
     export_bytes: int = 0
+    paused_until: datetime | None = None  # a quota pause stopped it: nothing runs before then
+    waits: int = 0  # pauses waited out (`wait_for_reset`)
 
     @property
     def success(self) -> bool:
@@ -46,9 +51,11 @@ def run_sync(
     progress: Callable[[str], None] | None = None,
     log_level: str = "DEBUG",
     max_runs: int = 100,
+    wait_for_reset: Callable[[Wait], bool] | None = None,
 ) -> SyncReport:
     """Run the plan to the end (or until a failure or a quota pause). `progress` gets one line per run;
-    `log_level` sets the console logger of the in-process runs (the CLI keeps it to warnings)."""
+    `log_level` sets the console logger of the in-process runs (the CLI keeps it to warnings);
+    `wait_for_reset(wait)` is asked on a pause and returns True once it waited until `wait.resumes_at`."""
     if defs is None:
         from molequle_dagster.definitions import defs as loaded
 
@@ -58,24 +65,24 @@ def run_sync(
     report = SyncReport(kind="tick", lake_uri=lake.uri)
     say = progress or (lambda _line: None)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    now = now or clock.now()
     marketo = defs.resources["marketo"]
-    if paused := quota_paused_until(marketo, instance, now):
+    if paused := quota_paused_until(marketo, instance, now or clock.now()):
         report.failures.append(f"Marketo quota used up; paused until {paused[0].isoformat()}: {paused[1]}")
+        report.paused_until = paused[0]
         return report
+    settings = defs.resources["settings"].settings
     partitions = defs.resolve_assets_def("marketo_activities").partitions_def
-    with dg.partition_loading_context(effective_dt=now):
-        keys = partitions.get_partition_keys()
-    jobs = {"initial": INITIAL_JOB, "history": HISTORY_JOB}
     for _ in range(max_runs):
-        done = set(instance.get_materialized_partitions(MARKETO_ACTIVITIES))
-        step = next_onboarding_step(
-            lake, keys, done, HISTORY_DAYS_PER_RUN, jobs, quota_paused_until(marketo, instance)
-        )
+        moment = clock.now()
+        step = onboarding_step(settings, partitions, defs.resources, instance, moment)
         if step is None:
             break
         if isinstance(step, Wait):
+            if wait_for_reset is not None and wait_for_reset(step):
+                report.waits += 1
+                continue
             report.failures.append(step.reason)
+            report.paused_until = step.resumes_at
             return report
         assert isinstance(step, Step)
         report.kind = "initial"
@@ -85,10 +92,12 @@ def run_sync(
             defs.resolve_job_def(step.job),
             instance,
             run_config,
-            tags={**step.range_tags, **step.tags},
+            tags={KIND_TAG: step.kind, **step.range_tags, **step.tags},
         )
         if not report.success:
             return report
+    with dg.partition_loading_context(effective_dt=clock.now()):
+        keys = partitions.get_partition_keys()
     yesterday = keys[-2] if len(keys) > 1 else None
     if (
         report.kind == "tick"

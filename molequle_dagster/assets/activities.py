@@ -58,7 +58,13 @@ from molequle_dagster.sync.day_files import (
     merge_into_days,
     replace_days,
 )
-from molequle_dagster.sync.plan import days_that_fit, export_sizes, export_windows, record_export_sizes
+from molequle_dagster.sync.plan import (
+    PRIORITY_TAG,
+    days_that_fit,
+    export_sizes,
+    export_windows,
+    record_export_sizes,
+)
 from molequle_dagster.sync.run_kind import HISTORY, reads_rest, run_kind
 from molequle_dagster.sync.windows import (
     ReadReport,
@@ -307,7 +313,7 @@ def sync_activity_days(
                 # Costlier than estimated: stop before more windows eat into the ticks' reserve.
                 break
     except QuotaExhausted as error:
-        if budget is None:
+        if landed is None:
             raise
         history.paused_until, history.pause_reason = error.resets_at, str(error)
     finally:
@@ -321,12 +327,18 @@ def _stamped(tables: Any, groups: dict[int, str]) -> pa.Table:
     return pa.concat_tables(parts).cast(ACTIVITY_SCHEMA) if parts else ACTIVITY_SCHEMA.empty_table()
 
 
-def budgeted(context: Any, keys: list[str]) -> bool:
-    """History runs, and backfills launched from the UI over several days, spend only today's history
-    share and report each window's days as they land; ticks, the daily close and the first sync do not
-    wait for a budget (and their downstream steps need their whole result)."""
+def progressive(context: Any, keys: list[str]) -> bool:
+    """History runs, and backfills launched from the UI over several days, report each window's days as
+    they land and pause (not fail) on Marketo's quota; ticks, the daily close and the first sync do not
+    (their downstream steps need their whole result)."""
     kind = run_kind(context)
     return kind == HISTORY or (kind is None and len(keys) > 1)
+
+
+def budgeted(context: Any, keys: list[str]) -> bool:
+    """Progressive runs spend only today's history share, except the last week right after the first
+    sync (`PRIORITY_TAG`), which only Marketo's quota holds back."""
+    return progressive(context, keys) and context.run.tags.get(PRIORITY_TAG) != "1"
 
 
 def build_marketo_activities(
@@ -363,6 +375,7 @@ def build_marketo_activities(
         config = settings.settings
         history = HistoryOutcome()
         with accounting(marketo.client, context) as spent:
+            stepwise = progressive(context, keys)
             budget = budget_of(marketo.client, config.budget) if budgeted(context, keys) else None
 
             def landed(days: list[str], outcome: DayOutcome) -> None:
@@ -381,7 +394,7 @@ def build_marketo_activities(
                 config,
                 keys,
                 budget=budget,
-                landed=landed if budget is not None else None,
+                landed=landed if stepwise else None,
                 history=history,
             )
         spent.export_bytes = report.export_bytes
@@ -406,7 +419,7 @@ def build_marketo_activities(
             "types_added_later": {str(k): v for k, v in added.items()},
             **spent.metadata(),
         }
-        if budget is not None:
+        if stepwise:
             totals |= _history_totals(context, history, budget, lake.lake)
             record_step_totals(context, totals)
             return  # each landed window was materialized already; the deferred days stay missing
@@ -430,7 +443,9 @@ def _day_metadata(outcome: DayOutcome, day: str, now: datetime) -> dict[str, Any
 PAUSED_TAG = "molequle/paused_until"
 
 
-def _history_totals(context: Any, history: HistoryOutcome, budget: Budget, lake: Lake) -> dict[str, Any]:
+def _history_totals(
+    context: Any, history: HistoryOutcome, budget: Budget | None, lake: Lake
+) -> dict[str, Any]:
     """What a budgeted run did and left, said in the run's tags and log: a run Marketo's quota stopped
     ends green, says when history resumes, and leaves its other days missing rather than failed."""
     estimate = export_sizes(lake).bytes_per_day
@@ -441,7 +456,7 @@ def _history_totals(context: Any, history: HistoryOutcome, budget: Budget, lake:
             f"({len(history.deferred)} days left for after the reset, continued by "
             f"marketo_onboarding_sensor): {history.pause_reason}"
         )
-    elif history.deferred:
+    elif history.deferred and budget is not None:
         context.log.info(
             f"{len(history.deferred)} days left for after the quota reset at "
             f"{budget.usage.resets_at.isoformat()}: today's export budget for history is spent"
@@ -452,7 +467,7 @@ def _history_totals(context: Any, history: HistoryOutcome, budget: Budget, lake:
         "history_days_deferred": len(history.deferred),
         "history_paused_until": history.paused_until.isoformat() if history.paused_until else None,
         "history_bytes_per_day_estimate": round(estimate) if estimate else None,
-        "history_budget_bytes_at_start": budget.bytes_available("history"),
+        "history_budget_bytes_at_start": budget.bytes_available("history") if budget else None,
     }
 
 

@@ -1,7 +1,7 @@
 """What the automation runs next, decided the same way by the daemon (the onboarding sensor) and by
-`molequle sync`: the first sync (every person, the last `PRIORITY_DAYS` days of activities and today),
-then activity history newest first in runs sized to what is left of today's export budget, and ticks
-once the first sync is in.
+`molequle sync`: the first sync (every person, today's activities), right after it the last
+`PRIORITY_DAYS` days of activities, then the rest of the history newest first in runs sized to what is
+left of today's export budget, and ticks once the first sync is in.
 
 History is planned in bytes: each exported activity window records its size, which gives an estimate of
 bytes per day of Marketo time; a run takes as many of the newest missing days as fit in today's history
@@ -25,7 +25,8 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 POPULATION = "marketo_people_population"
 MARKETO_ACTIVITIES = "marketo_activities"
-PRIORITY_DAYS = 7  # the first sync brings the last week of activities with every person
+PRIORITY_DAYS = 7  # right after the first sync (every person), the last week of activities
+PRIORITY_TAG = "molequle/priority"  # a history run of the last week: not held back by the history budget
 FIRST_HISTORY_DAYS = 7  # a history run before any export told us what a day costs
 MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
 EXPORT_SIZES = "_activity_export_sizes"  # lake meta: bytes and Marketo seconds our activity exports covered
@@ -216,11 +217,6 @@ def history_plan(lake: Lake, missing: Sequence[str], budget: Budget, now: dateti
 
 
 # --- the next step -----------------------------------------------------------------------------------------
-def initial_range(keys: Sequence[str]) -> tuple[str, str]:
-    """Today and the `PRIORITY_DAYS` before it: what the first sync brings with every person."""
-    return keys[max(len(keys) - 1 - PRIORITY_DAYS, 0)], keys[-1]
-
-
 def next_onboarding_step(
     lake: Lake,
     keys: Sequence[str],
@@ -243,17 +239,29 @@ def next_onboarding_step(
             plan_info,
         )
     if not first_sync_done(lake):
-        start, end = initial_range(keys)
-        # Everyone first, with the last week and today; history follows, newest first.
+        # Everyone first, with today's changes; the last week's activities follow at once, then history.
         return Step(
             jobs["initial"],
             "initial",
-            start,
-            end,
-            f"first sync: people, accounts, programs, memberships and activities {start}..{end}",
+            keys[-1],
+            keys[-1],
+            "first sync: people, accounts, programs, memberships and today's activities",
         )
     if plan is None:
         return None
+    recent = set(keys[-1 - PRIORITY_DAYS : -1])
+    if missing[0] in recent:
+        # The last week is what people look at first: it goes right after the first sync, whatever is
+        # left of today's history share (only Marketo's own quota stops it).
+        start, end = newest_run([d for d in missing if d in recent], keys, PRIORITY_DAYS)
+        return Step(
+            jobs["history"],
+            "history",
+            start,
+            end,
+            f"the last week's activities {start}..{end}, then history: {plan.summary()}",
+            {PRIORITY_TAG: "1", DAYS_LEFT_TAG: str(plan.days_left)},
+        )
     fit = plan.fit_today
     if fit == 0:
         return Wait(

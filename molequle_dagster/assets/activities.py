@@ -59,10 +59,10 @@ from molequle_dagster.sync.day_files import (
     replace_days,
 )
 from molequle_dagster.sync.plan import (
-    PRIORITY_TAG,
     days_that_fit,
     export_sizes,
     export_windows,
+    leading_priority_days,
     record_export_sizes,
 )
 from molequle_dagster.sync.run_kind import HISTORY, reads_rest, run_kind
@@ -278,6 +278,8 @@ def sync_activity_days(
     allowed = budget.bytes_available("history") if budget is not None else None
     if budget is not None and allowed is not None:
         fit = days_that_fit(allowed, export_sizes(lake).bytes_per_day, budget.history_bytes_per_day)
+        # The last week never waits for the history share (only Marketo's quota stops it).
+        fit = max(fit, leading_priority_days(wanted, now.date().isoformat()))
         wanted, history.deferred = wanted[:fit], wanted[fit:]
     history.planned = list(wanted)
     windows = export_windows(wanted, settings.marketo.bulk.window_days)
@@ -335,12 +337,6 @@ def progressive(context: Any, keys: list[str]) -> bool:
     return kind == HISTORY or (kind is None and len(keys) > 1)
 
 
-def budgeted(context: Any, keys: list[str]) -> bool:
-    """Progressive runs spend only today's history share, except the last week right after the first
-    sync (`PRIORITY_TAG`), which only Marketo's quota holds back."""
-    return progressive(context, keys) and context.run.tags.get(PRIORITY_TAG) != "1"
-
-
 def build_marketo_activities(
     partitions: dg.PartitionsDefinition, max_days_per_run: int = 93
 ) -> dg.AssetsDefinition:
@@ -376,7 +372,7 @@ def build_marketo_activities(
         history = HistoryOutcome()
         with accounting(marketo.client, context) as spent:
             stepwise = progressive(context, keys)
-            budget = budget_of(marketo.client, config.budget) if budgeted(context, keys) else None
+            budget = budget_of(marketo.client, config.budget) if stepwise else None
 
             def landed(days: list[str], outcome: DayOutcome) -> None:
                 now = clock.now()

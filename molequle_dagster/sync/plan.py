@@ -25,8 +25,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 POPULATION = "marketo_people_population"
 MARKETO_ACTIVITIES = "marketo_activities"
-PRIORITY_DAYS = 7  # right after the first sync (every person), the last week of activities
-PRIORITY_TAG = "molequle/priority"  # a history run of the last week: not held back by the history budget
+PRIORITY_DAYS = 7  # right after the first sync (every person), the last week, whatever the history share
 FIRST_HISTORY_DAYS = 7  # a history run before any export told us what a day costs
 MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
 EXPORT_SIZES = "_activity_export_sizes"  # lake meta: bytes and Marketo seconds our activity exports covered
@@ -122,6 +121,18 @@ def days_that_fit(bytes_available: int, bytes_per_day: float | None, share_per_d
     if fit == 0 and bytes_per_day > share_per_day and bytes_available >= share_per_day / 2:
         return 1
     return fit
+
+
+def leading_priority_days(days_newest_first: Sequence[str], today: str) -> int:
+    """How many of the first days (newest first) are within the `PRIORITY_DAYS` before `today`: the
+    last week goes right after the first sync, held back only by Marketo's own quota."""
+    since = (date.fromisoformat(today) - timedelta(days=PRIORITY_DAYS)).isoformat()
+    count = 0
+    for day in days_newest_first:
+        if not since <= day < today:
+            break
+        count += 1
+    return count
 
 
 def export_windows(days_newest_first: Sequence[str], window_days: int = MAX_WINDOW_DAYS) -> list[list[str]]:
@@ -249,20 +260,8 @@ def next_onboarding_step(
         )
     if plan is None:
         return None
-    recent = set(keys[-1 - PRIORITY_DAYS : -1])
-    if missing[0] in recent:
-        # The last week is what people look at first: it goes right after the first sync, whatever is
-        # left of today's history share (only Marketo's own quota stops it).
-        start, end = newest_run([d for d in missing if d in recent], keys, PRIORITY_DAYS)
-        return Step(
-            jobs["history"],
-            "history",
-            start,
-            end,
-            f"the last week's activities {start}..{end}, then history: {plan.summary()}",
-            {PRIORITY_TAG: "1", DAYS_LEFT_TAG: str(plan.days_left)},
-        )
-    fit = plan.fit_today
+    # The last week is what people look at first: it never waits for the history share.
+    fit = max(plan.fit_today, leading_priority_days(missing, keys[-1]))
     if fit == 0:
         return Wait(
             f"history paused: today's export share for history is used "

@@ -204,7 +204,10 @@ def main() -> None:
             sys.stderr.write(child.stderr[-4000:])
             raise SystemExit("the first sync's process failed")
         phase = json.loads(lines[-1])
-        figures = job_figures(sandbox.ask(op="jobs"), datetime.fromisoformat(phase["started"]))
+        jobs = sandbox.ask(op="jobs")
+        figures = job_figures(jobs, datetime.fromisoformat(phase["started"]))
+        if args.keep:
+            (root / "jobs.json").write_text(json.dumps({"phase": phase, "jobs": jobs}, indent=1))
     finally:
         sandbox.close()
     if args.keep:

@@ -59,6 +59,8 @@ from molequle_dagster.sync.day_files import (
     replace_days,
 )
 from molequle_dagster.sync.plan import (
+    OVERPLAN,
+    SLOTS,
     days_that_fit,
     export_sizes,
     export_windows,
@@ -277,7 +279,9 @@ def sync_activity_days(
     wanted = list(reversed(open_days))
     allowed = budget.bytes_available("history") if budget is not None else None
     if budget is not None and allowed is not None:
-        fit = days_that_fit(allowed, export_sizes(lake).bytes_per_day, budget.history_bytes_per_day)
+        fit = OVERPLAN * days_that_fit(
+            allowed, export_sizes(lake).bytes_per_day, budget.history_bytes_per_day
+        )
         # The last week never waits for the history share (only Marketo's quota stops it).
         fit = max(fit, leading_priority_days(wanted, now.date().isoformat()))
         wanted, history.deferred = wanted[:fit], wanted[fit:]
@@ -311,9 +315,13 @@ def sync_activity_days(
                 seen_bytes = report.export_bytes
             if landed is not None:
                 landed(windows[index], outcome)
-            if allowed is not None and report.export_bytes >= allowed and index + 1 < len(windows):
-                # Costlier than estimated: stop before more windows eat into the ticks' reserve.
-                break
+            if allowed is not None and index + 1 < len(windows):
+                # What the next windows would cost at this run's own bytes per day (old days cost less
+                # than the estimate says): stop before they would eat into the ticks' reserve.
+                per_day = sized_bytes / sized_seconds * 86_400 if sized_seconds else 0.0
+                ahead = sum(len(w) for w in windows[index + 1 : index + 1 + SLOTS]) * per_day
+                if report.export_bytes + ahead > allowed:
+                    break
     except QuotaExhausted as error:
         if landed is None:
             raise

@@ -28,6 +28,10 @@ MARKETO_ACTIVITIES = "marketo_activities"
 PRIORITY_DAYS = 7  # right after the first sync (every person), the last week, whatever the history share
 FIRST_HISTORY_DAYS = 7  # a history run before any export told us what a day costs
 MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
+# A run's range is twice what the estimate says fits: recent days cost more than old ones, so the estimate
+# (dominated by recent days) runs high; the run itself stops once its actual bytes reach the budget.
+OVERPLAN = 2
+SLOTS = 2  # Marketo processes two exports at a time per instance
 EXPORT_SIZES = "_activity_export_sizes"  # lake meta: bytes and Marketo seconds our activity exports covered
 ETA_TAG = "molequle/history_eta"
 DAYS_LEFT_TAG = "molequle/history_days_left"
@@ -261,7 +265,7 @@ def next_onboarding_step(
     if plan is None:
         return None
     # The last week is what people look at first: it never waits for the history share.
-    fit = max(plan.fit_today, leading_priority_days(missing, keys[-1]))
+    fit = max(plan.fit_today * OVERPLAN, leading_priority_days(missing, keys[-1]))
     if fit == 0:
         return Wait(
             f"history paused: today's export share for history is used "

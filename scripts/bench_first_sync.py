@@ -145,6 +145,30 @@ def job_figures(jobs: list[dict[str, Any]], started: datetime) -> dict[str, Any]
     }
 
 
+# --- where the time went (py-spy) -------------------------------------------------------------------------
+def time_shares(collapsed: Path) -> dict[str, Any]:
+    """Shares of the sync process's samples in a `py-spy record --subprocesses --idle --format raw` file:
+    `project` is time inside our code (assets, sync, lake, client, and what they wait on: Marketo's
+    answers, pyarrow), `dagster` everything Dagster does around it (run creation, planned and
+    materialization events, step orchestration, storage commits), also when our code called into it."""
+    counts: dict[str, int] = defaultdict(int)
+    for line in collapsed.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if "bench_first_sync.py" not in stack or "serve_sandbox" in stack or not number.isdigit():
+            continue  # the sandbox's process, the parent's wait
+        frames = stack.split(";")
+        ours = [i for i, f in enumerate(frames) if "molequle_dagster/" in f and "sync_runner.py" not in f]
+        theirs = [i for i, f in enumerate(frames) if "(dagster/" in f or "/site-packages/dagster/" in f]
+        if ours and not (theirs and max(theirs) > max(ours)):
+            counts["project"] += int(number)
+        elif theirs:
+            counts["dagster"] += int(number)
+        else:
+            counts["other"] += int(number)
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in sorted(counts.items())} | {"samples": total}
+
+
 def settings_file(root: Path, args: argparse.Namespace) -> Path:
     """The packaged settings with the benchmark's history and quota; everything else as shipped."""
     from molequle_dagster.settings import default_settings_path
@@ -176,7 +200,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the lake and instance (path on stderr)")
     parser.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--shares", type=Path, help="print the Dagster/project shares of a py-spy raw profile of this script"
+    )
     args = parser.parse_args()
+    if args.shares:
+        print(json.dumps(time_shares(args.shares)))
+        return
     if args.phase:
         run_phase()
         return

@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from molequle_dagster.marketo.errors import next_quota_reset
+from molequle_dagster.marketo.timeutil import quota_day
 from molequle_dagster.settings import BudgetSettings
 
 Kind = Literal["tick", "daily", "history", "reconcile"]
@@ -73,6 +76,11 @@ class Budget:
             )
         return True, ""
 
+    @property
+    def history_bytes_per_day(self) -> int:
+        """What history may export on a whole quota day: our share less the ticks' reserve."""
+        return int(self.export_bytes_limit * (1 - self.settings.tick_reserve))
+
     def bytes_available(self, kind: Kind) -> int:
         """Export bytes work of this kind may still spend today."""
         reserve = 0.0 if kind == "tick" else self.settings.tick_reserve
@@ -91,3 +99,23 @@ class Budget:
 
 def budget_of(client: Any, settings: BudgetSettings) -> Budget:
     return Budget(settings, client.usage_today())
+
+
+@dataclass(frozen=True)
+class RecordedUsage:
+    """Today's usage from our own record alone (no Marketo call): what a sensor plans with."""
+
+    resets_at: datetime
+    our_calls: int
+    our_export_bytes: int
+    instance_calls: int | None = None
+
+
+def budget_from_store(
+    store: Any, instance_key: str, settings: BudgetSettings, zone: ZoneInfo, now: datetime
+) -> Budget:
+    """The budget as the coordination store records it (every process's calls and export bytes today),
+    for planning outside a run, where no Marketo client is open."""
+    day = quota_day(zone, now)
+    ours = store.usage(instance_key, day)
+    return Budget(settings, RecordedUsage(next_quota_reset(now, zone), ours.calls, ours.export_bytes))

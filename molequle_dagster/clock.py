@@ -53,7 +53,10 @@ class SandboxVirtualClock:
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
-            answer = self._session.post(f"{self._url}/advance", json={"seconds": seconds}, timeout=10)
+            # `settle`: the sandbox finishes the export files it is writing before time moves on.
+            answer = self._session.post(
+                f"{self._url}/advance", json={"seconds": seconds, "settle": True}, timeout=130
+            )
             answer.raise_for_status()
 
     def monotonic(self) -> float:

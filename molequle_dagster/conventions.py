@@ -162,15 +162,17 @@ def report_partitions(
     """Each day partition's own figures (its file's rows, the rows this run added, how far it is
     complete), never the run's totals: those go on the run (`record_step_totals`)."""
     for key in keys:
-        covered = outcome.covered_until.get(key)
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": outcome.rows_by_day.get(key, 0),
-                "new_rows": outcome.new_rows_by_day.get(key, 0),
-                **data_age_metadata(parse_iso(covered) if covered else None, now),
-            },
-            partition_key=key,
-        )
+        context.add_asset_metadata(day_metadata(outcome, key, now), partition_key=key)
+
+
+def day_metadata(outcome: Any, day: str, now: datetime) -> dict[str, Any]:
+    """One day partition's figures from a `sync.day_files.DayOutcome`."""
+    covered = outcome.covered_until.get(day)
+    return {
+        "dagster/row_count": outcome.rows_by_day.get(day, 0),
+        "new_rows": outcome.new_rows_by_day.get(day, 0),
+        **data_age_metadata(parse_iso(covered) if covered else None, now),
+    }
 
 
 def record_step_totals(context: dg.AssetExecutionContext, totals: Mapping[str, Any]) -> None:

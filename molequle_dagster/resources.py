@@ -130,6 +130,7 @@ class MarketoResource(dg.ConfigurableResource):
                 store=self.coordination,
                 sleep=clock.sleep,
                 clock=lambda: clock.current().monotonic(),
+                now=clock.now,
             )
         return self._client
 

@@ -4,14 +4,18 @@ with nothing but the daemon, and the data-freshness sensor, which re-evaluates e
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
 
 from molequle_dagster import clock
+from molequle_dagster.budget import budget_from_store
 from molequle_dagster.conventions import PROMISE_MINUTES, parse_iso
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
 from molequle_dagster.lake import Lake
+from molequle_dagster.marketo.client import scope_key
 from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.schedules import running
 from molequle_dagster.settings import MolequleSettings
@@ -24,7 +28,52 @@ FRESH_TABLES = {
     "memberships": ["program_id", "lead_id"],
     "marketo_programs": "id",
 }
-HISTORY_DAYS_PER_RUN = 93  # three 31-day windows: keeps both export slots busy with few runs
+ONBOARDING_SENSOR = "marketo_onboarding_sensor"
+ONBOARDING_JOBS = {"initial": INITIAL_JOB, "history": HISTORY_JOB}
+
+
+def onboarding_step(
+    settings: MolequleSettings,
+    partitions: dg.DailyPartitionsDefinition,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    now: datetime,
+) -> Step | Wait | None:
+    """The onboarding plan's next step, as the sensor and `molequle sync` both see it: from the lake, the
+    instance's materialized partitions, and today's export usage recorded in the coordination store."""
+    marketo = resources["marketo"]
+    with dg.partition_loading_context(effective_dt=now):
+        keys = partitions.get_partition_keys()
+    done = set(instance.get_materialized_partitions(dg.AssetKey("marketo_activities")))
+    config = marketo.client_config()
+    budget = budget_from_store(
+        marketo.store_for(instance), scope_key(config.base_url), settings.budget, config.zone, now
+    )
+    return next_onboarding_step(
+        resources["lake"].lake,
+        keys,
+        done,
+        ONBOARDING_JOBS,
+        budget,
+        now,
+        quota_paused_until(marketo, instance, now),
+    )
+
+
+def onboarding_cursor(step: Step | Wait | None, now: datetime) -> str:
+    """The sensor's cursor: where onboarding stands (running, paused until when, complete) and its plan,
+    readable in the UI's sensor page and by scripts."""
+    if isinstance(step, Wait):
+        state: dict[str, Any] = {
+            "state": "paused",
+            "resumes_at": step.resumes_at.isoformat() if step.resumes_at else None,
+            "plan": step.plan,
+        }
+    elif isinstance(step, Step):
+        state = {"state": "running", "step": step.kind, "range": [step.start, step.end]}
+    else:
+        state = {"state": "complete"}
+    return json.dumps({**state, "at": now.isoformat()}, default=str)
 
 
 def build_sensors(
@@ -38,41 +87,31 @@ def build_sensors(
     status = dg.DefaultSensorStatus.RUNNING if settings.sync.automation else dg.DefaultSensorStatus.STOPPED
 
     @dg.sensor(
-        name="marketo_onboarding_sensor",
+        name=ONBOARDING_SENSOR,
         minimum_interval_seconds=60,
         default_status=status,
-        description="Runs the first sync when none is done, then the activity history newest first, one run "
-        "at a time, within the day's export budget; pauses until Marketo's quota resets when it is used up.",
+        description="Runs the first sync when none is done (every person, the last week of activities), then "
+        "the activity history newest first, one run at a time, each run as many days as today's export "
+        "budget for history pays for (the ticks' reserve kept). When the budget or Marketo's quota is used "
+        "up it skips with the reset time and the plan's ETA, and resumes by itself after the reset.",
     )
-    def marketo_onboarding_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def marketo_onboarding_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        now = clock.now()
         for kind in (INITIAL, HISTORY):
             if busy := running(context.instance, kind):
-                return dg.SkipReason(f"waiting for the {kind} run {busy[0].run_id}")
-        lake = lake_of()
-        with dg.partition_loading_context(effective_dt=clock.now()):
-            keys = partitions.get_partition_keys()
-        done = context.instance.get_materialized_partitions(dg.AssetKey("marketo_activities"))
-        step = next_onboarding_step(
-            lake,
-            keys,
-            set(done),
-            HISTORY_DAYS_PER_RUN,
-            {"initial": INITIAL_JOB, "history": HISTORY_JOB},
-            quota_paused_until(resources["marketo"], context.instance),
-        )
+                return dg.SensorResult(skip_reason=f"waiting for the {kind} run {busy[0].run_id}")
+        step = onboarding_step(settings, partitions, resources, context.instance, now)
+        cursor = onboarding_cursor(step, now)
         if step is None:
-            return dg.SkipReason("the first sync and its history are complete")
+            return dg.SensorResult(skip_reason="the first sync and its history are complete", cursor=cursor)
         if isinstance(step, Wait):
-            return dg.SkipReason(step.reason)
-        assert isinstance(step, Step)
+            return dg.SensorResult(skip_reason=step.reason, cursor=cursor)
         tags = {KIND_TAG: step.kind, **step.range_tags, **step.tags}
         request = dg.RunRequest(
-            job_name=step.job,
-            run_key=f"{step.kind}-{step.start}-{step.end}-{clock.now():%Y%m%d%H%M}",
-            tags=tags,
+            job_name=step.job, run_key=f"{step.kind}-{step.start}-{step.end}-{now:%Y%m%d%H%M}", tags=tags
         )
         context.log.info(step.description)
-        return dg.SensorResult(run_requests=[request])
+        return dg.SensorResult(run_requests=[request], cursor=cursor)
 
     @dg.sensor(
         name="marketo_data_freshness_sensor",

@@ -1,12 +1,16 @@
 """`molequle sync`: run what the automation would run, in this process, until the lake is up to date.
 
-The same plan as the daemon's (`sync/plan.py`): the first sync, then activity history newest first, then
-the close of yesterday if no daily run did it, then a tick. Runs land in DAGSTER_HOME, so the UI shows
-them like scheduled ones. A recorded quota stop is respected: nothing calls Marketo before the reset.
+The same plan as the daemon's (the onboarding sensor's `onboarding_step`, `sync/plan.py`): the first
+sync, then activity history newest first in runs sized to today's export budget, then the close of
+yesterday if no daily run did it, then a tick. Runs land in DAGSTER_HOME, so the UI shows them like
+scheduled ones. A recorded quota stop or a used-up history budget pauses it (the report says until when);
+nothing calls Marketo before the reset. `wait_for_reset` lets a caller wait the pause out instead (the
+first-sync benchmark, on the virtual clock), which is what the daemon does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,10 +19,10 @@ import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.conventions import step_totals
-from molequle_dagster.jobs import DAILY_JOB, HISTORY_JOB, INITIAL_JOB, SYNC_JOB
+from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.sensors import HISTORY_DAYS_PER_RUN
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Step, Wait, next_onboarding_step, tick_range
+from molequle_dagster.sensors import ONBOARDING_SENSOR
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Wait, tick_range
 from molequle_dagster.sync.run_kind import DAILY, KIND_TAG, TICK
 
 MARKETO_ACTIVITIES = dg.AssetKey("marketo_activities")
@@ -33,6 +37,8 @@ class SyncReport:
     api_calls: int = 0
     exports: int = 0
     export_bytes: int = 0
+    paused_until: datetime | None = None  # a quota pause stopped it: nothing runs before then
+    waits: int = 0  # pauses waited out (`wait_for_reset`)
 
     @property
     def success(self) -> bool:
@@ -46,9 +52,15 @@ def run_sync(
     progress: Callable[[str], None] | None = None,
     log_level: str = "DEBUG",
     max_runs: int = 100,
+    wait_for_reset: Callable[[Wait], bool] | None = None,
+    after_run: Callable[[], None] | None = None,
+    onboarding_only: bool = False,
 ) -> SyncReport:
     """Run the plan to the end (or until a failure or a quota pause). `progress` gets one line per run;
-    `log_level` sets the console logger of the in-process runs (the CLI keeps it to warnings)."""
+    `log_level` sets the console logger of the in-process runs (the CLI keeps it to warnings);
+    `wait_for_reset(wait)` is asked on a pause and returns True once it waited until `wait.resumes_at`;
+    `after_run()` follows each onboarding run (a benchmark spends the daemon's sensor interval there);
+    `onboarding_only` stops once the first sync and its history are done (no close, no tick)."""
     if defs is None:
         from molequle_dagster.definitions import defs as loaded
 
@@ -58,37 +70,42 @@ def run_sync(
     report = SyncReport(kind="tick", lake_uri=lake.uri)
     say = progress or (lambda _line: None)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    now = now or clock.now()
     marketo = defs.resources["marketo"]
-    if paused := quota_paused_until(marketo, instance, now):
+    if paused := quota_paused_until(marketo, instance, now or clock.now()):
         report.failures.append(f"Marketo quota used up; paused until {paused[0].isoformat()}: {paused[1]}")
+        report.paused_until = paused[0]
         return report
     partitions = defs.resolve_assets_def("marketo_activities").partitions_def
-    with dg.partition_loading_context(effective_dt=now):
-        keys = partitions.get_partition_keys()
-    jobs = {"initial": INITIAL_JOB, "history": HISTORY_JOB}
+    sensor = defs.resolve_sensor_def(ONBOARDING_SENSOR)
+    cursor: str | None = None
     for _ in range(max_runs):
-        done = set(instance.get_materialized_partitions(MARKETO_ACTIVITIES))
-        step = next_onboarding_step(
-            lake, keys, done, HISTORY_DAYS_PER_RUN, jobs, quota_paused_until(marketo, instance)
-        )
-        if step is None:
-            break
-        if isinstance(step, Wait):
-            report.failures.append(step.reason)
+        # The daemon's own plan: evaluate the onboarding sensor and run what it asks for, here.
+        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+        assert isinstance(result, dg.SensorResult)
+        cursor = result.cursor or cursor
+        state = json.loads(cursor) if cursor else {}
+        if not result.run_requests:
+            if state.get("state") != "paused":
+                break  # complete (or nothing the plan can do)
+            wait = Wait(_skip_text(result), _when(state.get("resumes_at")), state.get("plan") or {})
+            if wait_for_reset is not None and wait_for_reset(wait):
+                report.waits += 1
+                continue
+            report.failures.append(wait.reason)
+            report.paused_until = wait.resumes_at
             return report
-        assert isinstance(step, Step)
         report.kind = "initial"
-        say(f"{step.description} ...")
-        _run(
-            report,
-            defs.resolve_job_def(step.job),
-            instance,
-            run_config,
-            tags={**step.range_tags, **step.tags},
-        )
-        if not report.success:
-            return report
+        for request in result.run_requests:
+            say(f"{state.get('step')} {'..'.join(state.get('range') or [])} ...")
+            _run(report, defs.resolve_job_def(request.job_name), instance, run_config, tags=request.tags)
+            if not report.success:
+                return report
+        if after_run is not None:
+            after_run()
+    if onboarding_only:
+        return report
+    with dg.partition_loading_context(effective_dt=clock.now()):
+        keys = partitions.get_partition_keys()
     yesterday = keys[-2] if len(keys) > 1 else None
     if (
         report.kind == "tick"
@@ -144,3 +161,12 @@ def _run(
         steps = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         messages = [f"{e.step_key}: {e.event_specific_data.error.message.strip()}" for e in steps]
         report.failures.extend(messages or [failure.message if failure else f"run {result.run_id} failed"])
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _skip_text(result: dg.SensorResult) -> str:
+    skip = result.skip_reason
+    return skip.skip_message or "" if skip is not None else ""

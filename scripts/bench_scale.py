@@ -45,11 +45,13 @@ def churn_rates(churn: float) -> dict[str, float]:
 
 
 # --- the sandbox's own process: commands as JSON lines on stdin --------------------------------------------
-def serve_sandbox(people: int, activities_per_person: float, seed: int, export_quota_mb: int) -> None:
+def serve_sandbox(
+    people: int, activities_per_person: float, seed: int, export_quota_mb: int, profile: str = "fast"
+) -> None:
     from molequle_dagster.sandbox.config import SandboxConfig
     from molequle_dagster.sandbox.server import SandboxServer
 
-    config = SandboxConfig.for_profile("fast")
+    config = SandboxConfig.for_profile(profile)  # type: ignore[arg-type]
     config.data.people = people
     config.data.activities_per_person = activities_per_person
     config.data.seed = seed
@@ -92,6 +94,13 @@ def serve_sandbox(people: int, activities_per_person: float, seed: int, export_q
                     "exports": len(jobs),
                     "export_bytes": sum(int(j.get("fileSize") or 0) for j in jobs),
                 }
+            elif command["op"] == "jobs":  # our export jobs as Marketo timed them (bench_first_sync.py)
+                keep = ("entity", "status", "queuedAt", "startedAt", "finishedAt", "fileSize", "filter")
+                answer = [
+                    {k: j.get(k) for k in keep}
+                    for j in control.export_jobs()
+                    if j["apiUser"] != "other@sandbox"
+                ]
             else:
                 answer = {"error": f"unknown op {command['op']!r}"}
             print(json.dumps(answer, default=str), flush=True)
@@ -110,6 +119,10 @@ class Sandbox:
                 str(args.activities_per_person),
                 "--seed",
                 str(args.seed),
+                "--export-quota-mb",
+                str(args.export_quota_mb),
+                "--profile",
+                getattr(args, "profile", "fast"),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -189,11 +202,12 @@ def main() -> None:
         default=100_000,
         help="the sandbox's daily export quota (lifted: this measures ticks, not the first sync)",
     )
+    parser.add_argument("--profile", default="fast", help=argparse.SUPPRESS)  # the sandbox's latencies
     parser.add_argument("--serve-sandbox", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandbox:
-        serve_sandbox(args.people, args.activities_per_person, args.seed, args.export_quota_mb)
+        serve_sandbox(args.people, args.activities_per_person, args.seed, args.export_quota_mb, args.profile)
         return
     if args.phase:
         run_phase()

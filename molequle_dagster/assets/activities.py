@@ -13,6 +13,8 @@
 """
 
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import SYNCED_AT, TS, stamp
+from molequle_dagster.budget import Budget, budget_of
 from molequle_dagster.conventions import (
     BULK_POOL,
     accounting,
@@ -29,6 +32,7 @@ from molequle_dagster.conventions import (
     data_age_metadata,
     data_fresh_check,
     data_fresh_spec,
+    day_metadata,
     marketo_step,
     parse_iso,
     record_step_totals,
@@ -37,6 +41,7 @@ from molequle_dagster.conventions import (
     schema_metadata,
 )
 from molequle_dagster.lake import Lake
+from molequle_dagster.marketo.errors import QuotaExhausted
 from molequle_dagster.resources import LakeResource, MarketoResource, SettingsResource
 from molequle_dagster.settings import KNOWN_ACTIVITY_TYPES, MolequleSettings
 from molequle_dagster.sync import overlay
@@ -55,13 +60,22 @@ from molequle_dagster.sync.day_files import (
     merge_into_days,
     replace_days,
 )
-from molequle_dagster.sync.run_kind import reads_rest
+from molequle_dagster.sync.plan import (
+    OVERPLAN,
+    SLOTS,
+    days_that_fit,
+    export_sizes,
+    export_windows,
+    leading_priority_days,
+    record_export_sizes,
+)
+from molequle_dagster.sync.run_kind import HISTORY, reads_rest, run_kind
 from molequle_dagster.sync.windows import (
     ReadReport,
-    activity_requests,
     bulk_results,
     day_windows,
     read_activities,
+    window_requests,
 )
 
 ACTIVITY_TYPES_TABLE = "marketo_activity_types"
@@ -193,10 +207,32 @@ def _filter_id(type_ids: list[int]) -> str:
     return json.dumps({"activityTypeIds": sorted(type_ids)})
 
 
+@dataclass
+class HistoryOutcome:
+    """What a budgeted bulk run (history, backfills) did beyond its rows: the days it left for later."""
+
+    planned: list[str] = field(default_factory=list)  # days this run meant to export, newest first
+    deferred: list[str] = field(default_factory=list)  # days of its range left for after the reset
+    paused_until: datetime | None = None  # Marketo's quota stopped it
+    pause_reason: str = ""
+
+
 def sync_activity_days(
-    context: Any, client: Any, lake: Lake, settings: MolequleSettings, keys: list[str]
+    context: Any,
+    client: Any,
+    lake: Lake,
+    settings: MolequleSettings,
+    keys: list[str],
+    *,
+    budget: Budget | None = None,
+    landed: Callable[[list[str], DayOutcome], None] | None = None,
+    history: HistoryOutcome | None = None,
 ) -> tuple[DayOutcome, ReadReport, dict[str, Any]]:
-    """Bring the days `keys` up to date: REST since the cursors on a tick, whole days in bulk otherwise."""
+    """Bring the days `keys` up to date: REST since the cursors on a tick, whole days in bulk otherwise.
+
+    In bulk, with a `budget` (history and backfills), only the newest days today's history share pays
+    for are exported and the rest is left in `history.deferred`; Marketo's quota stopping the run ends it
+    early the same way. `landed(days, outcome)` is told each window's days as they are published."""
     now = clock.now()
     types = activity_types(client, lake, context)
     groups = synced_type_groups(settings, types)
@@ -241,40 +277,74 @@ def sync_activity_days(
             )
         return outcome, report, info
     # Whole days in bulk, newest window first; each window's days are published as its export completes.
-    first, last = open_days[0], open_days[-1]
-    requests = activity_requests(
-        day_start(first),
-        min(day_end(last) - timedelta(seconds=1), now),
-        type_ids,
-        settings.marketo.bulk.window_days,
-    )
-    requests.reverse()
+    history = history if history is not None else HistoryOutcome()
+    wanted = list(reversed(open_days))
+    allowed = budget.bytes_available("history") if budget is not None else None
+    if budget is not None and allowed is not None:
+        fit = OVERPLAN * days_that_fit(
+            allowed, export_sizes(lake).bytes_per_day, budget.history_bytes_per_day
+        )
+        # The last week never waits for the history share (only Marketo's quota stops it).
+        fit = max(fit, leading_priority_days(wanted, now.date().isoformat()))
+        wanted, history.deferred = wanted[:fit], wanted[fit:]
+    history.planned = list(wanted)
+    windows = export_windows(wanted, settings.marketo.bulk.window_days)
+    requests = window_requests(windows, type_ids, now)
     report.windows.extend(
         (r["filter"]["createdAt"]["startAt"], r["filter"]["createdAt"]["endAt"]) for r in requests
     )
     scope = run_scope(context)
-    for index, stream in bulk_results(
-        client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope
-    ):
-        window = requests[index]["filter"]["createdAt"]
-        covered = {
-            d: min(day_end(d), now) for d in open_days if window["startAt"][:10] <= d <= window["endAt"][:10]
-        }
-        replace_days(
-            days,
-            (_stamped([s], groups) for s in stream),
-            by_activity_day,
-            ACTIVITY_SCHEMA,
-            covered,
-            filter_id,
-            outcome,
-        )
+    published: set[str] = set()
+    sized_bytes, sized_seconds, seen_bytes = 0, 0.0, 0
+    try:
+        for index, stream in bulk_results(
+            client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope
+        ):
+            covered = {d: min(day_end(d), now) for d in windows[index]}
+            replace_days(
+                days,
+                (_stamped([s], groups) for s in stream),
+                by_activity_day,
+                ACTIVITY_SCHEMA,
+                covered,
+                filter_id,
+                outcome,
+            )
+            published.update(covered)
+            if report.export_bytes > seen_bytes:  # a new export (a reused one cost nothing): its size
+                sized_bytes += report.export_bytes - seen_bytes
+                sized_seconds += sum((until - day_start(d)).total_seconds() for d, until in covered.items())
+                seen_bytes = report.export_bytes
+            if landed is not None:
+                landed(windows[index], outcome)
+            if allowed is not None and index + 1 < len(windows):
+                # What the next windows would cost at this run's own bytes per day (old days cost less
+                # than the estimate says): stop before they would eat into the ticks' reserve.
+                per_day = sized_bytes / sized_seconds * 86_400 if sized_seconds else 0.0
+                ahead = sum(len(w) for w in windows[index + 1 : index + 1 + SLOTS]) * per_day
+                if report.export_bytes + ahead > allowed:
+                    break
+    except QuotaExhausted as error:
+        if landed is None:
+            raise
+        history.paused_until, history.pause_reason = error.resets_at, str(error)
+    finally:
+        record_export_sizes(lake, sized_bytes, sized_seconds)
+    history.deferred = [d for d in history.planned if d not in published] + history.deferred
     return outcome, report, info
 
 
 def _stamped(tables: Any, groups: dict[int, str]) -> pa.Table:
     parts = [with_groups(stamp(t.table, t.as_of), groups).select(ACTIVITY_SCHEMA.names) for t in tables]
     return pa.concat_tables(parts).cast(ACTIVITY_SCHEMA) if parts else ACTIVITY_SCHEMA.empty_table()
+
+
+def progressive(context: Any, keys: list[str]) -> bool:
+    """History runs, and backfills launched from the UI over several days, report each window's days as
+    they land and pause (not fail) on Marketo's quota; ticks, the daily close and the first sync do not
+    (their downstream steps need their whole result)."""
+    kind = run_kind(context)
+    return kind == HISTORY or (kind is None and len(keys) > 1)
 
 
 def build_marketo_activities(
@@ -290,27 +360,54 @@ def build_marketo_activities(
         # Several windows per run keep Marketo's two export slots busy with fewer Dagster runs.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=max_days_per_run),
         metadata=schema_metadata(ACTIVITY_SCHEMA, ACTIVITY_COLUMNS),
+        # A budgeted run materializes the days it exported as they land, and leaves the rest missing
+        # (not failed) for the onboarding sensor to continue after the quota reset.
+        output_required=False,
     )
     def marketo_activities(
         context: dg.AssetExecutionContext,
         marketo: MarketoResource,
         lake: LakeResource,
         settings: SettingsResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         """Marketo activities by day: the configured types plus Merge Leads (32) and Change Status in
         Progression (104). A tick reads the delta since each day's cursor through the REST feed (a bulk
         export past `sync.rest_pages` pages); the daily close, backfills and the first sync export whole
-        days in bulk, newest window first, all types in one job per ≤ 31-day window."""
+        days in bulk, newest window first, all types in one job per ≤ 31-day window. History runs take
+        only the newest days today's export budget for history pays for; each window's days are
+        materialized as they land, and days left over (budget used, or Marketo's quota) stay missing for
+        the onboarding sensor to continue after the reset."""
         keys = list(context.partition_keys)
+        config = settings.settings
+        history = HistoryOutcome()
         with accounting(marketo.client, context) as spent:
+            stepwise = progressive(context, keys)
+            budget = budget_of(marketo.client, config.budget) if stepwise else None
+
+            def landed(days: list[str], outcome: DayOutcome) -> None:
+                now = clock.now()
+                for day in sorted(days, reverse=True):
+                    context.log_event(
+                        dg.AssetMaterialization(
+                            MARKETO_ACTIVITIES, partition=day, metadata=day_metadata(outcome, day, now)
+                        )
+                    )
+
             outcome, report, info = sync_activity_days(
-                context, marketo.client, lake.lake, settings.settings, keys
+                context,
+                marketo.client,
+                lake.lake,
+                config,
+                keys,
+                budget=budget,
+                landed=landed if stepwise else None,
+                history=history,
             )
         spent.export_bytes = report.export_bytes
         for name in info["missing_types"]:
             context.log.warning(f"Skipping activity type {name!r}: this Marketo instance lacks it")
         now = clock.now()
-        retention = retention_notes(settings.settings, now, keys)
+        retention = retention_notes(config, now, keys)
         for note in retention["notes"]:
             context.log.info(note)
         added = types_added_since_history(lake.lake, info["type_ids"], now) if info["type_ids"] else {}
@@ -318,23 +415,56 @@ def build_marketo_activities(
             context.log.warning(
                 f"Activity type {type_id} is synced since {since}: earlier days lack it until backfilled"
             )
+        totals: dict[str, Any] = {
+            "read": report.method or "nothing to read",
+            "windows": report.windows,
+            "run_rows": outcome.rows,
+            "run_new_rows": outcome.new_rows,
+            "missing_types": info["missing_types"],
+            "retention": retention,
+            "types_added_later": {str(k): v for k, v in added.items()},
+            **spent.metadata(),
+        }
+        if stepwise:
+            totals |= _history_totals(context, history, budget, lake.lake)
+            record_step_totals(context, totals)
+            return  # each landed window was materialized already; the deferred days stay missing
         report_partitions(context, keys, outcome, now)
-        record_step_totals(
-            context,
-            {
-                "read": report.method or "nothing to read",
-                "windows": report.windows,
-                "run_rows": outcome.rows,
-                "run_new_rows": outcome.new_rows,
-                "missing_types": info["missing_types"],
-                "retention": retention,
-                "types_added_later": {str(k): v for k, v in added.items()},
-                **spent.metadata(),
-            },
-        )
-        return dg.MaterializeResult()
+        record_step_totals(context, totals)
+        yield dg.MaterializeResult()
 
     return marketo_activities
+
+
+PAUSED_TAG = "molequle/paused_until"
+
+
+def _history_totals(
+    context: Any, history: HistoryOutcome, budget: Budget | None, lake: Lake
+) -> dict[str, Any]:
+    """What a budgeted run did and left, said in the run's tags and log: a run Marketo's quota stopped
+    ends green, says when history resumes, and leaves its other days missing rather than failed."""
+    estimate = export_sizes(lake).bytes_per_day
+    if history.paused_until is not None:
+        context.instance.add_run_tags(context.run.run_id, {PAUSED_TAG: history.paused_until.isoformat()})
+        context.log.warning(
+            f"History paused by Marketo's quota until {history.paused_until.isoformat()} "
+            f"({len(history.deferred)} days left for after the reset, continued by "
+            f"marketo_onboarding_sensor): {history.pause_reason}"
+        )
+    elif history.deferred and budget is not None:
+        context.log.info(
+            f"{len(history.deferred)} days left for after the quota reset at "
+            f"{budget.usage.resets_at.isoformat()}: today's export budget for history is spent"
+        )
+    return {
+        "history_days_exported": len(history.planned)
+        - len([d for d in history.deferred if d in history.planned]),
+        "history_days_deferred": len(history.deferred),
+        "history_paused_until": history.paused_until.isoformat() if history.paused_until else None,
+        "history_bytes_per_day_estimate": round(estimate) if estimate else None,
+        "history_budget_bytes_at_start": budget.bytes_available("history") if budget else None,
+    }
 
 
 # --- the reconciled view ------------------------------------------------------------------------------------

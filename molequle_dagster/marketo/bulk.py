@@ -178,8 +178,10 @@ class BulkEngine:
         api_user: str,
         zone: ZoneInfo,
         on_quota: Callable[[E.QuotaExhausted], None] = lambda error: None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self._t = transport
+        self._now = now
         self._config = config
         self._stats = stats
         self._sleep = sleep
@@ -334,6 +336,7 @@ class BulkEngine:
                     request_id=exc.request_id,
                     export_id=job.export_id,
                     zone=self._zone,
+                    now=self._now() if self._now else None,
                 )
                 self._on_quota(error)
                 raise error from None

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +62,7 @@ class MarketoClient(MarketoReads):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         verify_tls: bool = True,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         if not isinstance(config, MarketoConfig):
             raise TypeError(f"config: expected a MarketoConfig, got {type(config).__name__}")
@@ -74,8 +75,12 @@ class MarketoClient(MarketoReads):
         # Marketo's call limits and quotas are per instance; bulk jobs are visible only to their API user.
         self.instance = scope_key(base_url)
         zone = config.zone
+        # The quota day (usage, quota stops) follows `now`: the system clock, or a benchmark's virtual one.
+        self._now = now or (lambda: datetime.now(UTC))
         # Pacing waits are real: Marketo's window is wall-clock time, whatever the injected sleep does.
-        pacer = CrossProcessPacer(self.store, self.instance, config.pacing, usage_day=lambda: quota_day(zone))
+        pacer = CrossProcessPacer(
+            self.store, self.instance, config.pacing, usage_day=lambda: quota_day(zone, self._now())
+        )
         self._transport = Transport(
             base_url,
             client_id,
@@ -88,6 +93,7 @@ class MarketoClient(MarketoReads):
             sleep=sleep,
             verify_tls=verify_tls,
             on_quota=self._record_quota_stop,
+            now=self._now,
         )
         super().__init__(self._transport, max_empty_pages=config.bulk.max_empty_activity_pages)
         self._bulk = BulkEngine(
@@ -101,6 +107,7 @@ class MarketoClient(MarketoReads):
             api_user=scope_key(base_url, client_id),
             zone=zone,
             on_quota=self._record_quota_stop,
+            now=self._now,
         )
         self._describe_lock = threading.Lock()
         self._lead_types: dict[str, pa.DataType] | None = None
@@ -267,7 +274,10 @@ class MarketoClient(MarketoReads):
         admitted, bytes of our completed exports). stats/usage is asked at most once per `max_age_s`."""
         now = self._clock()
         if self._usage is None or now - self._usage[0] > max_age_s:
-            self._usage = (now, usage_today(self.usage(), self.store, self.instance, self.config.zone))
+            self._usage = (
+                now,
+                usage_today(self.usage(), self.store, self.instance, self.config.zone, self._now()),
+            )
         return self._usage[1]
 
     def sweep_orphan_exports(self) -> list[str]:

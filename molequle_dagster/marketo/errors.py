@@ -189,15 +189,22 @@ def is_job_already_queued(code: str, message: str) -> bool:
 
 
 def error_for(
-    code: str, message: str, *, endpoint: str, request_id: str | None, quota_zone: ZoneInfo
+    code: str,
+    message: str,
+    *,
+    endpoint: str,
+    request_id: str | None,
+    quota_zone: ZoneInfo,
+    now: datetime | None = None,
 ) -> MarketoError:
-    """The typed exception for one Marketo error (used once retries are exhausted or not allowed)."""
+    """The typed exception for one Marketo error (used once retries are exhausted or not allowed).
+    `now` dates a quota stop's reset (default: the system clock)."""
     kw = {"endpoint": endpoint, "marketo_message": message, "request_id": request_id}
     rc = classify(code, message)
     if code == "607":
-        return DailyQuotaExceeded(**kw, zone=quota_zone)
+        return DailyQuotaExceeded(**kw, zone=quota_zone, now=now)
     if code == "1029" and rc is RetryClass.DAILY:
-        return ExportQuotaExceeded(**kw, zone=quota_zone)
+        return ExportQuotaExceeded(**kw, zone=quota_zone, now=now)
     if code == "1029":
         return BulkQueueFullError("bulk export queue is full", code=code, **kw)
     if code == "1035":

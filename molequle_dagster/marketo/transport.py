@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,6 +70,7 @@ class Transport:
         tokens: TokenCache = TOKENS,
         verify_tls: bool = True,
         on_quota: Callable[[E.QuotaExhausted], None] = lambda error: None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url: expected an http(s) URL, got {base_url!r}")
@@ -83,6 +85,7 @@ class Transport:
         self.retry = retry or RetryConfig()
         self.quota_zone = quota_zone or quota_zone_named(DEFAULT_QUOTA_TIMEZONE)
         self.on_quota = on_quota  # records a quota stop for every process sharing the store
+        self.now = now  # dates quota resets (None: the system clock; benchmarks pass a virtual one)
         self.sleep = sleep
         self._tokens = tokens
         # The secret is part of the key: a wrong secret must never ride on a token the right one fetched.
@@ -272,7 +275,12 @@ class Transport:
 
     def _error(self, code: str, message: str, endpoint: str, request_id: str | None) -> E.MarketoError:
         error = E.error_for(
-            code, message, endpoint=endpoint, request_id=request_id, quota_zone=self.quota_zone
+            code,
+            message,
+            endpoint=endpoint,
+            request_id=request_id,
+            quota_zone=self.quota_zone,
+            now=self.now() if self.now else None,
         )
         if isinstance(error, E.QuotaExhausted):
             self.on_quota(error)

@@ -27,11 +27,16 @@ class UsageToday:
 
 
 def usage_today(
-    stats_usage: Sequence[Mapping[str, Any]], store: CoordinationStore, instance: str, zone: ZoneInfo
+    stats_usage: Sequence[Mapping[str, Any]],
+    store: CoordinationStore,
+    instance: str,
+    zone: ZoneInfo,
+    now: datetime | None = None,
 ) -> UsageToday:
     """`stats_usage` is the `result` of GET /rest/v1/stats/usage.json:
-    [{date, total, users: [{userId, count}]}]."""
-    day = quota_day(zone)
+    [{date, total, users: [{userId, count}]}]. `now` picks the quota day (default: the system clock)."""
+    now = now or datetime.now(UTC)
+    day = quota_day(zone, now)
     rows = [r for r in stats_usage if isinstance(r, Mapping)]
     # Marketo's row for its today; prefer the one dated our quota day if it lists several.
     row = next((r for r in rows if r.get("date") == day), rows[0] if rows else None)
@@ -45,7 +50,7 @@ def usage_today(
     ours = store.usage(instance, day)
     return UsageToday(
         day=date.fromisoformat(day),
-        resets_at=next_quota_reset(datetime.now(UTC), zone),
+        resets_at=next_quota_reset(now, zone),
         instance_calls=total,
         instance_day=str(row.get("date")) if row is not None else None,
         calls_by_user=users,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -214,9 +215,14 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
         return {"now": control.freeze(_parse_at(at) if at else None)}
 
     async def clock_advance(request: Request) -> dict:
-        seconds = (await body(request)).get("seconds")
+        data = await body(request)
+        seconds = data.get("seconds")
         if not isinstance(seconds, int | float) or isinstance(seconds, bool):
             raise BadControlInput(f"seconds: expected a number of seconds, got {seconds!r}")
+        if data.get("settle"):
+            # Export files are written in real time: finish them first, or virtual time would run on
+            # while a file is still being written and a job would look slower than Marketo's.
+            await asyncio.to_thread(control.wait_for_exports)
         return {"now": control.advance(float(seconds))}
 
     async def clock_unfreeze(request: Request) -> dict:

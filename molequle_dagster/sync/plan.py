@@ -1,19 +1,40 @@
-"""What the automation runs next, decided the same way by the daemon (sensors, schedules) and by
-`molequle sync`: the first sync, then activity history newest first, and ticks once the first sync is in.
+"""What the automation runs next, decided the same way by the daemon (the onboarding sensor) and by
+`molequle sync`: the first sync (every person, today's activities), right after it the last
+`PRIORITY_DAYS` days of activities, then the rest of the history newest first in runs sized to what is
+left of today's export budget, and ticks once the first sync is in.
+
+History is planned in bytes: each exported activity window records its size, which gives an estimate of
+bytes per day of Marketo time; a run takes as many of the newest missing days as fit in today's history
+share (`Budget.bytes_available("history")`, which keeps the ticks' reserve), cut into export windows of at
+most 31 days, an even number of them so Marketo's two processing slots finish together. When nothing
+fits, history pauses until the quota reset and the plan says when it resumes and when it should end.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 
+from molequle_dagster.budget import Budget
 from molequle_dagster.lake import Lake
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 POPULATION = "marketo_people_population"
 MARKETO_ACTIVITIES = "marketo_activities"
+PRIORITY_DAYS = 7  # right after the first sync (every person), the last week, whatever the history share
+FIRST_HISTORY_DAYS = 7  # a history run before any export told us what a day costs
+MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
+# A run's range is twice what the estimate says fits: recent days cost more than old ones, so the estimate
+# (dominated by recent days) runs high; the run itself stops once its actual bytes reach the budget.
+OVERPLAN = 2
+SLOTS = 2  # Marketo processes two exports at a time per instance
+EXPORT_SIZES = "_activity_export_sizes"  # lake meta: bytes and Marketo seconds our activity exports covered
+ETA_TAG = "molequle/history_eta"
+DAYS_LEFT_TAG = "molequle/history_days_left"
 
 
 @dataclass(frozen=True)
@@ -34,9 +55,44 @@ class Step:
 
 @dataclass(frozen=True)
 class Wait:
+    """Nothing may run before `resumes_at` (a quota reset); the reason says why and what is left."""
+
     reason: str
+    resumes_at: datetime | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
 
 
+# --- what a day of activities costs ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportSizes:
+    """Bytes our activity exports cost and the Marketo time they covered (from every export so far)."""
+
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def bytes_per_day(self) -> float | None:
+        """None until at least an hour of Marketo time was exported (a guess from minutes is noise)."""
+        return self.bytes / self.seconds * 86_400 if self.seconds >= 3_600 else None
+
+
+def export_sizes(lake: Lake) -> ExportSizes:
+    meta = lake.keyed(EXPORT_SIZES, "day").meta
+    return ExportSizes(int(meta.get("bytes", 0)), float(meta.get("seconds", 0.0)))
+
+
+def record_export_sizes(lake: Lake, export_bytes: int, seconds: float) -> None:
+    """Add what one step's activity exports cost. Two steps adding at once may lose one addition: the
+    estimate is then a little stale, never wrong in kind."""
+    if export_bytes <= 0 or seconds <= 0:
+        return
+    known = export_sizes(lake)
+    lake.keyed(EXPORT_SIZES, "day").commit(
+        meta={"bytes": known.bytes + export_bytes, "seconds": known.seconds + seconds}
+    )
+
+
+# --- which days, and in which windows -------------------------------------------------------------------
 def first_sync_done(lake: Lake) -> bool:
     return bool(lake.keyed(POPULATION, "id").meta.get("full_at"))
 
@@ -57,20 +113,148 @@ def newest_run(missing_newest_first: list[str], keys: Sequence[str], max_days: i
     return run[-1], run[0]
 
 
+def days_that_fit(bytes_available: int, bytes_per_day: float | None, share_per_day: int) -> int:
+    """How many days of history today's budget pays for. Unknown cost: a small first run that measures
+    it. A single day costlier than a whole day's share still goes, alone, while at least half of that
+    share is left (else it would never fit)."""
+    if bytes_per_day is None:
+        return FIRST_HISTORY_DAYS if bytes_available > 0 else 0
+    if bytes_per_day <= 0:
+        return 1_000_000
+    fit = int(bytes_available // bytes_per_day)
+    if fit == 0 and bytes_per_day > share_per_day and bytes_available >= share_per_day / 2:
+        return 1
+    return fit
+
+
+def leading_priority_days(days_newest_first: Sequence[str], today: str) -> int:
+    """How many of the first days (newest first) are within the `PRIORITY_DAYS` before `today`: the
+    last week goes right after the first sync, held back only by Marketo's own quota."""
+    since = (date.fromisoformat(today) - timedelta(days=PRIORITY_DAYS)).isoformat()
+    count = 0
+    for day in days_newest_first:
+        if not since <= day < today:
+            break
+        count += 1
+    return count
+
+
+def export_windows(days_newest_first: Sequence[str], window_days: int = MAX_WINDOW_DAYS) -> list[list[str]]:
+    """Consecutive days (newest first) cut into export windows, newest first: as few windows of at most
+    `window_days` as possible (small ranges merge into one), but an even number when there are two days or
+    more, so Marketo's two processing slots work side by side and finish together."""
+    days = list(days_newest_first)
+    if not days:
+        return []
+    count = math.ceil(len(days) / window_days)
+    if len(days) >= 2 and count % 2:
+        count += 1
+    size = math.ceil(len(days) / count)
+    return [days[i : i + size] for i in range(0, len(days), size)]
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    """The history still to export and what today's budget allows of it."""
+
+    days_left: int
+    bytes_per_day: float | None
+    bytes_available: int  # history's share left today (the ticks' reserve kept)
+    share_per_day: int  # history's share of a whole quota day
+    resets_at: datetime
+    now: datetime
+
+    @property
+    def fit_today(self) -> int:
+        return min(
+            self.days_left, days_that_fit(self.bytes_available, self.bytes_per_day, self.share_per_day)
+        )
+
+    @property
+    def quota_days_left(self) -> int | None:
+        """Quota days still needed after today's (0: it all fits today); None while the cost is unknown."""
+        if self.bytes_per_day is None:
+            return None
+        rest = max(self.days_left * self.bytes_per_day - self.bytes_available, 0.0)
+        return math.ceil(rest / max(self.share_per_day, 1))
+
+    @property
+    def eta(self) -> date | None:
+        """The quota day (in the quota zone) history should complete on, at this quota and share."""
+        more = self.quota_days_left
+        if more is None:
+            return None
+        today = (self.resets_at - timedelta(hours=12)).date()  # resets_at is the next midnight there
+        return today + timedelta(days=more)
+
+    def summary(self) -> str:
+        if self.days_left == 0:
+            return "history complete"
+        cost = (
+            f"{self.bytes_per_day / 1e6:,.1f} MB/day" if self.bytes_per_day else "cost per day not known yet"
+        )
+        more = self.quota_days_left
+        when = (
+            "completes today"
+            if more == 0
+            else f"complete in about {more + 1} days at this quota (by {self.eta})"
+            if more is not None
+            else "ETA after the first history run"
+        )
+        return (
+            f"{self.days_left} days of history left ({cost}; {self.share_per_day / 1e6:,.0f} MB/day for "
+            f"history at this quota); {when}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "days_left": self.days_left,
+            "bytes_per_day": round(self.bytes_per_day) if self.bytes_per_day else None,
+            "history_bytes_left_today": self.bytes_available,
+            "history_bytes_per_day": self.share_per_day,
+            "days_fit_today": self.fit_today,
+            "quota_days_left": self.quota_days_left,
+            "eta": self.eta.isoformat() if self.eta else None,
+            "resets_at": self.resets_at.isoformat(),
+            "summary": self.summary(),
+        }
+
+
+def history_plan(lake: Lake, missing: Sequence[str], budget: Budget, now: datetime) -> HistoryPlan:
+    return HistoryPlan(
+        days_left=len(missing),
+        bytes_per_day=export_sizes(lake).bytes_per_day,
+        bytes_available=budget.bytes_available("history"),
+        share_per_day=budget.history_bytes_per_day,
+        resets_at=budget.usage.resets_at,
+        now=now,
+    )
+
+
+# --- the next step -----------------------------------------------------------------------------------------
 def next_onboarding_step(
     lake: Lake,
     keys: Sequence[str],
     materialized: set[str],
-    history_days_per_run: int,
     jobs: dict[str, str],
+    budget: Budget,
+    now: datetime,
     paused: tuple[datetime, str] | None = None,
 ) -> Step | Wait | None:
-    """The first sync if it is not done, else the newest missing history, else None (nothing to do).
-    `paused` is the quota stop in force, if any: then everything waits for the reset."""
+    """The first sync if it is not done, else the newest missing history that today's budget pays for,
+    else None (nothing to do). `paused` is the quota stop in force, if any: then everything waits."""
+    missing = missing_history(keys, materialized)
+    plan = history_plan(lake, missing, budget, now) if missing else None
+    plan_info = plan.as_dict() if plan else {}
     if paused:
-        return Wait(f"Marketo quota used up; paused until {paused[0].isoformat()} (resumes by itself)")
+        return Wait(
+            f"Marketo quota used up; paused until {paused[0].isoformat()} (resumes by itself). "
+            + (plan.summary() if plan else ""),
+            paused[0],
+            plan_info,
+        )
     if not first_sync_done(lake):
-        # Everyone first, with today's changes; the history runs that follow start with the newest days.
+        # Everyone first, with today's changes; the last week's activities follow at once, then history.
         return Step(
             jobs["initial"],
             "initial",
@@ -78,17 +262,29 @@ def next_onboarding_step(
             keys[-1],
             "first sync: people, accounts, programs, memberships and today's activities",
         )
-    missing = missing_history(keys, materialized)
-    if not missing:
+    if plan is None:
         return None
-    start, end = newest_run(missing, keys, history_days_per_run)
+    # The last week is what people look at first: it never waits for the history share.
+    fit = max(plan.fit_today * OVERPLAN, leading_priority_days(missing, keys[-1]))
+    if fit == 0:
+        return Wait(
+            f"history paused: today's export share for history is used "
+            f"({plan.bytes_available / 1e6:,.1f} MB left of {plan.share_per_day / 1e6:,.0f} MB); resumes by "
+            f"itself after the quota reset at {plan.resets_at.isoformat()}. {plan.summary()}",
+            plan.resets_at,
+            plan_info,
+        )
+    start, end = newest_run(missing, keys, fit)
     return Step(
         jobs["history"],
         "history",
         start,
         end,
-        f"activity history {start}..{end} ({len(missing)} days left)",
-        {"molequle/history_days_left": str(len(missing))},
+        f"activity history {start}..{end}: {plan.summary()}",
+        {
+            DAYS_LEFT_TAG: str(plan.days_left),
+            ETA_TAG: plan.eta.isoformat() if plan.eta else "unknown until the first history run",
+        },
     )
 
 

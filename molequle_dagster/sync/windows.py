@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +26,7 @@ from molequle_dagster.sync.activity_rows import ACTIVITY_CSV_SCHEMA, rest_activi
 PAGE_SIZE = 300  # records per REST page (Marketo's batchSize maximum)
 TYPES_PER_FEED = 10  # Get Lead Activities takes at most 10 activityTypeIds
 LEADS_PER_CALL = 300
+MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
 
 
 @dataclass
@@ -119,6 +120,19 @@ def activity_requests(
         }
         for a, b in split_windows(start, end, window_days)
     ]
+
+
+def window_requests(
+    windows: Sequence[Sequence[str]], type_ids: Sequence[int], now: datetime
+) -> list[dict[str, Any]]:
+    """One export request per window of whole days (`YYYY-MM-DD`, any order), all types in it: from the
+    first day's midnight to the last day's end, or to `now` for a day still open."""
+    requests = []
+    for days in windows:
+        start = datetime.fromisoformat(min(days)).replace(tzinfo=UTC)
+        end = min(datetime.fromisoformat(max(days)).replace(tzinfo=UTC) + timedelta(days=1, seconds=-1), now)
+        requests.extend(activity_requests(start, end, type_ids, MAX_WINDOW_DAYS))
+    return requests
 
 
 def read_activities(

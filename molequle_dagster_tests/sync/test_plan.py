@@ -1,0 +1,154 @@
+"""The onboarding plan in bytes: windows for both slots, days that fit today's history share, the last
+week first, and a pause that says when it resumes and when history should be complete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from molequle_dagster.budget import Budget
+from molequle_dagster.lake import Lake
+from molequle_dagster.settings import BudgetSettings
+from molequle_dagster.sync.plan import (
+    EXPORT_SIZES,
+    FIRST_HISTORY_DAYS,
+    OVERPLAN,
+    PRIORITY_DAYS,
+    HistoryPlan,
+    Step,
+    Wait,
+    days_that_fit,
+    export_sizes,
+    export_windows,
+    leading_priority_days,
+    next_onboarding_step,
+    record_export_sizes,
+)
+
+MB = 1024 * 1024
+CHICAGO = ZoneInfo("America/Chicago")
+JOBS = {"initial": "initial_job", "history": "history_job"}
+
+
+@dataclass(frozen=True)
+class Used:
+    resets_at: datetime
+    our_export_bytes: int
+    our_calls: int = 0
+    instance_calls: int | None = None
+
+
+def days_back(today: date, count: int) -> list[str]:
+    """`count` daily keys ending with `today` (the last key), oldest first, as the partitions list them."""
+    return [(today - timedelta(days=count - 1 - i)).isoformat() for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 31, 32, 62, 63, 93, 730])
+def test_windows_cover_every_day_once_newest_first_at_most_31_days_an_even_number(count: int) -> None:
+    days = list(reversed(days_back(date(2026, 12, 1), count)))
+    windows = export_windows(days)
+    assert [d for w in windows for d in w] == days
+    assert all(1 <= len(w) <= 31 for w in windows)
+    assert len(windows) % 2 == 0 or count == 1
+    # as few windows as the rules allow: merging any two would break one of them
+    assert len(windows) <= max(2, -(-count // 31) + 1)
+
+
+def test_days_that_fit_follow_the_bytes_left_and_never_stall_on_a_costly_day() -> None:
+    assert days_that_fit(100 * MB, 10 * MB, 175 * MB) == 10
+    assert days_that_fit(9 * MB, 10 * MB, 175 * MB) == 0
+    assert days_that_fit(0, None, 175 * MB) == 0
+    assert days_that_fit(1, None, 175 * MB) == FIRST_HISTORY_DAYS  # a first run measures the cost
+    # one day costs more than a whole day's share: alone, while at least half the share is left
+    assert days_that_fit(100 * MB, 200 * MB, 175 * MB) == 1
+    assert days_that_fit(80 * MB, 200 * MB, 175 * MB) == 0
+
+
+def test_the_last_week_counts_from_the_newest_missing_day() -> None:
+    today = "2026-12-10"
+    newest_first = [(date(2026, 12, 9) - timedelta(days=i)).isoformat() for i in range(20)]
+    assert leading_priority_days(newest_first, today) == PRIORITY_DAYS
+    assert leading_priority_days(newest_first[3:], today) == PRIORITY_DAYS - 3
+    assert leading_priority_days(newest_first[PRIORITY_DAYS:], today) == 0
+
+
+def test_the_eta_counts_the_quota_days_history_still_needs() -> None:
+    resets = datetime(2026, 12, 2, tzinfo=CHICAGO)
+    plan = HistoryPlan(
+        days_left=100,
+        bytes_per_day=10 * MB,
+        bytes_available=50 * MB,
+        share_per_day=175 * MB,
+        resets_at=resets,
+        now=resets - timedelta(hours=3),
+    )
+    # 1000 MB needed, 50 today, then 175 a day: 950 / 175 -> 6 more quota days
+    assert plan.fit_today == 5
+    assert plan.quota_days_left == 6
+    assert plan.eta == date(2026, 12, 7)
+    assert "complete in about 7 days" in plan.summary() and "2026-12-07" in plan.summary()
+
+
+def test_export_sizes_accumulate_in_the_lake(tmp_path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    assert export_sizes(lake).bytes_per_day is None
+    record_export_sizes(lake, 6 * MB, 43_200)  # half a day
+    record_export_sizes(lake, 4 * MB, 43_200)
+    assert export_sizes(lake).bytes_per_day == pytest.approx(10 * MB)
+    assert lake.keyed(EXPORT_SIZES, "day").meta["bytes"] == 10 * MB
+
+
+def onboarded_lake(tmp_path, bytes_per_day: int) -> Lake:
+    lake = Lake(str(tmp_path / "lake"))
+    lake.keyed("marketo_people_population", "id").commit(meta={"full_at": "2026-12-10T08:00:00+00:00"})
+    record_export_sizes(lake, bytes_per_day, 86_400)
+    return lake
+
+
+def budget(used_mb: float, now: datetime) -> Budget:
+    resets = datetime.combine(
+        now.astimezone(CHICAGO).date() + timedelta(days=1), datetime.min.time(), CHICAGO
+    )
+    return Budget(BudgetSettings(), Used(resets, int(used_mb * MB)))
+
+
+def test_history_runs_take_what_todays_share_pays_for_and_pause_with_the_reset_time(tmp_path) -> None:
+    now = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    keys = days_back(date(2026, 12, 10), 200)
+    lake = onboarded_lake(tmp_path, 10 * MB)
+    recent = set(keys[-1 - PRIORITY_DAYS : -1])  # the last week is in already
+    # 500 MB x 0.5 share = 250 MB, 30% kept for ticks: 175 MB for history; 100 MB used today -> 75 MB
+    step = next_onboarding_step(lake, keys, recent | {keys[-1]}, JOBS, budget(100, now), now)
+    assert isinstance(step, Step) and step.kind == "history"
+    run = keys.index(step.end) - keys.index(step.start) + 1
+    assert step.end == keys[-2 - PRIORITY_DAYS] and run == 7 * OVERPLAN  # 75 MB / 10 MB a day, overplanned
+    assert step.tags["molequle/history_eta"]
+    # the share is spent: a pause that says when it resumes, nothing launched
+    spent = next_onboarding_step(lake, keys, recent | {keys[-1]}, JOBS, budget(170, now), now)
+    assert isinstance(spent, Wait)
+    assert spent.resumes_at == datetime(2026, 12, 11, tzinfo=CHICAGO)
+    assert "resumes by itself" in spent.reason and "2026-12-11T00:00:00-06:00" in spent.reason
+    assert spent.plan["days_left"] == len(keys) - 1 - PRIORITY_DAYS and spent.plan["eta"]
+
+
+def test_the_last_week_goes_first_whatever_is_left_of_the_share(tmp_path) -> None:
+    now = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    keys = days_back(date(2026, 12, 10), 200)
+    lake = onboarded_lake(tmp_path, 10 * MB)
+    step = next_onboarding_step(lake, keys, {keys[-1]}, JOBS, budget(250, now), now)
+    assert isinstance(step, Step)
+    assert (step.start, step.end) == (keys[-1 - PRIORITY_DAYS], keys[-2])
+
+
+def test_a_quota_stop_pauses_everything_until_the_reset(tmp_path) -> None:
+    now = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    keys = days_back(date(2026, 12, 10), 30)
+    lake = Lake(str(tmp_path / "lake"))  # not even the first sync is done
+    reset = datetime(2026, 12, 11, tzinfo=CHICAGO)
+    step = next_onboarding_step(lake, keys, set(), JOBS, budget(0, now), now, (reset, "1029"))
+    assert isinstance(step, Wait) and step.resumes_at == reset and "paused until" in step.reason
+    first = next_onboarding_step(lake, keys, set(), JOBS, budget(0, now), now)
+    assert isinstance(first, Step) and first.kind == "initial" and first.start == first.end == keys[-1]

@@ -214,7 +214,12 @@ def _sync(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     _print_summary(report, counts, time.monotonic() - started, home)
-    return 0 if report.success else 1
+    return 0 if report.success or _only_paused(report) else 1
+
+
+def _only_paused(report) -> bool:
+    """Stopped by Marketo's quota and nothing else: not a failure, the sync continues after the reset."""
+    return report.paused_until is not None and len(report.failures) == 1
 
 
 def _start_sandbox(args: argparse.Namespace, port: int, settings):
@@ -237,10 +242,13 @@ def _print_summary(report, sandbox_counts: dict[str, int], seconds: float, home:
 
     lake = Lake(report.lake_uri)
     print()
-    outcome = "succeeded" if report.success else "FAILED"
+    if _only_paused(report):
+        outcome = f"paused until {report.paused_until.isoformat()} (Marketo's quota; run it again then)"
+    else:
+        outcome = "succeeded" if report.success else "FAILED"
     print(f"{report.kind.capitalize()} sync {outcome}: {len(report.runs)} Dagster runs in {seconds:.1f} s")
     for line in report.failures:
-        print(f"  failed: {line}")
+        print(f"  {'paused' if _only_paused(report) else 'failed'}: {line}")
     print("Rows per table:")
     for name, rows in table_counts(lake).items():
         print(f"  {name:28} {rows:>12,}")

@@ -93,6 +93,11 @@ class SandboxControl:
     def faults(self) -> list[dict]:
         return self._ctx.faults.rules()
 
+    def wait_for_fault(self, index: int, fired: int = 1, timeout: float = 120.0) -> bool:
+        """Block until fault rule `index` (0 = the first injected) has fired `fired` times; False on
+        timeout. A caller in another process uses it to act while the faulty call is under way."""
+        return self._ctx.faults.wait_fired(index, fired, timeout)
+
     def exhaust_daily_quota(self) -> None:
         self._ctx.limiter.exhaust_daily_quota()
 

@@ -144,6 +144,7 @@ class PickedFault:
 class FaultPlan:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._fired = threading.Condition(self._lock)  # notified whenever a rule fires
         self._rules: list[FaultRule] = []
         self.released = threading.Event()  # set to cut every held "slow" response short
 
@@ -195,7 +196,18 @@ class FaultPlan:
             for rule in self._rules:
                 if rule.matches(endpoint_key) and rule.fires() and picked is None:
                     picked = PickedFault(rule.kind, rule.seconds)
+            if picked is not None:
+                self._fired.notify_all()
             return picked
+
+    def wait_fired(self, index: int, fired: int = 1, timeout: float = 120.0) -> bool:
+        """Block until rule `index` (in injection order) has fired `fired` times; False on timeout. Lets a
+        test act at an exact point of a client's work (e.g. kill it while a `slow` answer is held)."""
+        with self._fired:
+            if not 0 <= index < len(self._rules):
+                raise ValueError(f"index: no fault rule {index}; {len(self._rules)} injected")
+            rule = self._rules[index]
+            return self._fired.wait_for(lambda: rule.fired >= fired, timeout)
 
     def clear(self) -> None:
         with self._lock:

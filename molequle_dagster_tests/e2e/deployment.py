@@ -23,6 +23,7 @@ import yaml
 
 from molequle_dagster.assets.activities import MARKETO_ACTIVITIES as ACTIVITIES_TABLE
 from molequle_dagster.lake import Lake
+from molequle_dagster.sandbox.process import SandboxProcess
 from molequle_dagster_tests.conftest import fast_settings_dict
 from molequle_dagster_tests.e2e.processes import (
     REPO,
@@ -32,7 +33,6 @@ from molequle_dagster_tests.e2e.processes import (
     scrubbed_environ,
     wait_until,
 )
-from molequle_dagster_tests.e2e.sandbox_process import SandboxProcess
 
 PRODUCTION_CONFIG = REPO / "deploy" / "production" / "dagster.yaml"
 WORKSPACE = REPO / "workspace.yaml"

@@ -1,6 +1,8 @@
-"""The Marketo sandbox in a child process of its own, as Marketo is to a deployment: the Dagster processes
-reach it only over HTTP. The test keeps a pipe to it for what a real Marketo would not offer: the ground
-truth (a snapshot of the instance's state) and the control surface (faults, counters, churn, bulk jobs).
+"""The Marketo sandbox in a child process of its own, as Marketo is to a deployment: the processes under
+test reach it only over HTTP, and killing them (kill -9) leaves it serving. The caller keeps a pipe to it
+for what a real Marketo would not offer: the ground truth (a snapshot of the instance's state) and the
+control surface (faults, counters, churn, clock, bulk jobs). Used by the end-to-end tests, the reliability
+matrix (scripts/fault_matrix.py) and scripts/bench_scale.py.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ import dataclasses
 import multiprocessing
 import threading
 import traceback
+from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sandbox.model import InstanceState
 
 STARTUP_TIMEOUT_S = 120.0  # generating the instance's data comes first; 300 people take a few seconds
@@ -22,21 +26,19 @@ class SandboxCallError(RuntimeError):
     """A control call raised in the sandbox process; the message carries its traceback."""
 
 
-def _serve(profile: str, people: int, programs: int, seed: int, conn: Connection) -> None:
+def _serve(config_data: dict[str, Any], now: datetime | None, conn: Connection) -> None:
     from molequle_dagster.sandbox.config import SandboxConfig
     from molequle_dagster.sandbox.server import SandboxServer
 
-    config = SandboxConfig.for_profile(profile)  # type: ignore[arg-type]
-    config.data.people = people
-    config.data.programs = programs
-    config.data.seed = seed
+    config = SandboxConfig.model_validate(config_data)
     client = config.clients[0]
-    with SandboxServer(config, port=0) as server:
+    with SandboxServer(config, port=0, now=now) as server:
         conn.send(("ready", (server.base_url, client.client_id, client.client_secret)))
         handlers = {
             "control": lambda name, *a, **kw: getattr(server.control, name)(*a, **kw),
             "state": lambda: _state_fields(server.control.state),
             "bulk_jobs": lambda: server.context.bulk.jobs_truth(),
+            "sizes": lambda: _sizes(server.control.state),
         }
         while True:
             try:
@@ -50,6 +52,16 @@ def _serve(profile: str, people: int, programs: int, seed: int, conn: Connection
                 conn.send(("ok", handlers[op](*args, **kwargs)))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
+
+
+def _sizes(state: InstanceState) -> dict[str, int]:
+    """Rows per table of the instance (cheap, unlike a whole snapshot at a million people)."""
+    with state.lock:
+        return {
+            f.name: value.num_rows
+            for f in dataclasses.fields(state)
+            if hasattr(value := getattr(state, f.name), "num_rows")
+        }
 
 
 def _state_fields(state: InstanceState) -> dict[str, Any]:
@@ -71,15 +83,34 @@ class _ControlProxy:
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: self._sandbox.call("control", name, *args, **kwargs)
 
+    def wait_for_fault(self, index: int, fired: int = 1, timeout: float = 120.0) -> bool:
+        """Block until fault rule `index` has fired `fired` times (False after `timeout` seconds)."""
+        return self._sandbox.call(
+            "control", "wait_for_fault", index, fired, timeout, timeout_s=timeout + CALL_TIMEOUT_S
+        )
+
 
 class SandboxProcess:
     """`with SandboxProcess(people=300) as sandbox:` … `sandbox.base_url`, `sandbox.state()`,
-    `sandbox.control.inject_fault(...)`, `sandbox.bulk_jobs()`."""
+    `sandbox.control.inject_fault(...)`, `sandbox.bulk_jobs()`. `config` (a whole SandboxConfig) wins over
+    profile/people/programs/seed; `now` freezes the sandbox's clock at that instant."""
 
     def __init__(
-        self, *, profile: str = "fast", people: int = 300, programs: int = 12, seed: int = 42
+        self,
+        *,
+        profile: str = "fast",
+        people: int = 300,
+        programs: int = 12,
+        seed: int = 42,
+        config: SandboxConfig | None = None,
+        now: datetime | None = None,
     ) -> None:
-        self._args = (profile, people, programs, seed)
+        if config is None:
+            config = SandboxConfig.for_profile(profile)  # type: ignore[arg-type]
+            config.data.people = people
+            config.data.programs = programs
+            config.data.seed = seed
+        self._args = (config.model_dump(), now)
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._lock = threading.Lock()  # one call at a time on the pipe
@@ -114,13 +145,15 @@ class SandboxProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def call(self, op: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, op: str, *args: Any, timeout_s: float = CALL_TIMEOUT_S, **kwargs: Any) -> Any:
+        """One operation in the sandbox process; `timeout_s` bounds the wait for its answer (raise it for a
+        call that blocks on purpose, such as `wait_for_fault`)."""
         if self._conn is None:
             raise RuntimeError("the sandbox process is not running")
         with self._lock:
             self._conn.send((op, args, kwargs))
-            if not self._conn.poll(CALL_TIMEOUT_S):
-                raise SandboxCallError(f"sandbox call {op}{args} got no answer within {CALL_TIMEOUT_S:.0f} s")
+            if not self._conn.poll(timeout_s):
+                raise SandboxCallError(f"sandbox call {op}{args} got no answer within {timeout_s:.0f} s")
             status, payload = self._conn.recv()
         if status == "error":
             raise SandboxCallError(f"sandbox call {op}{args} failed in the sandbox process:\n{payload}")
@@ -129,6 +162,10 @@ class SandboxProcess:
     def state(self) -> InstanceState:
         """A snapshot of the instance's data, for the truth assertions (computed in the test process)."""
         return InstanceState(**self.call("state"))
+
+    def sizes(self) -> dict[str, int]:
+        """Rows per table of the instance (people, activities, memberships, …)."""
+        return self.call("sizes")
 
     def bulk_jobs(self) -> list[dict[str, Any]]:
         """Every bulk export job as it really is (entity, filter, status), oldest first."""

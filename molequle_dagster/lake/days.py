@@ -24,6 +24,9 @@ from molequle_dagster.lake.storage import Storage
 
 PART_FILE = "part.parquet"
 DAYS = "_days"
+# Day files are written without a lock, and a streamed day stays open while later exports of its run
+# queue and download: a temp file is a dead writer's only once it is older than any run can be.
+TEMP_GRACE_S = 24 * 3600.0
 
 
 class DayTable:
@@ -43,6 +46,7 @@ class DayTable:
 
     # --- writes --------------------------------------------------------------------------------------
     def write(self, day: str, table: pa.Table, cursor: dict[str, Any] | None = None) -> None:
+        self.storage.sweep_table(self.name, TEMP_GRACE_S)
         self.storage.write_parquet(self.path(day), table)
         if cursor is not None:
             self.write_cursor(day, {**cursor, "rows": table.num_rows})
@@ -50,6 +54,7 @@ class DayTable:
     @contextmanager
     def writer(self, day: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
         """Stream a day's rows; the file is published when the block completes (cursor: `write_cursor`)."""
+        self.storage.sweep_table(self.name, TEMP_GRACE_S)
         with self.storage.parquet_writer(self.path(day), schema) as writer:
             yield writer
 

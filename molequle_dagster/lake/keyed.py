@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -311,6 +311,14 @@ class KeyedTable:
         return Changes(empty, empty, from_version, to_version)
 
     # --- writes --------------------------------------------------------------------------------------
+    @contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """The table's commit lock; once held, temp files of a writer killed mid-commit are swept: every
+        write of a keyed table happens under this lock, so no writer of it can be alive (any age goes)."""
+        with self._locks(f"lake:{self.name}"):
+            self.storage.sweep_table(self.name, older_than_s=0.0)
+            yield
+
     def commit(
         self,
         upserts: pa.Table | None = None,
@@ -322,7 +330,7 @@ class KeyedTable:
     ) -> Manifest:
         """Apply deletes, then upserts (whole rows; the newest per key wins), and merge `meta` into the
         table's meta, as one new version. Nothing to change means no new version."""
-        with self._locks(f"lake:{self.name}"):
+        with self._commit_lock():
             current = self.manifest()
             if expect_version is not None and current.version != expect_version:
                 raise VersionConflict(
@@ -366,7 +374,7 @@ class KeyedTable:
 
     def rebuild(self, table: pa.Table, meta: Mapping[str, Any] | None = None) -> Manifest:
         """Replace every row (a first load or a full refresh); change-feed consumers start over."""
-        with self._locks(f"lake:{self.name}"):
+        with self._commit_lock():
             current = self.manifest()
             version = current.version + 1
             table = _dedupe_last(table, self.key).sort_by([(k, "ascending") for k in self.key])
@@ -391,7 +399,7 @@ class KeyedTable:
         """`rebuild` from a stream (e.g. a bulk export's batches) without holding it in memory: the rows go
         straight into one base file. The stream's keys must be unique (checked before anything is
         published; a stream that fails leaves the previous version)."""
-        with self._locks(f"lake:{self.name}"):
+        with self._commit_lock():
             current = self.manifest()
             version = current.version + 1
             path = f"{DATA}/{version:012d}-base-{uuid.uuid4().hex[:12]}.parquet"
@@ -457,7 +465,7 @@ class KeyedTable:
         return manifest.delta_rows > threshold or len(manifest.deltas) > rule.max_deltas
 
     def compact(self) -> Manifest:
-        with self._locks(f"lake:{self.name}"):
+        with self._commit_lock():
             return self._compact(self.manifest(), None)
 
     def _compact(self, manifest: Manifest, now: datetime | None) -> Manifest:

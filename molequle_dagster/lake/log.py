@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from molequle_dagster.lake.days import TEMP_GRACE_S
 from molequle_dagster.lake.storage import Storage
 
 PARTS = "parts"
@@ -21,6 +22,7 @@ class AppendLog:
         self.name = name
 
     def append(self, table: pa.Table) -> str:
+        self.storage.sweep_table(self.name, TEMP_GRACE_S)  # appends take no lock either
         path = self.storage.path(self.name, PARTS, f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet")
         self.storage.write_parquet(path, table)
         return path

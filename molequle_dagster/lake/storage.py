@@ -6,12 +6,14 @@ lake and no network (pyarrow resolves a bucket's region when the filesystem is c
 Every write is atomic: the bytes go to a dot-named temp file beside the target, which is then moved over
 it (rename(2) on a local disk, a server-side copy on object stores), so a crash leaves the previous good
 file and readers never see half a file. Dot names are ignored by pyarrow's dataset discovery; temp files
-a killed process leaves behind are swept by `sweep_temp_files`.
+a killed process leaves behind are swept by `sweep_temp_files`, which each table's writes call through
+`sweep_table` (at most once an hour per table and process: a listing of a big table costs on S3).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +28,29 @@ import pyarrow.parquet as pq
 
 TEMP_MARKER = ".tmp-"
 COMPRESSION = "zstd"
+SWEEP_INTERVAL_S = 3600.0  # a table's leftovers are looked for at most this often per process
+
+
+class SweepSchedule:
+    """When each table was last swept in this process (every run builds a new Lake; the schedule stays)."""
+
+    def __init__(self, interval_s: float = SWEEP_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, key: str, now: float | None = None) -> bool:
+        """True (and noted) when `key` was not swept within the interval."""
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and moment - last < self.interval_s:
+                return False
+            self._last[key] = moment
+            return True
+
+
+SWEEPS = SweepSchedule()
 
 
 class LakeError(RuntimeError):
@@ -140,11 +165,14 @@ class Storage:
             self.fs.delete_file(path)
 
     # --- housekeeping --------------------------------------------------------------------------------
-    def sweep_temp_files(self, older_than_s: float = 3600.0, now: float | None = None) -> list[str]:
-        """Delete temp files a killed writer left behind (older than any write still in progress)."""
+    def sweep_temp_files(
+        self, older_than_s: float = 3600.0, now: float | None = None, under: str | None = None
+    ) -> list[str]:
+        """Delete temp files a killed writer left behind (older than any write still in progress), in the
+        whole lake or `under` one directory."""
         cutoff_ns = int(((now if now is not None else time.time()) - older_than_s) * 1e9)
         swept = []
-        for info in self.list(self.root, recursive=True):
+        for info in self.list(under or self.root, recursive=True):
             if (
                 info.type == pafs.FileType.File
                 and info.base_name.startswith(".")
@@ -152,6 +180,19 @@ class Storage:
                 and info.mtime_ns is not None
                 and info.mtime_ns < cutoff_ns
             ):
-                self.fs.delete_file(info.path)
+                try:
+                    self.fs.delete_file(info.path)
+                except FileNotFoundError:  # another process swept it first
+                    continue
                 swept.append(info.path)
         return swept
+
+    def sweep_table(
+        self, name: str, older_than_s: float, schedule: SweepSchedule = SWEEPS
+    ) -> list[str]:
+        """`sweep_temp_files` under one table, if this process has not done so within the schedule's
+        interval. Called by the table's writes, so a kill's leftovers go when the table is next written."""
+        directory = self.path(name)
+        if not schedule.due(f"{self.uri}|{name}"):
+            return []
+        return self.sweep_temp_files(older_than_s, under=directory)

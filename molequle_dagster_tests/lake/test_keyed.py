@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pyarrow as pa
@@ -137,6 +141,38 @@ def test_a_crash_mid_commit_leaves_the_previous_version(tmp_path: Path, monkeypa
     assert fresh.version == 1 and _by_id(fresh.read()) == {1: "v1"}
     fresh.commit(_rows([3]))  # the orphan delta file of the failed commit is harmless
     assert _by_id(fresh.read()) == {1: "v1", 3: "v3"}
+
+
+def _rebuild_then_hang(root: str, ready: Connection) -> None:
+    """Stream a rebuild whose source stops after its first batch (a download that hangs): the base file's
+    temp file is half written, the table's lock held, when the parent kills this process."""
+
+    def batches() -> Iterator[pa.Table]:
+        yield _rows(list(range(100)))
+        ready.send("first batch written")
+        ready.recv()  # never answered: the parent kills us here
+
+    table = Lake(root).keyed("t", "id")
+    table.commit(_rows([1]))
+    table.rebuild_from(batches(), _rows([0]).schema)
+
+
+def test_temp_files_of_a_writer_killed_mid_commit_are_swept_by_the_next_commit(tmp_path: Path) -> None:
+    """Issue 16 item 4: `.…parquet.tmp-<uuid>` files a kill -9 left were never swept."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    writer = context.Process(target=_rebuild_then_hang, args=(str(tmp_path), child))
+    writer.start()
+    assert parent.poll(120) and parent.recv() == "first batch written"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join(30)
+    left = list((tmp_path / "t").rglob(".*.tmp-*"))
+    assert len(left) == 1 and left[0].stat().st_size > 0  # the half-written base
+    table = Lake(str(tmp_path)).keyed("t", "id")
+    assert _by_id(table.read()) == {1: "v1"}  # readers never saw the half rebuild
+    table.commit(_rows([2]))  # the next process to commit holds the lock: no writer of `t` can be alive
+    assert list((tmp_path / "t").rglob(".*.tmp-*")) == []
+    assert _by_id(table.read()) == {1: "v1", 2: "v2"}
 
 
 def test_vacuum_removes_unreferenced_files_after_the_grace_period(tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ import pyarrow as pa
 import pytest
 
 from molequle_dagster.lake import Lake, LakeError
+from molequle_dagster.lake.days import TEMP_GRACE_S
+from molequle_dagster.lake.log import PARTS
+from molequle_dagster.lake.storage import SWEEPS, SweepSchedule
 
 TS = pa.timestamp("s", tz="UTC")
 
@@ -96,6 +99,39 @@ def test_temp_files_left_by_a_killed_writer_are_swept_once_old(tmp_path: Path) -
     swept = lake.sweep_temp_files(older_than_s=3600)
     assert [Path(p).name for p in swept] == [stale.name]
     assert fresh.exists() and lake.days("t").read("2026-11-01")["x"].to_pylist() == [1]
+
+
+def test_day_and_log_writes_sweep_their_table_once_an_hour_sparing_young_temp_files(tmp_path: Path) -> None:
+    """Issue 16 item 4, for the tables written without a lock: a temp file older than any run is a dead
+    writer's and goes with the table's next write; a young one may be a live writer's and stays."""
+    lake = Lake(str(tmp_path))
+    lake.days("t").write("2026-11-01", pa.table({"x": [1]}))  # the table's sweep for this hour: nothing
+    lake.log("actions").append(pa.table({"x": [1]}))
+    day_old = time.time() - TEMP_GRACE_S - 60
+    stale = [tmp_path / "t" / "date=2026-11-01" / ".part.parquet.tmp-dead", tmp_path / "actions" / PARTS
+             / ".0001.parquet.tmp-dead"]
+    young = tmp_path / "t" / "date=2026-11-02" / ".part.parquet.tmp-live"
+    for path in [*stale, young]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+    for path in stale:
+        os.utime(path, (day_old, day_old))
+    lake.days("t").write("2026-11-03", pa.table({"x": [3]}))
+    lake.log("actions").append(pa.table({"x": [2]}))
+    assert all(path.exists() for path in stale)  # swept at most once an hour per table and process
+    SWEEPS._last.clear()  # an hour later (or another process)
+    later = Lake(str(tmp_path))
+    later.days("t").write("2026-11-03", pa.table({"x": [3]}))
+    later.log("actions").append(pa.table({"x": [3]}))
+    assert not any(path.exists() for path in stale) and young.exists()
+    assert later.days("t").read("2026-11-01")["x"].to_pylist() == [1]
+    assert later.log("actions").read()["x"].to_pylist() == [1, 2, 3]
+
+
+def test_sweep_schedule_is_per_table_and_interval() -> None:
+    schedule = SweepSchedule(interval_s=3600)
+    assert schedule.due("a", now=0) and schedule.due("b", now=0)
+    assert not schedule.due("a", now=3599) and schedule.due("a", now=3600)
 
 
 def test_constructing_an_object_store_lake_does_no_io() -> None:

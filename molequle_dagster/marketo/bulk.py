@@ -310,6 +310,16 @@ class BulkEngine:
                 found.append((str(job["exportId"]), created))
         return found
 
+    def _asked_again(self, job: _Job) -> bool:
+        """Whether a later run may make exactly this request (and so resume the job): not when a window of
+        its filter ends within the late-records margin of the job's creation, as a window "until now" does
+        (the next run's ends later). Both times are Marketo's clock."""
+        created = marketo_epoch(job.info.get("createdAt"))
+        windows = [value for value in job.request.filter.values() if isinstance(value, dict)]
+        ends = [end for w in windows if (end := marketo_epoch(w.get("endAt"))) is not None]
+        latest = max(ends, default=None)
+        return created is None or latest is None or latest < created - self._config.late_records_margin_s
+
     def _claim(self, export_id: str) -> Slot | None:
         return self._store.try_claim(f"bulk-job:{export_id}")
 
@@ -327,14 +337,21 @@ class BulkEngine:
                 job.status = normalise_status(info.get("status")) or "queued"
                 break
             except E.ExportQuotaExceeded as exc:
-                # The Created job stays in the ledger: the next run after the reset reuses it.
-                job.keep = True
-                self.ledger.update(job.export_id, status="created")
+                kept: str | None = job.export_id
+                if self._asked_again(job):
+                    # The Created job stays in the ledger: the next run after the reset reuses it.
+                    job.keep = True
+                    self.ledger.update(job.export_id, status="created")
+                else:
+                    # Its window ends about when it was made ("until now"): no later request is the same,
+                    # so nobody would resume it; a Created job left behind is an orphan.
+                    self.cancel(job.request.entity, job.export_id)
+                    job.status, kept = "cancelled", None
                 error = E.ExportQuotaExceeded(
                     endpoint=exc.endpoint,
                     marketo_message=exc.marketo_message,
                     request_id=exc.request_id,
-                    export_id=job.export_id,
+                    export_id=kept,
                     zone=self._zone,
                     now=self._now() if self._now else None,
                 )

@@ -303,7 +303,7 @@ def test_an_open_window_export_is_reused_within_its_scope(sb, make_client) -> No
 
 
 def test_unscoped_export_still_reuses_a_job_that_has_not_run(sb, make_client) -> None:
-    flt = {"createdAt": window(13)}
+    flt = {"createdAt": window(13, end=datetime.now(UTC) - timedelta(hours=2))}  # a closed window
     client, _ = make_client(sb, store="s")
     sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
     with pytest.raises(E.ExportQuotaExceeded) as info:

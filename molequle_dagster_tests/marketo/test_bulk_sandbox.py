@@ -149,7 +149,7 @@ def test_queue_full_for_too_long_is_a_throttle_error(sb, make_client) -> None:
 
 
 def test_export_quota_on_enqueue_keeps_the_job_for_the_next_run(sb, make_client) -> None:
-    flt = {"createdAt": window(7)}
+    flt = {"createdAt": window(7, end=datetime.now(UTC) - timedelta(hours=2))}  # closed: asked again
     client, _ = make_client(sb, store="s")
     sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
     with pytest.raises(E.ExportQuotaExceeded, match="daily bulk export quota exhausted, resets at") as info:
@@ -160,6 +160,19 @@ def test_export_quota_on_enqueue_keeps_the_job_for_the_next_run(sb, make_client)
     result = rerun.bulk_export("leads", fields=["id"], filter=flt)
     assert result.export_id == kept
     assert result.read_all().num_rows == len(created_between(sb, **flt["createdAt"]))
+
+
+def test_export_quota_on_enqueue_cancels_a_job_no_later_run_would_ask_for(sb, make_client) -> None:
+    """Found by the reliability matrix: a job "until now" was kept Created for the next run, whose window
+    ends later, so nobody resumed it; it stayed behind as an orphan."""
+    flt = {"createdAt": window(7)}  # ends now
+    client, _ = make_client(sb, store="s")
+    sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "export_quota", nth=1)
+    with pytest.raises(E.ExportQuotaExceeded, match="daily bulk export quota exhausted") as info:
+        client.bulk_export("leads", fields=["id"], filter=flt)
+    assert info.value.export_id is None and "kept" not in str(info.value)
+    (job,) = [j for j in sb.control.export_jobs() if j["filter"] == flt]
+    assert job["status"] == "Cancelled"
 
 
 def test_export_quota_on_create_names_the_reset(sb, make_client) -> None:

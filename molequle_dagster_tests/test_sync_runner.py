@@ -3,16 +3,26 @@ which it resumes where it stopped; what the plan picks next."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
 
+from molequle_dagster.definitions import build_definitions
+from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.client import scope_key
 from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.sandbox.config import SandboxConfig
+from molequle_dagster.sandbox.server import SandboxServer
+from molequle_dagster.settings import parse_settings
 from molequle_dagster.sync.plan import missing_history, newest_run
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import fast_settings_dict, open_sync_env
+from molequle_dagster_tests.conftest import fast_settings_dict, open_sync_env, point_env_at
+from molequle_dagster_tests.reliability.matrix import REPO
 
 
 def test_history_runs_are_the_newest_missing_days_at_most_n_long() -> None:
@@ -59,3 +69,43 @@ def test_a_quota_stop_pauses_the_first_sync_until_the_reset_then_it_resumes(tmp_
         assert all(lake.days("marketo_activities").read(k) is not None for k in keys)
         fourth = run_sync(defs, instance)
         assert fourth.success and fourth.kind == "tick" and len(fourth.runs) == 1
+
+
+def test_a_first_sync_killed_after_the_population_finishes_its_other_tables(tmp_path: Path) -> None:
+    """Found by the reliability matrix: a first sync killed (kill -9) once the population was in. The plan
+    counted the first sync as done and `molequle sync` went on to history and ticks; the first sync's other
+    tables (here the program members) stayed empty until a reconciliation slice reached them."""
+    config = SandboxConfig.for_profile("fast")
+    config.data.people = 60
+    config.data.programs = 3
+    settings = fast_settings_dict()
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(settings))
+    (tmp_path / "home").mkdir()
+    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
+        point_env_at(mp, sandbox, config, tmp_path)
+        mp.setenv("MOLEQULE_SETTINGS", str(tmp_path / "settings.yaml"))
+        mp.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+        mp.setenv("PYTHONPATH", str(REPO))
+        sandbox.control.inject_fault(
+            "POST /bulk/v1/program/members/export/create.json", "slow", nth=1, seconds=600
+        )
+        first = subprocess.Popen(
+            [sys.executable, "-m", "molequle_dagster_tests.reliability.matrix", "--phase"], cwd=REPO
+        )
+        try:
+            assert sandbox.control.wait_for_fault(0, 1, timeout=240)  # the sync is at that create
+        finally:
+            first.kill()
+            first.wait(60)
+        sandbox.control.clear_faults()
+        lake = Lake(str(tmp_path / "lake"))
+        assert lake.read_current("marketo_people_population") is not None
+        assert lake.read_current("marketo_program_members") is None
+        defs = build_definitions(parse_settings(settings))
+        with dg.DagsterInstance.get() as instance:
+            second = run_sync(defs, instance)
+            assert second.success, second.failures
+            got = lake.read_current("marketo_program_members")
+            assert got is not None and got.num_rows == sandbox.control.state.memberships.num_rows > 0
+            third = run_sync(defs, instance)  # finished: nothing of the first sync runs again
+            assert third.success and third.kind == "tick" and len(third.runs) == 1

@@ -60,11 +60,15 @@ def computed_step(group: str = MOLEQULE_GROUP) -> dict[str, Any]:
     return {"group_name": group, "kinds": {"parquet", "pyarrow"}, "owners": OWNERS}
 
 
+# A run that takes over from one that died (`molequle sync` after a kill -9) carries the dead run's scope.
+REUSE_SCOPE_TAG = "molequle/reuse_scope"
+
+
 def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
     """The Dagster run a step belongs to, across retries and re-executions (they share the root run):
     the client reuses a bulk export within it, so a retry never pays twice."""
     run = context.run
-    return run.root_run_id or run.run_id
+    return run.tags.get(REUSE_SCOPE_TAG) or run.root_run_id or run.run_id
 
 
 

@@ -71,10 +71,29 @@ def test_a_quota_stop_pauses_the_first_sync_until_the_reset_then_it_resumes(tmp_
         assert fourth.success and fourth.kind == "tick" and len(fourth.runs) == 1
 
 
-def test_a_first_sync_killed_after_the_population_finishes_its_other_tables(tmp_path: Path) -> None:
-    """Found by the reliability matrix: a first sync killed (kill -9) once the population was in. The plan
-    counted the first sync as done and `molequle sync` went on to history and ticks; the first sync's other
-    tables (here the program members) stayed empty until a reconciliation slice reached them."""
+def _killed_at(sandbox: SandboxServer, endpoint: str, *, cut_first: bool = False) -> None:
+    """Run `molequle sync`'s work in a process of its own and kill -9 it while the sandbox holds its call
+    to `endpoint` (with `cut_first`, a download is cut halfway first and its Range resume is held)."""
+    control = sandbox.control
+    if cut_first:
+        control.inject_fault(endpoint, "truncated_body", nth=1)
+    control.inject_fault(endpoint, "slow", nth=2 if cut_first else 1, seconds=600)
+    sync = subprocess.Popen(
+        [sys.executable, "-m", "molequle_dagster_tests.reliability.matrix", "--phase"], cwd=REPO
+    )
+    try:
+        assert sandbox.context.faults.wait_fired(len(control.faults()) - 1, 1, timeout=240)
+    finally:
+        sync.kill()
+        sync.wait(60)
+    control.clear_faults()
+
+
+def test_a_first_sync_killed_twice_pays_once_and_finishes_every_table(tmp_path: Path) -> None:
+    """Found by the reliability matrix. A first sync killed (kill -9) while downloading its population:
+    the next `molequle sync` was a new run, so it exported the population again (reuse is per run). One
+    killed once the population was in: the plan counted the first sync as done and went on to history
+    and ticks, so its other tables (here the program members) stayed empty for days."""
     config = SandboxConfig.for_profile("fast")
     config.data.people = 60
     config.data.programs = 3
@@ -86,18 +105,8 @@ def test_a_first_sync_killed_after_the_population_finishes_its_other_tables(tmp_
         mp.setenv("MOLEQULE_SETTINGS", str(tmp_path / "settings.yaml"))
         mp.setenv("DAGSTER_HOME", str(tmp_path / "home"))
         mp.setenv("PYTHONPATH", str(REPO))
-        sandbox.control.inject_fault(
-            "POST /bulk/v1/program/members/export/create.json", "slow", nth=1, seconds=600
-        )
-        first = subprocess.Popen(
-            [sys.executable, "-m", "molequle_dagster_tests.reliability.matrix", "--phase"], cwd=REPO
-        )
-        try:
-            assert sandbox.control.wait_for_fault(0, 1, timeout=240)  # the sync is at that create
-        finally:
-            first.kill()
-            first.wait(60)
-        sandbox.control.clear_faults()
+        _killed_at(sandbox, "GET /bulk/v1/leads/export/{id}/file.json", cut_first=True)
+        _killed_at(sandbox, "POST /bulk/v1/program/members/export/create.json")
         lake = Lake(str(tmp_path / "lake"))
         assert lake.read_current("marketo_people_population") is not None
         assert lake.read_current("marketo_program_members") is None
@@ -109,3 +118,5 @@ def test_a_first_sync_killed_after_the_population_finishes_its_other_tables(tmp_
             assert got is not None and got.num_rows == sandbox.control.state.memberships.num_rows > 0
             third = run_sync(defs, instance)  # finished: nothing of the first sync runs again
             assert third.success and third.kind == "tick" and len(third.runs) == 1
+        population = [j for j in sandbox.control.export_jobs() if "smartList" in j["filter"]]
+        assert [j["status"] for j in population] == ["Completed"]  # paid once

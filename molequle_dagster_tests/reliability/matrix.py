@@ -24,9 +24,12 @@ instead of waiting and every fault-free run sees the very same Marketo. What a r
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import select
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -81,11 +84,13 @@ class Fault:
 
 @dataclass(frozen=True)
 class Kill:
-    """kill -9 of the sync process in phase `phase` (0: the initial sync) once fault rule `hold` (a
-    `slow` answer the sandbox holds) has fired: the process is stopped at that exact point of its work."""
+    """kill -9 of the sync process in phase `phase` (0: the initial sync), either once fault rule `hold`
+    (a `slow` answer the sandbox holds) has fired, so the process dies at that exact point of its work,
+    or the moment it creates a temp file in the lake directory `watch` (a commit under way)."""
 
     point: str  # what the process was doing: mid-enqueue, mid-export, mid-download, mid-commit
-    hold: int
+    hold: int | None = None
+    watch: str | None = None
     phase: int = 0
 
 
@@ -132,9 +137,8 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.lake == "identical" and not self.exported_twice and not self.orphans and not self.failed_phases
-        )
+        clean = not (self.exported_twice or self.orphans or self.failed_phases)
+        return self.lake == "identical" and clean
 
 
 # --- the configurations -------------------------------------------------------------------------------------
@@ -182,15 +186,22 @@ def kill_configurations() -> list[Configuration]:
         ),
         Configuration(
             "kill -9 mid-download",
-            (Fault(activities_file, "truncated_body", nth=1), Fault(activities_file, "slow", nth=2, seconds=600)),
+            (
+                Fault(activities_file, "truncated_body", nth=1),
+                Fault(activities_file, "slow", nth=2, seconds=600),
+            ),
             Kill("mid-download", 1),
             "an activities file is cut halfway and its Range resume held; day files are half written",
         ),
         Configuration(
-            "kill -9 mid-commit",
+            "kill -9 mid-download (population)",
             (Fault(leads_file, "truncated_body", nth=1), Fault(leads_file, "slow", nth=2, seconds=600)),
-            Kill("mid-commit", 1),
-            "the population file is cut halfway and its resume held: inside the table's rebuild, lock held",
+            Kill("mid-download", 1),
+            "the population file is cut halfway and its resume held",
+        ),
+        Configuration(
+            "kill -9 mid-commit", (), Kill("mid-commit", watch="people/data", phase=1),
+            "the first tick is killed the moment it starts writing a data file of `people`",
         ),
     ]
 
@@ -342,7 +353,11 @@ def _run_phase(
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         if kill is not None and attempt == 0:
-            held = sandbox.control.wait_for_fault(kill.hold, 1, timeout=PHASE_TIMEOUT_S)
+            if kill.hold is not None:
+                held = sandbox.control.wait_for_fault(kill.hold, 1, timeout=PHASE_TIMEOUT_S)
+            else:
+                assert kill.watch is not None
+                held = wait_for_temp_file(root / "lake" / kill.watch, PHASE_TIMEOUT_S, child)
             child.send_signal(signal.SIGKILL)
             child.communicate(timeout=60)
             cleared.extend(sandbox.control.faults())
@@ -382,6 +397,35 @@ def _lift_quota_stops(sandbox: SandboxProcess, root: Path) -> bool:
         store.close()
 
 
+IN_CREATE = 0x100
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+def wait_for_temp_file(directory: Path, timeout_s: float, child: subprocess.Popen[str]) -> bool:
+    """Block until a temp file (`.…tmp-…`) is created in `directory` (inotify: no polling, and the kill
+    that follows lands while the writer is at it); False on timeout or if the child ended first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0 or libc.inotify_add_watch(fd, str(directory).encode(), IN_CREATE) < 0:
+        raise OSError(ctypes.get_errno(), f"inotify on {directory}")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (left := deadline - time.monotonic()) > 0 and child.poll() is None:
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))  # 1 s: to notice the child's end
+            if not ready:
+                continue
+            data, offset = os.read(fd, 65536), 0
+            while offset < len(data):
+                _, _, _, size = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size : offset + _EVENT.size + size].rstrip(b"\0")
+                offset += _EVENT.size + size
+                if name.startswith(b".") and b".tmp-" in name:
+                    return True
+        return False
+    finally:
+        os.close(fd)
+
+
 def temp_files(lake: Path) -> list[str]:
     """Temp files a killed writer left in the lake (dot names with .tmp-)."""
     return sorted(str(p.relative_to(lake)) for p in lake.rglob(".*.tmp-*")) if lake.exists() else []
@@ -404,7 +448,7 @@ def read_lake(lake_dir: Path) -> dict[str, list[str]]:
     return tables
 
 
-# --- judging a row ---------------------------------------------------------------------------------------------
+# --- judging a row -------------------------------------------------------------------------------------
 def judge(config: Configuration, outcome: Outcome, baseline: Outcome) -> Row:
     row = Row(config.name, seconds=round(outcome.seconds, 1))
     row.fired = sum(int(r["fired"]) for r in outcome.rules)
@@ -416,7 +460,7 @@ def judge(config: Configuration, outcome: Outcome, baseline: Outcome) -> Row:
     for attempt in outcome.phases:
         if "killed" in attempt:
             left = attempt["left"]
-            row.notes.append(f"killed {attempt['killed']}" + (f", left {len(left)} temp files" if left else ""))
+            row.notes.append(f"killed {attempt['killed']}" + (f", {len(left)} temp files" if left else ""))
         elif attempt.get("quota_stop_lifted"):
             row.notes.append(f"phase {attempt['phase']}: quota stop honoured, resumed after the reset")
         elif not attempt["success"] and attempt is _last_of_phase(outcome.phases, attempt["phase"]):
@@ -451,7 +495,7 @@ def exported_twice(jobs: Sequence[dict[str, Any]]) -> list[str]:
     return twice
 
 
-# --- the whole matrix ----------------------------------------------------------------------------------------
+# --- the whole matrix ----------------------------------------------------------------------------------
 def run_matrix(
     configurations: Sequence[Configuration], scenario: Scenario, root: Path, jobs: int = 1,
     t0: datetime | None = None, progress: Any = None,

@@ -392,6 +392,7 @@ class BulkExtractService:
             delimiter,
             rows.booleans,
             lambda: self._closed.is_set() or job.cancelled_at is not None or job.outcome == FAILED,
+            settings.null_text == "quoted",
         )
         job.render.add_done_callback(lambda done: self._render_done(job, done))
 

@@ -43,9 +43,12 @@ def _needs_quotes_pattern(delimiter: str) -> str:
     return "[" + re.escape(delimiter) + '"\r\n]'
 
 
-def quote_text(values: pa.Array, delimiter: str) -> pa.Array:
-    """Wrap cells holding the delimiter, a quote, CR or LF in quotes, doubling inner quotes."""
+def quote_text(values: pa.Array, delimiter: str, quote_null: bool = False) -> pa.Array:
+    """Wrap cells holding the delimiter, a quote, CR or LF in quotes, doubling inner quotes; with
+    `quote_null`, the text `null` too (bare, it reads as an empty value)."""
     needs = pc.match_substring_regex(values, _needs_quotes_pattern(delimiter))
+    if quote_null:
+        needs = pc.or_kleene(needs, pc.equal(values, NULL_TEXT))
     if not pc.any(needs).as_py():
         return values
     doubled = pc.replace_substring(values, '"', '""')
@@ -60,8 +63,11 @@ def timestamp_text(values: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(text, "Z", "")
 
 
-def render_cells(values: pa.Array, delimiter: str, booleans: BooleanStyle = "true_false") -> pa.Array:
-    """One column of any supported Arrow type -> its cells as text, nulls as `null`."""
+def render_cells(
+    values: pa.Array, delimiter: str, booleans: BooleanStyle = "true_false", quote_null: bool = True
+) -> pa.Array:
+    """One column of any supported Arrow type -> its cells as text, nulls as `null` (`quote_null`: the
+    text "null" as `"null"`, see BulkSettings.null_text)."""
     kind = values.type
     if pa.types.is_timestamp(kind):
         text = timestamp_text(values)
@@ -72,7 +78,7 @@ def render_cells(values: pa.Array, delimiter: str, booleans: BooleanStyle = "tru
     elif pa.types.is_null(kind):
         text = pa.nulls(len(values), pa.string())
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        text = quote_text(pc.cast(values, pa.string()), delimiter)
+        text = quote_text(pc.cast(values, pa.string()), delimiter, quote_null)
     else:
         raise TypeError(f"bulk file column of type {kind} has no Marketo rendering")
     return pc.fill_null(text, NULL_TEXT)
@@ -93,11 +99,16 @@ def _string_bytes(lines: pa.Array) -> memoryview:
 
 
 def render_lines(
-    batch: pa.RecordBatch, delimiter: str, booleans: Sequence[BooleanStyle] | None = None
+    batch: pa.RecordBatch,
+    delimiter: str,
+    booleans: Sequence[BooleanStyle] | None = None,
+    quote_null: bool = True,
 ) -> pa.Array:
     """A batch -> one string per row, each ending in a newline."""
     styles = booleans or ["true_false"] * batch.num_columns
-    cells = [render_cells(batch.column(i), delimiter, styles[i]) for i in range(batch.num_columns)]
+    cells = [
+        render_cells(batch.column(i), delimiter, styles[i], quote_null) for i in range(batch.num_columns)
+    ]
     joined = cells[0] if len(cells) == 1 else pc.binary_join_element_wise(*cells, delimiter)
     return pc.binary_join_element_wise(joined, "", "\n")
 
@@ -109,6 +120,7 @@ def write_export(
     delimiter: str,
     booleans: Sequence[BooleanStyle] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    quote_null: bool = True,
 ) -> FileFacts:
     """Stream the batches into `path` (header first) and return the job's file facts. `cancelled` is asked
     before each batch: when it says so, writing stops with `RenderCancelled`."""
@@ -125,7 +137,7 @@ def write_export(
                 raise RenderCancelled(str(path))
             if batch.num_rows == 0:
                 continue
-            chunk = _string_bytes(render_lines(batch, delimiter, booleans))
+            chunk = _string_bytes(render_lines(batch, delimiter, booleans, quote_null))
             out.write(chunk)
             digest.update(chunk)
             size += len(chunk)

@@ -71,6 +71,12 @@ class BulkSettings(_Cfg):
     # Lead rows. Refusing is the stricter choice: a client that copes with it copes with an empty export too.
     delete_lead_in_activity_export: Literal["refuse", "no_rows"] = "refuse"
     activity_fields: Literal["optional", "required"] = "optional"  # [CONFLICT] docs: optional; swagger: req.
+    # [UNCONFIRMED] A text cell whose value is the word `null`. Every capture writes an empty value as a bare
+    # `null` and quotes a cell only where it must (delimiter, quote, CR, LF); none holds the text "null".
+    # "quoted" (default): written `"null"`, so a reader tells it from an empty value, as a writer that
+    # quotes where needed would; "bare": written `null`, the same bytes as an empty value (a reader then
+    # reads NULL: nothing in the file can tell them apart).
+    null_text: Literal["quoted", "bare"] = "quoted"
     # [CONFLICT] PM filter nurtureCadence: swagger `paus` (field length 4) vs docs `pause`; `norm` in both.
     nurture_cadence_pause: Literal["paus", "pause"] = "paus"
 

@@ -10,6 +10,7 @@ import pytest
 
 from molequle_dagster.marketo import errors as E
 from molequle_dagster.marketo.config import BulkConfig
+from molequle_dagster.sandbox import mutations
 from molequle_dagster.sandbox.server import SandboxServer
 from molequle_dagster_tests.marketo.conftest import small_config, window
 
@@ -235,3 +236,25 @@ def test_bad_requests_fail_fast_with_the_field_named(sb, make_client) -> None:
         client.bulk_export("leads", fields=["id"], filter={"createdAt": window(40)})
     with pytest.raises(ValueError, match="entity: expected one of"):
         client.bulk_export("opportunities", fields=["id"], filter={"x": 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("null_text", "read_back"), [("quoted", "null"), ("bare", None)])
+def test_a_lead_whose_name_is_the_text_null_keeps_it_through_a_bulk_export(
+    make_client, null_text: str, read_back: str | None
+) -> None:
+    """Issue 16 item 7: the text `null` came back NULL. Our reader keeps a quoted "null" as text and reads
+    a bare `null` as an empty value (the captures' rendering of empty values). How Marketo writes the text
+    is unconfirmed (sandbox setting `bulk.null_text`); written bare, nothing in the file tells it apart."""
+    config = small_config()
+    config.bulk.null_text = null_text  # type: ignore[assignment]
+    with SandboxServer(config) as server:
+        state = server.control.state
+        named, empty = state.people["id"][0].as_py(), state.people["id"][1].as_py()
+        now = server.control.clock.now()
+        mutations.update_attribute(state, named, "firstName", "null", now)
+        mutations.update_attribute(state, empty, "firstName", "", now)
+        client, _ = make_client(server)
+        flt = {"updatedAt": window(1, end=now + timedelta(minutes=1))}
+        rows = client.bulk_export("leads", fields=["id", "firstName"], filter=flt).read_all().to_pylist()
+    names = {row["id"]: row["firstName"] for row in rows}
+    assert names[named] == read_back and names[empty] is None

@@ -39,6 +39,13 @@ def test_text_is_quoted_only_when_it_holds_a_delimiter_quote_or_line_break() -> 
     assert _render(pa.array(["tab\there"]), "\t") == ['"tab\there"']
 
 
+def test_the_text_null_is_quoted_unless_the_sandbox_is_set_to_write_it_bare() -> None:
+    """BulkSettings.null_text [UNCONFIRMED]: bare, the text "null" is the same bytes as an empty value."""
+    values = pa.array(["null", None, "Null", "nullable"])
+    assert _render(values) == ['"null"', "null", "Null", "nullable"]
+    assert render_cells(values, ",", quote_null=False).to_pylist() == ["null", "null", "Null", "nullable"]
+
+
 def test_timestamps_booleans_numbers_and_nulls() -> None:
     when = datetime(2017, 9, 8, 16, 38, 14, tzinfo=UTC)
     assert _render(pa.array([when, None], TS)) == ["2017-09-08T16:38:14Z", "null"]

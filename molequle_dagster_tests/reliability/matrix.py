@@ -207,18 +207,19 @@ def kill_configurations() -> list[Configuration]:
 
 
 def full_configurations() -> list[Configuration]:
-    rows: list[Configuration] = []
-    for rate in (0.01, 0.10):
-        for kind in [*_generic_kinds(), *_bulk_kinds()]:
-            # A quota error means the day's quota is gone: it comes once, then the sync waits for the reset.
-            times = 1 if kind in QUOTA_KINDS else None
-            rows.append(Configuration(f"{kind} at {rate:.0%}", (Fault("*", kind, rate=rate, times=times),)))
+    """Kills and scripted positions first (where defects hide), then each kind at 10% and at 1%."""
+    rows = kill_configurations()
     for kind, places in SCRIPTED_PLACES.items():
         for place in places:
             rows.append(Configuration(f"{kind} on {_family(place)} #2", (Fault(place, kind, nth=2),)))
     for kind, place in SCRIPTED_GENERIC:
         rows.append(Configuration(f"{kind} on {_family(place)} #1", (Fault(place, kind, nth=1),)))
-    return rows + kill_configurations()
+    for rate in (0.10, 0.01):
+        for kind in [*_generic_kinds(), *_bulk_kinds()]:
+            # A quota error means the day's quota is gone: it comes once, then the sync waits for the reset.
+            times = 1 if kind in QUOTA_KINDS else None
+            rows.append(Configuration(f"{kind} at {rate:.0%}", (Fault("*", kind, rate=rate, times=times),)))
+    return rows
 
 
 def ci_configurations() -> list[Configuration]:
@@ -517,6 +518,8 @@ def run_matrix(
             row = Row(config.name, lake=f"not compared: {type(exc).__name__}: {exc}"[:300])
         say(f"{'ok  ' if row.ok else 'FAIL'} {row.name}: fired {row.fired}, lake {row.lake}, "
             f"{row.seconds:.0f} s {'; '.join(row.notes + row.failed_phases + row.exported_twice)[:300]}")
+        with (root / "rows.jsonl").open("a") as done:  # as they finish: a long matrix shows progress
+            done.write(json.dumps({"index": index, "ok": row.ok, **row.__dict__}) + "\n")
         return row
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

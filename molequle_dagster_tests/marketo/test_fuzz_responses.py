@@ -179,10 +179,11 @@ cell_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max
     ["null", "", "NULL", '"', '""', "\r", "\n", "\r\n", "a,b", "\x00", "x\x00y", "\u2028", "null\n"])
 
 
-def render(cell: str) -> tuple[bytes, Any]:
-    """A cell as Marketo writes it (quoted only when needed) and what a reader must get back."""
+def render(cell: str, quote_all: bool = False) -> tuple[bytes, Any]:
+    """A cell as Marketo writes it (quoted only when needed, or by a writer that quotes every cell) and
+    what a reader must get back: a quoted cell is its text, even "null" (issue 16 item 7)."""
     stripped = cell.replace("\x00", "")  # NUL bytes are dropped (they break every CSV parser)
-    if any(c in cell for c in ',"\r\n'):
+    if quote_all or any(c in cell for c in ',"\r\n'):
         return b'"' + cell.replace('"', '""').encode() + b'"', stripped
     return cell.encode(), None if stripped in ("", "null") else stripped
 
@@ -195,10 +196,11 @@ def export_files(draw: st.DrawFn) -> tuple[bytes, list[list[Any]] | None]:
     if rows and draw(st.integers(0, 9)) == 0:  # now and then one cell of about a megabyte
         rows[0][0] = "y" * 1_000_000
     ending = draw(st.sampled_from([b"\n", b"\r\n"]))
+    quote_all = draw(st.integers(0, 3)) == 0
     lines = [b",".join(f"c{i}".encode() for i in range(columns))]
     expected = []
     for row in rows:
-        cells = [render(cell) for cell in row]
+        cells = [render(cell, quote_all) for cell in row]
         lines.append(b",".join(raw for raw, _ in cells))
         expected.append([value for _, value in cells])
     body = ending.join(lines) + ending

@@ -67,4 +67,4 @@ def build_sensors(
         context.log.info(step.description)
         return dg.SensorResult(run_requests=[request])
 
-    return [marketo_onboarding_sensor, build_freshness_sensor(resources)]
+    return [marketo_onboarding_sensor, build_freshness_sensor(settings)]

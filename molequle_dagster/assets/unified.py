@@ -18,7 +18,14 @@ import pyarrow as pa
 
 from molequle_dagster import clock
 from molequle_dagster.arrow_ops import key_table
-from molequle_dagster.conventions import OWNERS, UNIFIED_GROUP, data_age_metadata, parse_iso
+from molequle_dagster.conventions import (
+    OWNERS,
+    UNIFIED_GROUP,
+    data_age_metadata,
+    data_fresh_check,
+    data_fresh_spec,
+    parse_iso,
+)
 from molequle_dagster.lake import KeyedTable, Lake
 from molequle_dagster.resources import LakeResource, SettingsResource
 from molequle_dagster.unification import (
@@ -213,11 +220,13 @@ def build_unify(entity: Entity) -> dg.AssetsDefinition:
             )
             for role in OUTPUTS
         ],
+        check_specs=[data_fresh_spec(names["unified"])],
     )
     def unify_entity(lake: LakeResource, settings: SettingsResource):
         outcome = unify_table(lake.lake, settings.settings, entity)
-        complete = lake.lake.keyed(source, id_column).meta.get("complete_through")
-        age = data_age_metadata(parse_iso(complete) if complete else None)
+        mark = lake.lake.keyed(source, id_column).meta.get("complete_through")
+        complete = parse_iso(mark) if mark else None  # as fresh as the source it was unified from
+        age = data_age_metadata(complete)
         for role in OUTPUTS:
             yield dg.MaterializeResult(
                 asset_key=names[role],
@@ -228,6 +237,7 @@ def build_unify(entity: Entity) -> dg.AssetsDefinition:
                     **age,
                 },
             )
+        yield data_fresh_check(complete, asset_key=names["unified"])
 
     return unify_entity
 

@@ -1,5 +1,6 @@
 """Sensors: the onboarding sensor, which runs the first sync and then the activity history newest first
-with nothing but the daemon, and the data-freshness sensor (`freshness.py`)."""
+with nothing but the daemon; the data-freshness sensor (`freshness.py`) and the tick catch-up sensor
+(`schedules.py`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from molequle_dagster.freshness import build_freshness_sensor
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
 from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.schedules import running
+from molequle_dagster.schedules import build_catch_up_sensor, running
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.plan import Step, Wait, next_onboarding_step
 from molequle_dagster.sync.run_kind import HISTORY, INITIAL, KIND_TAG
@@ -67,4 +68,8 @@ def build_sensors(
         context.log.info(step.description)
         return dg.SensorResult(run_requests=[request])
 
-    return [marketo_onboarding_sensor, build_freshness_sensor(settings)]
+    return [
+        marketo_onboarding_sensor,
+        build_freshness_sensor(settings),
+        build_catch_up_sensor(settings, partitions, resources),
+    ]

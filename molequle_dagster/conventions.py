@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from molequle_dagster import clock
 from molequle_dagster.marketo.errors import MarketoAuthError, MarketoFatalError, QuotaExhausted
+from molequle_dagster.marketo.timeutil import format_marketo_datetime as iso
 from molequle_dagster.marketo.timeutil import parse_marketo_datetime as parse_iso
 from molequle_dagster.run_failures import mark_run_not_retried
 
@@ -88,15 +89,49 @@ def schema_metadata(schema: pa.Schema, descriptions: Mapping[str, str] | None = 
     return {"dagster/column_schema": column_schema(schema, descriptions)}
 
 
+HIGH_WATER_MARK = "data_complete_through"  # materialization metadata: the table holds every change to here
+
+
+def oldest_mark(*marks: datetime | str | None) -> datetime | None:
+    """The oldest of several high-water marks (datetimes or ISO strings): a table folded from several
+    feeds is complete only as far as its least complete one; None while any of them has no mark."""
+    parsed = [parse_iso(m) if isinstance(m, str) else m for m in marks]
+    if not parsed or any(m is None for m in parsed):
+        return None
+    return min(m for m in parsed if m is not None)
+
+
 def data_age_metadata(complete_through: datetime | None, now: datetime | None = None) -> dict[str, Any]:
     """The Marketo time up to which a table is complete, and how old that is: numeric, so the UI plots
-    data age over time."""
+    data age over time (and `marketo_data_freshness_sensor` reads the mark back)."""
     if complete_through is None:
         return {"data_age_s": dg.MetadataValue.float(float("nan"))}
     age = ((now or clock.now()) - complete_through).total_seconds()
     return {
-        "data_complete_through": dg.MetadataValue.timestamp(complete_through),
+        HIGH_WATER_MARK: dg.MetadataValue.timestamp(complete_through),
         "data_age_s": dg.MetadataValue.float(round(max(age, 0.0), 1)),
+    }
+
+
+def _fresh_outcome(complete_through: datetime | None, now: datetime) -> dict[str, Any]:
+    if complete_through is None:
+        return {
+            "passed": False,
+            "description": "no high-water mark recorded yet: the first sync has not completed this table",
+            "metadata": {"promise_min": PROMISE_MINUTES},
+        }
+    age_min = (now - complete_through).total_seconds() / 60
+    return {
+        "passed": age_min <= PROMISE_MINUTES,
+        "description": None
+        if age_min <= PROMISE_MINUTES
+        else f"the data is {age_min:.0f} minutes old (complete through {iso(complete_through)}); "
+        f"Molequle promises at most {PROMISE_MINUTES}: look at the tick schedule's history",
+        "metadata": {
+            "data_age_min": round(age_min, 1),
+            "promise_min": PROMISE_MINUTES,
+            HIGH_WATER_MARK: dg.MetadataValue.timestamp(complete_through),
+        },
     }
 
 
@@ -104,30 +139,27 @@ def data_fresh_check(
     complete_through: datetime | None, now: datetime | None = None, asset_key: str | None = None
 ) -> dg.AssetCheckResult:
     """Fails when the data (not the run) is older than the promise; says why when it cannot tell."""
-    now = now or clock.now()
-    if complete_through is None:
-        return dg.AssetCheckResult(
-            check_name="data_fresh",
-            asset_key=asset_key,
-            passed=False,
-            description="no complete data yet: the first sync has not finished",
-        )
-    age_min = (now - complete_through).total_seconds() / 60
     return dg.AssetCheckResult(
-        check_name="data_fresh",
-        asset_key=asset_key,
-        passed=age_min <= PROMISE_MINUTES,
-        metadata={"data_age_min": round(age_min, 1), "promise_min": PROMISE_MINUTES},
+        check_name="data_fresh", asset_key=asset_key, **_fresh_outcome(complete_through, now or clock.now())
     )
 
 
-def data_fresh_spec(asset: str) -> dg.AssetCheckSpec:
+def data_fresh_evaluation(
+    asset_key: str, complete_through: datetime | None, now: datetime
+) -> dg.AssetCheckEvaluation:
+    """The same outcome as `data_fresh_check`, reported outside a run (by the freshness sensor)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset_key), check_name="data_fresh", **_fresh_outcome(complete_through, now)
+    )
+
+
+def data_fresh_spec(asset: str, note: str = "") -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         "data_fresh",
         asset=asset,
         description=f"The table's data is complete to within {PROMISE_MINUTES} minutes of Marketo's "
         "(its high-water mark, not the time of the last run). Re-evaluated every few minutes by "
-        "marketo_data_freshness_sensor, so stale data shows even when no run happens.",
+        f"marketo_data_freshness_sensor, so stale data shows even when no run happens.{note}",
     )
 
 

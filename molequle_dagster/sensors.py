@@ -1,6 +1,6 @@
 """Sensors: the onboarding sensor, which runs the first sync and then the activity history newest first
-with nothing but the daemon, and the data-freshness sensor, which re-evaluates every current table's
-`data_fresh` check from its high-water mark, so stale data shows in the UI even when no run happens."""
+with nothing but the daemon; the data-freshness sensor (`freshness.py`) and the tick catch-up sensor
+(`schedules.py`)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,15 @@ import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.budget import budget_from_store
-from molequle_dagster.conventions import PROMISE_MINUTES, parse_iso
+from molequle_dagster.freshness import build_freshness_sensor
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
-from molequle_dagster.lake import Lake
 from molequle_dagster.marketo.client import scope_key
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.schedules import running
+from molequle_dagster.schedules import build_catch_up_sensor, running
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.plan import Step, Wait, next_onboarding_step
 from molequle_dagster.sync.run_kind import HISTORY, INITIAL, KIND_TAG
 
-# Current tables and their keys: the tables whose data age the UI shows.
-FRESH_TABLES = {
-    "people": "id",
-    "memberships": ["program_id", "lead_id"],
-    "marketo_programs": "id",
-}
 ONBOARDING_SENSOR = "marketo_onboarding_sensor"
 ONBOARDING_JOBS = {"initial": INITIAL_JOB, "history": HISTORY_JOB}
 
@@ -81,9 +74,6 @@ def build_sensors(
 ) -> list[dg.SensorDefinition]:
     """`resources` are the definitions' resources; the lake and the store open only when a sensor runs."""
 
-    def lake_of() -> Lake:
-        return resources["lake"].lake
-
     status = dg.DefaultSensorStatus.RUNNING if settings.sync.automation else dg.DefaultSensorStatus.STOPPED
 
     @dg.sensor(
@@ -113,34 +103,8 @@ def build_sensors(
         context.log.info(step.description)
         return dg.SensorResult(run_requests=[request], cursor=cursor)
 
-    @dg.sensor(
-        name="marketo_data_freshness_sensor",
-        minimum_interval_seconds=120,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Every 2 minutes: fails a table's data_fresh check when its data (its high-water mark) "
-        "is "
-        f"older than {PROMISE_MINUTES} minutes, whether or not a run is happening.",
-    )
-    def marketo_data_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        lake = lake_of()
-        now = clock.now()
-        evaluations = []
-        for table, key in FRESH_TABLES.items():
-            mark = lake.keyed(table, key).meta.get("complete_through")
-            complete = parse_iso(mark) if mark else None
-            age_min = (now - complete).total_seconds() / 60 if complete else None
-            evaluations.append(
-                dg.AssetCheckEvaluation(
-                    asset_key=dg.AssetKey(table),
-                    check_name="data_fresh",
-                    passed=age_min is not None and age_min <= PROMISE_MINUTES,
-                    metadata={
-                        "data_age_min": round(age_min, 1) if age_min is not None else -1.0,
-                        "promise_min": PROMISE_MINUTES,
-                    },
-                    description=None if complete else "no complete data yet: the first sync has not finished",
-                )
-            )
-        return dg.SensorResult(asset_events=evaluations)
-
-    return [marketo_onboarding_sensor, marketo_data_freshness_sensor]
+    return [
+        marketo_onboarding_sensor,
+        build_freshness_sensor(settings),
+        build_catch_up_sensor(settings, partitions, resources),
+    ]

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,13 @@ class SyncEnv:
 
 
 @contextmanager
-def open_sync_env(root: Path, config: SandboxConfig, settings: dict[str, Any]) -> Iterator[SyncEnv]:
+def open_sync_env(
+    root: Path, config: SandboxConfig, settings: dict[str, Any], now: datetime | None = None
+) -> Iterator[SyncEnv]:
     """A sandbox on an ephemeral port, definitions built from `settings` and pointed at it, a lake and
-    state under `root`, and a throwaway Dagster instance. Nothing is synced yet."""
-    with SandboxServer(config, port=0) as sandbox, pytest.MonkeyPatch.context() as mp:
+    state under `root`, and a throwaway Dagster instance. Nothing is synced yet. With `now`, the sandbox's
+    clock starts frozen there."""
+    with SandboxServer(config, port=0, now=now) as sandbox, pytest.MonkeyPatch.context() as mp:
         point_env_at(mp, sandbox, config, root)
         defs = build_definitions(parse_settings(settings))
         with dg.instance_for_test() as instance:

@@ -37,10 +37,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import OUR_CLIENT, Sandbox  # the sandbox's process and its commands
+from bench_scale import Sandbox, quota_arguments, sync_environment, write_settings  # the sandbox's process
 
 SENSOR_INTERVAL_S = 60.0  # marketo_onboarding_sensor's minimum interval: the daemon's gap between runs
 MAX_RESTARTS = 3
@@ -171,20 +169,18 @@ def time_shares(collapsed: Path) -> dict[str, Any]:
 
 def settings_file(root: Path, args: argparse.Namespace) -> Path:
     """The packaged settings with the benchmark's history and quota; everything else as shipped."""
-    from molequle_dagster.settings import default_settings_path
 
-    data = yaml.safe_load(default_settings_path().read_text())
-    data["sync"]["history_days"] = args.history_days
-    if args.profile == "marketo":
-        # What the settings advise against Marketo (its status refreshes at most once a minute); the
-        # packaged 1 s is for the instant sandbox.
-        data["marketo"]["bulk"]["poll_interval_s"] = 60
-    data.setdefault("budget", {})["daily_export_mb"] = args.quota_mb
-    if args.export_share is not None:
-        data["budget"]["export_share"] = args.export_share
-    path = root / "settings.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    def edit(data: dict[str, Any]) -> None:
+        data["sync"]["history_days"] = args.history_days
+        if args.profile == "marketo":
+            # What the settings advise against Marketo (its status refreshes at most once a minute); the
+            # packaged 1 s is for the instant sandbox.
+            data["marketo"]["bulk"]["poll_interval_s"] = 60
+        data.setdefault("budget", {})["daily_export_mb"] = args.quota_mb
+        if args.export_share is not None:
+            data["budget"]["export_share"] = args.export_share
+
+    return write_settings(root, edit)
 
 
 def main() -> None:
@@ -212,21 +208,13 @@ def main() -> None:
         return
     if args.people < 1 or args.quota_mb < 10 or not 1 <= args.history_days <= 1130:
         raise SystemExit("--people ≥ 1, --quota-mb ≥ 10 and --history-days in 1..1130 expected")
-    args.export_quota_mb = args.quota_mb
     root = Path(tempfile.mkdtemp(prefix="molequle-first-sync-"))
-    sandbox = Sandbox(args)
+    sandbox = Sandbox(args, extra=quota_arguments(args.quota_mb, args.profile))
     env = dict(
         os.environ,
-        MARKETO_BASE_URL=sandbox.info["base_url"],
-        MARKETO_CLIENT_ID=OUR_CLIENT,
-        MARKETO_CLIENT_SECRET="sandbox-secret",
-        MOLEQULE_SETTINGS=str(settings_file(root, args)),
-        MOLEQULE_LAKE_URI=str(root / "lake"),
-        MOLEQULE_STATE_DIR=str(root / "state"),
+        **sync_environment(root, sandbox.info["base_url"], settings_file(root, args)),
         MOLEQULE_VIRTUAL_CLOCK=sandbox.info["base_url"],
-        DAGSTER_HOME=str(root / "home"),
     )
-    (root / "home").mkdir()
     try:
         child = subprocess.run([sys.executable, __file__, "--phase"], env=env, capture_output=True, text=True)
         lines = [line for line in child.stdout.splitlines() if line.startswith("{")]

@@ -19,7 +19,10 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +48,20 @@ def churn_rates(churn: float) -> dict[str, float]:
 
 
 # --- the sandbox's own process: commands as JSON lines on stdin --------------------------------------------
+Op = Callable[[Any, dict[str, Any]], Any]  # (SandboxControl, command) -> JSON-able answer
+
+
 def serve_sandbox(
-    people: int, activities_per_person: float, seed: int, export_quota_mb: int, profile: str = "fast"
+    people: int,
+    activities_per_person: float,
+    seed: int,
+    export_quota_mb: int,
+    profile: str = "fast",
+    start_at: datetime | None = None,
+    ops: dict[str, Op] | None = None,
 ) -> None:
+    """Serve a sandbox and answer commands; `ops` adds commands (scripts/bench_freshness.py). With
+    `start_at` the virtual clock starts frozen there (the data is generated as of then)."""
     from molequle_dagster.sandbox.config import SandboxConfig
     from molequle_dagster.sandbox.server import SandboxServer
 
@@ -59,7 +73,7 @@ def serve_sandbox(
     # that); this benchmark is about what comes after, so the quota is lifted for the first sync.
     config.bulk.daily_export_bytes = export_quota_mb * 1024 * 1024
     started = time.monotonic()
-    with SandboxServer(config, port=0) as sandbox:
+    with SandboxServer(config, port=0, now=start_at) as sandbox:
         control = sandbox.control
         state = control.state
         print(
@@ -101,17 +115,26 @@ def serve_sandbox(
                     for j in control.export_jobs()
                     if j["apiUser"] != "other@sandbox"
                 ]
+            elif ops and command["op"] in ops:
+                answer = ops[command["op"]](control, command)
             else:
                 answer = {"error": f"unknown op {command['op']!r}"}
             print(json.dumps(answer, default=str), flush=True)
 
 
+def quota_arguments(export_quota_mb: int, profile: str) -> list[str]:
+    """This script's sandbox options for its `--serve-sandbox` process."""
+    return ["--export-quota-mb", str(export_quota_mb), "--profile", profile]
+
+
 class Sandbox:
-    def __init__(self, args: argparse.Namespace) -> None:
+    """The sandbox process and its stdin/stdout pipe; `ask` is safe from several threads."""
+
+    def __init__(self, args: argparse.Namespace, script: str = __file__, extra: Sequence[str] = ()) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
+                script,
                 "--serve-sandbox",
                 "--people",
                 str(args.people),
@@ -119,15 +142,13 @@ class Sandbox:
                 str(args.activities_per_person),
                 "--seed",
                 str(args.seed),
-                "--export-quota-mb",
-                str(args.export_quota_mb),
-                "--profile",
-                getattr(args, "profile", "fast"),
+                *extra,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
+        self._lock = threading.Lock()  # one command at a time on the pipe
         self.info = json.loads(self._line())
 
     def _line(self) -> str:
@@ -139,9 +160,10 @@ class Sandbox:
 
     def ask(self, **command: Any) -> Any:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self._line())
+        with self._lock:
+            self.process.stdin.write(json.dumps(command) + "\n")
+            self.process.stdin.flush()
+            return json.loads(self._line())
 
     def close(self) -> None:
         if self.process.stdin:
@@ -177,16 +199,38 @@ def run_phase() -> None:
     )
 
 
-def settings_file(root: Path, history_days: int) -> Path:
+def write_settings(root: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """The packaged settings with `edit` applied, as root/settings.yaml (for MOLEQULE_SETTINGS)."""
     from molequle_dagster.settings import default_settings_path
 
     data = yaml.safe_load(default_settings_path().read_text())
-    data["marketo"]["bulk"]["poll_interval_s"] = 0
-    data["sync"]["history_days"] = history_days
-    data["budget"] = {"daily_export_mb": 100_000, "export_share": 1.0}  # see --export-quota-mb
+    edit(data)
     path = root / "settings.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def sync_environment(root: Path, base_url: str, settings: Path) -> dict[str, str]:
+    """What the definitions read to sync the sandbox at `base_url` into a lake and a Dagster home
+    under `root` (created here)."""
+    (root / "home").mkdir(exist_ok=True)
+    return {
+        "MARKETO_BASE_URL": base_url,
+        "MARKETO_CLIENT_ID": OUR_CLIENT,
+        "MARKETO_CLIENT_SECRET": "sandbox-secret",
+        "MOLEQULE_SETTINGS": str(settings),
+        "MOLEQULE_LAKE_URI": str(root / "lake"),
+        "DAGSTER_HOME": str(root / "home"),
+    }
+
+
+def settings_file(root: Path, history_days: int) -> Path:
+    def edit(data: dict[str, Any]) -> None:
+        data["marketo"]["bulk"]["poll_interval_s"] = 0
+        data["sync"]["history_days"] = history_days
+        data["budget"] = {"daily_export_mb": 100_000, "export_share": 1.0}  # see --export-quota-mb
+
+    return write_settings(root, edit)
 
 
 def main() -> None:
@@ -221,18 +265,10 @@ def main() -> None:
     if any(not 0 <= c < 1 for c in levels):
         raise SystemExit(f"--churn: each level must be in [0, 1), got {args.churn!r}")
     root = Path(tempfile.mkdtemp(prefix="molequle-scale-"))
-    sandbox = Sandbox(args)
+    sandbox = Sandbox(args, extra=quota_arguments(args.export_quota_mb, args.profile))
     print(json.dumps({"phase": "sandbox", **sandbox.info}), flush=True)
-    env = dict(
-        os.environ,
-        MARKETO_BASE_URL=sandbox.info["base_url"],
-        MARKETO_CLIENT_ID=OUR_CLIENT,
-        MARKETO_CLIENT_SECRET="sandbox-secret",
-        MOLEQULE_SETTINGS=str(settings_file(root, args.history_days)),
-        MOLEQULE_LAKE_URI=str(root / "lake"),
-        DAGSTER_HOME=str(root / "home"),
-    )
-    (root / "home").mkdir()
+    settings = settings_file(root, args.history_days)
+    env = dict(os.environ, **sync_environment(root, sandbox.info["base_url"], settings))
     try:
         for phase, churn in [("initial", 0.0), *(("tick", c) for c in levels)]:
             changed = sandbox.ask(op="churn", rates=churn_rates(churn), seed=11) if churn else {}

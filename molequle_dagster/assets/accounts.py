@@ -24,6 +24,8 @@ from molequle_dagster.conventions import (
     OWNERS,
     accounting,
     data_age_metadata,
+    data_fresh_check,
+    data_fresh_spec,
     marketo_step,
     parse_iso,
     schema_metadata,
@@ -64,6 +66,11 @@ ACCOUNT_COLUMNS = {
     "billingCountry": "Marketo company field Billing Country",
     "domain": "website domain, lower case, without www.: how named accounts are matched",
 }
+ACCOUNTS_FRESHNESS_NOTE = (
+    " New accounts and person links are as fresh as `people`; attributes of known companies arrive with "
+    "the rolling reconciliation (every `reconciliation.accounts_days`): Marketo's Company API has no "
+    "change feed."
+)
 PERSON_ACCOUNTS_SCHEMA = pa.schema(
     [("person_id", pa.int64()), ("account_id", pa.string()), ("link", pa.string())]
 )
@@ -347,7 +354,11 @@ def fold_accounts(lake: Lake, named_enabled: bool) -> dict[str, Any]:
         if deletes
         else None
     )
-    manifest = accounts.commit(up, dl, meta={"companies_version": comp_v, "named_version": named_v})
+    # New accounts follow the people they come from: as complete as `people` (unify_accounts reads this).
+    people_mark = lake.keyed("people", "id").meta.get("complete_through")
+    manifest = accounts.commit(
+        up, dl, meta={"companies_version": comp_v, "named_version": named_v, "complete_through": people_mark}
+    )
     link_outcome = fold_links(lake, links, up, dl)
     return {"rows": manifest.rows, "changed_accounts": (up.num_rows if up is not None else 0), **link_outcome}
 
@@ -493,13 +504,14 @@ def build_accounts_current(settings: MolequleSettings) -> dg.AssetsDefinition:
                 metadata=schema_metadata(PERSON_ACCOUNTS_SCHEMA),
             ),
         ],
+        check_specs=[data_fresh_spec(ACCOUNTS, ACCOUNTS_FRESHNESS_NOTE)],
     )
     def fold_accounts_step(lake: LakeResource):
         """Fold the companies' and named accounts' changes into accounts, and relink affected people."""
         outcome = fold_accounts(lake.lake, named_enabled)
-        people_meta = lake.lake.keyed("people", "id").meta
-        complete = people_meta.get("complete_through")
-        age = data_age_metadata(parse_iso(complete) if complete else None)
+        mark = lake.lake.keyed(ACCOUNTS, "account_id").meta.get("complete_through")
+        complete = parse_iso(mark) if mark else None
+        age = data_age_metadata(complete)
         yield dg.MaterializeResult(
             asset_key=ACCOUNTS,
             metadata={"dagster/row_count": outcome["rows"], "changed": outcome["changed_accounts"], **age},
@@ -509,7 +521,9 @@ def build_accounts_current(settings: MolequleSettings) -> dg.AssetsDefinition:
             metadata={
                 "dagster/row_count": outcome["links"],
                 "people_relinked": outcome.get("people_relinked", 0),
+                **age,
             },
         )
+        yield data_fresh_check(complete, asset_key=ACCOUNTS)
 
     return fold_accounts_step

@@ -34,6 +34,7 @@ from molequle_dagster.conventions import (
     data_fresh_spec,
     day_metadata,
     marketo_step,
+    oldest_mark,
     parse_iso,
     record_step_totals,
     report_partitions,
@@ -561,7 +562,12 @@ def activities(context: dg.AssetExecutionContext, lake: LakeResource, settings: 
         new_affected, cursors = newly_affected_leads(store, meta)
         result = compact_stale_days(store, new_affected, meta)
         view_meta.commit(meta={**cursors, "stale_rows": result["stale_rows"]})
-    complete = activities_complete_through(store)
+    # Deletions and merges apply on read: the view is complete only as far as their feeds are too.
+    complete = oldest_mark(
+        activities_complete_through(store),
+        store.keyed("person_tombstones", "id").meta.get("complete_through"),
+        store.keyed("person_merges", "loser_id").meta.get("complete_through"),
+    )
     days = store.days(MARKETO_ACTIVITIES).days()
     newest = days[-1:] if days else []
     table = read_activities_view(store, settings.settings, newest, ["leadId"])

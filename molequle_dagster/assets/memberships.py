@@ -29,7 +29,7 @@ from molequle_dagster.conventions import (
     data_fresh_check,
     data_fresh_spec,
     marketo_step,
-    parse_iso,
+    oldest_mark,
     run_scope,
     schema_metadata,
 )
@@ -367,8 +367,8 @@ def _complete_through(lake: Lake) -> Any:
         for t, k in (("person_tombstones", "id"), ("person_merges", "loser_id"))
     ]
     marks += [lake.keyed(CHANNELS, ["channel_id", "step"]).meta.get("complete_through")]
-    parsed = [m if not isinstance(m, str) else parse_iso(m) for m in marks]
-    return None if any(m is None for m in parsed) else min(parsed)
+    marks += [lake.keyed(PROGRAMS, "id").meta.get("complete_through")]  # a new program's statuses resolve
+    return oldest_mark(*marks)
 
 
 def held_summary(held: pa.Table | None) -> list[dict[str, Any]]:

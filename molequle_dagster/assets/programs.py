@@ -168,6 +168,7 @@ def status_changes(previous: pa.Table | None, current: pa.Table, now: Any) -> pa
             metadata=schema_metadata(HISTORY_SCHEMA),
         ),
     ],
+    check_specs=[data_fresh_spec(CHANNELS)],
 )
 def sync_channels(context: dg.AssetExecutionContext, marketo: MarketoResource, lake: LakeResource):
     """Re-read the channels (one call) and record what changed."""
@@ -208,6 +209,7 @@ def sync_channels(context: dg.AssetExecutionContext, marketo: MarketoResource, l
         },
     )
     yield dg.MaterializeResult(asset_key=HISTORY, metadata={"dagster/row_count": history_manifest.rows})
+    yield data_fresh_check(now, now, asset_key=CHANNELS)
 
 
 def program_rows(rows: list[dict[str, Any]]) -> pa.Table:

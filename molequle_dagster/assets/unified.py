@@ -20,7 +20,15 @@ from molequle_dagster import clock
 from molequle_dagster.arrow_ops import key_table
 from molequle_dagster.assets.accounts import ACCOUNT_COLUMNS
 from molequle_dagster.assets.people import people_columns
-from molequle_dagster.conventions import OWNERS, UNIFIED_GROUP, column_schema, data_age_metadata, parse_iso
+from molequle_dagster.conventions import (
+    OWNERS,
+    UNIFIED_GROUP,
+    column_schema,
+    data_age_metadata,
+    data_fresh_check,
+    data_fresh_spec,
+    parse_iso,
+)
 from molequle_dagster.lake import KeyedTable, Lake
 from molequle_dagster.resources import LakeResource, SettingsResource
 from molequle_dagster.unification import (
@@ -247,12 +255,14 @@ def build_unify(entity: Entity) -> dg.AssetsDefinition:
             )
             for role in OUTPUTS
         ],
+        check_specs=[data_fresh_spec(names["unified"])],
     )
     def unify_entity(lake: LakeResource, settings: SettingsResource):
         source_notes = people_columns(lake.lake) if entity == "person" else ACCOUNT_COLUMNS
         outcome = unify_table(lake.lake, settings.settings, entity)
-        complete = lake.lake.keyed(source, id_column).meta.get("complete_through")
-        age = data_age_metadata(parse_iso(complete) if complete else None)
+        mark = lake.lake.keyed(source, id_column).meta.get("complete_through")
+        complete = parse_iso(mark) if mark else None  # as fresh as the source it was unified from
+        age = data_age_metadata(complete)
         for role in OUTPUTS:
             key = KEY_COLUMNS[role][0]
             yield dg.MaterializeResult(
@@ -265,6 +275,7 @@ def build_unify(entity: Entity) -> dg.AssetsDefinition:
                     **age,
                 },
             )
+        yield data_fresh_check(complete, asset_key=names["unified"])
 
     return unify_entity
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, PrivateAttr, create_model
 from molequle_dagster import clock
 from molequle_dagster.coordination import CoordinationStore, open_store
 from molequle_dagster.lake import Lake
+from molequle_dagster.lake.storage import refuse_credentials
 from molequle_dagster.marketo.client import DEFAULT_STORE_DIR, MarketoClient
 from molequle_dagster.marketo.config import MarketoConfig, MarketoConnection
 from molequle_dagster.settings import MolequleSettings, parse_settings
@@ -196,8 +197,11 @@ def _parsed_settings(values: str) -> MolequleSettings:
 
 
 def lake_uri(settings: MolequleSettings) -> str:
-    """$MOLEQULE_LAKE_URI, else the settings' storage.lake_uri."""
-    return os.environ.get("MOLEQULE_LAKE_URI", settings.storage.lake_uri)
+    """$MOLEQULE_LAKE_URI, else the settings' storage.lake_uri; never one carrying credentials (it is shown
+    in the launchpad and in metadata)."""
+    uri = os.environ.get("MOLEQULE_LAKE_URI", settings.storage.lake_uri)
+    refuse_credentials(uri)
+    return uri
 
 
 def build_resources(settings: MolequleSettings) -> dict[str, dg.ConfigurableResource]:

@@ -22,11 +22,21 @@ class SandboxCallError(RuntimeError):
     """A control call raised in the sandbox process; the message carries its traceback."""
 
 
-def _serve(profile: str, people: int, programs: int, seed: int, conn: Connection) -> None:
+def _serve(
+    profile: str,
+    people: int,
+    programs: int,
+    seed: int,
+    overrides: dict[str, dict[str, Any]],
+    conn: Connection,
+) -> None:
     from molequle_dagster.sandbox.config import SandboxConfig
     from molequle_dagster.sandbox.server import SandboxServer
 
     config = SandboxConfig.for_profile(profile)  # type: ignore[arg-type]
+    for section, values in overrides.items():  # after the profile's own values, which they may change
+        for name, value in values.items():
+            setattr(getattr(config, section), name, value)
     config.data.people = people
     config.data.programs = programs
     config.data.seed = seed
@@ -77,9 +87,15 @@ class SandboxProcess:
     `sandbox.control.inject_fault(...)`, `sandbox.bulk_jobs()`."""
 
     def __init__(
-        self, *, profile: str = "fast", people: int = 300, programs: int = 12, seed: int = 42
+        self,
+        *,
+        profile: str = "fast",
+        people: int = 300,
+        programs: int = 12,
+        seed: int = 42,
+        overrides: dict[str, dict[str, Any]] | None = None,  # e.g. {"bulk": {"job_overhead_s": 2.0}}
     ) -> None:
-        self._args = (profile, people, programs, seed)
+        self._args = (profile, people, programs, seed, overrides or {})
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._lock = threading.Lock()  # one call at a time on the pipe

@@ -29,13 +29,13 @@ class S3Server:
         self.endpoint = f"127.0.0.1:{self.port}"
         self.access_key = f"AKIA{secrets.token_hex(8).upper()}"
         self.secret_key = secrets.token_urlsafe(30)  # the value tests look for in logs and metadata
-        self._server = Server(
+        self.process = Server(
             "moto-s3", [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)], os.environ, REPO, log_dir
         )
         wait_until(self._answers, STARTUP_TIMEOUT_S, "moto_server to answer", poll=0.1)
 
     def _answers(self) -> bool:
-        self._server.assert_alive()
+        self.process.assert_alive()
         try:
             return requests.get(f"http://{self.endpoint}/moto-api/", timeout=2).ok
         except requests.ConnectionError:
@@ -61,10 +61,10 @@ class S3Server:
         return f"s3://{bucket}/{prefix}?endpoint_override={self.endpoint}&scheme=http&region={REGION}"
 
     def stop(self) -> None:
-        self._server.stop()
+        self.process.stop()
 
     def log_text(self) -> str:
-        return self._server.log_path.read_text(errors="replace")
+        return self.process.log_path.read_text(errors="replace")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from molequle_dagster.lake.storage import Storage
-from molequle_dagster_tests.lake.s3_server import S3Server, fresh_prefix, s3_server
+from molequle_dagster_tests.lake.s3_server import S3Server, fresh_prefix
 
 BUCKET = "lake-tests"
 
@@ -47,7 +47,7 @@ def s3_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeRoot]:
     """Lakes on the session's S3 server. Its credentials go into this process's environment (where
     pyarrow's AWS SDK reads them, and where spawned writer processes inherit them) for the session."""
     base = tmp_path_factory.mktemp("s3")
-    with s3_server(base) as server, pytest.MonkeyPatch.context() as mp:
+    with S3Server(base) as server, pytest.MonkeyPatch.context() as mp:
         for name, value in server.env.items():
             mp.setenv(name, value)
         server.create_bucket(BUCKET)

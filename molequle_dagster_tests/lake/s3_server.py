@@ -8,8 +8,6 @@ import os
 import secrets
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -66,14 +64,11 @@ class S3Server:
     def log_text(self) -> str:
         return self.process.log_path.read_text(errors="replace")
 
+    def __enter__(self) -> S3Server:
+        return self
 
-@contextmanager
-def s3_server(log_dir: Path) -> Iterator[S3Server]:
-    server = S3Server(log_dir)
-    try:
-        yield server
-    finally:
-        server.stop()
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def fresh_prefix() -> str:

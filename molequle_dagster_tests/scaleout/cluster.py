@@ -27,20 +27,16 @@ import yaml
 from molequle_dagster.lake import Lake
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster_tests.conftest import fast_settings_dict
-from molequle_dagster_tests.e2e.processes import (
-    REPO,
-    Server,
-    ThrowawayPostgres,
-    free_port,
-    scrubbed_environ,
-    wait_until,
-)
+from molequle_dagster_tests.e2e import processes
+from molequle_dagster_tests.e2e.processes import Server, wait_until
 from molequle_dagster_tests.e2e.sandbox_process import SandboxProcess
 from molequle_dagster_tests.lake.s3_server import S3Server
 
 BIN = Path(sys.executable).parent
-PRODUCTION_CONFIG = REPO / "deploy" / "production" / "dagster.yaml"
-WORKER_CONFIG = REPO / "deploy" / "celery" / "worker.yaml"  # the shipped file, as docs/scale-out.md runs it
+PRODUCTION_CONFIG = processes.REPO / "deploy" / "production" / "dagster.yaml"
+WORKER_CONFIG = (
+    processes.REPO / "deploy" / "celery" / "worker.yaml"
+)  # the shipped file, as docs/scale-out.md runs it
 REDIS_SERVER = Path("/usr/bin/redis-server")
 BUCKET = "molequle-lake"
 WORKER_START_TIMEOUT_S = 120.0
@@ -217,20 +213,20 @@ def open_cluster(
         mp = stack.enter_context(pytest.MonkeyPatch.context())
         logs = root / "logs"
         logs.mkdir(parents=True)
-        postgres = ThrowawayPostgres().start()
+        postgres = processes.ThrowawayPostgres().start()
         stack.callback(postgres.stop)
         for name, value in postgres.env.items():
             mp.setenv(name, value)
         servers: list[Server] = []
         stack.callback(lambda: [s.stop() for s in reversed(servers)])
 
-        redis_port = free_port()
+        redis_port = processes.free_port()
         redis_dir = root / "redis"
         redis_dir.mkdir()
         # No persistence: the broker's queue lives as long as the test.
         argv = [str(REDIS_SERVER), "--port", str(redis_port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(redis_dir)]
-        redis = Server("redis", argv, scrubbed_environ(), redis_dir, logs)
+        redis = Server("redis", argv, processes.scrubbed_environ(), redis_dir, logs)
         servers.append(redis)
         wait_until(lambda: _redis_answers(redis, redis_port), 30, "redis-server to answer", poll=0.1)
         broker_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -245,7 +241,7 @@ def open_cluster(
         # Workers start while the sandbox generates its data: they read the settings at their first step.
         client = SandboxConfig.for_profile("fast").clients[0]  # the sandbox's API user, as it will serve it
         settings_path = root / "settings.yaml"
-        env = scrubbed_environ(
+        env = processes.scrubbed_environ(
             **postgres.env,
             **s3.env,
             MOLEQULE_SETTINGS=str(settings_path),

@@ -30,6 +30,7 @@ from molequle_dagster.sync.run_kind import KIND_TAG, TICK
 from molequle_dagster_tests.e2e.processes import ThrowawayPostgres
 from molequle_dagster_tests.scaleout.cluster import REDIS_SERVER, Cluster, open_cluster
 from molequle_dagster_tests.truth_assertions import (
+    TICK_CHURN,
     assert_activities_match_truth,
     assert_memberships_match_truth,
     assert_people_match_truth,
@@ -38,16 +39,6 @@ from molequle_dagster_tests.truth_assertions import (
 CALLS_PER_WINDOW = 30  # our share of Marketo's 100 calls per 20 s, for this test
 EXPORTS_AT_ONCE = 1  # our share of Marketo's 2 exports processing at once, for this test
 WORKERS = 2
-CHURN = {
-    "new_people": 0.02,
-    "attribute_updates": 0.05,
-    "email_changes": 0.02,
-    "merges": 0.01,
-    "deletions": 0.01,
-    "new_activities_per_person": 0.5,
-    "program_status_changes": 0.05,
-    "new_programs": 1,
-}
 # What a host may keep on its disk: Dagster's instance file and dagster-celery's worker config, the
 # orchestrating process's output (written by this test). No coordination state, lake file or export.
 ALLOWED_HOST_FILES = re.compile(
@@ -136,7 +127,7 @@ def test_first_sync_across_workers_equals_the_truth(synced: Synced) -> None:
 
 def test_a_tick_after_churn_across_workers_equals_the_truth(synced: Synced) -> None:
     cluster = synced.cluster
-    report = cluster.sandbox.control.apply_churn(CHURN, seed=7)
+    report = cluster.sandbox.control.apply_churn(TICK_CHURN, seed=7)
     assert report.merges and report.deleted_lead_ids  # the churn this test is about happened
     keys = partition_keys(cluster)
     start, end = tick_range(cluster.lake, keys)

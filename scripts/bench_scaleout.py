@@ -4,9 +4,12 @@ instance and coordination store on PostgreSQL (molequle_dagster_tests/scaleout/c
 PostgreSQL and Debian's redis-server).
 
     .venv/bin/python scripts/bench_scaleout.py --rounds 3
+    .venv/bin/python scripts/bench_scaleout.py --rounds 3 --in-process   # the embedded engine instead
 
 Prints one JSON line per cluster run, then a Markdown table of medians. Durations are wall-clock seconds of
 each `dagster job execute` (process start to exit); calls, exports and bytes are the sandbox's own counts.
+`--in-process` runs the same sync with `molequle sync`'s engine (`execute_in_process`, one process, SQLite
+instance) on a local lake beside the S3 server, for the cost of the engine and of object storage.
 """
 
 from __future__ import annotations
@@ -73,11 +76,65 @@ def one(workers: int, people: int) -> dict[str, Any]:
             }
 
 
+def in_process(lake: str, people: int) -> dict[str, Any]:
+    import dagster as dg
+    import pytest
+
+    from molequle_dagster.definitions import build_definitions
+    from molequle_dagster.sandbox.config import SandboxConfig
+    from molequle_dagster.sandbox.server import SandboxServer
+    from molequle_dagster.settings import parse_settings
+    from molequle_dagster.sync_runner import run_sync
+    from molequle_dagster_tests.conftest import fast_settings_dict
+    from molequle_dagster_tests.lake.s3_server import S3Server
+
+    config = SandboxConfig.for_profile("fast")
+    config.data.people = people
+    config.bulk.job_overhead_s = SANDBOX["bulk"]["job_overhead_s"]
+    with tempfile.TemporaryDirectory(prefix="bench-inprocess-") as tmp, pytest.MonkeyPatch.context() as mp:
+        root = Path(tmp)
+        with S3Server(root) as s3, SandboxServer(config, port=0) as sandbox:
+            for name, value in s3.env.items():
+                mp.setenv(name, value)
+            s3.create_bucket("bench-lake")
+            mp.setenv(
+                "MOLEQULE_LAKE_URI", s3.uri("bench-lake", "lake") if lake == "s3" else str(root / "lake")
+            )
+            mp.setenv("MARKETO_CLIENT_ID", config.clients[0].client_id)
+            mp.setenv("MARKETO_CLIENT_SECRET", config.clients[0].client_secret)
+            defs = build_definitions(
+                parse_settings(fast_settings_dict(marketo__base_url=sandbox.base_url, **SETTINGS))
+            )
+            with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+                started = time.monotonic()
+                first = run_sync(defs, instance, log_level="WARNING")
+                first_s = time.monotonic() - started
+                assert first.success, first.failures
+                s3_first = s3.log_text().count("HTTP/1.1")
+                sandbox.control.apply_churn(TICK_CHURN, seed=7)
+                started = time.monotonic()
+                tick = run_sync(defs, instance, log_level="WARNING")
+                assert tick.success, tick.failures
+                return {
+                    "engine": f"in-process, {lake} lake",
+                    "first_sync_s": round(first_s, 1),
+                    "tick_s": round(time.monotonic() - started, 1),
+                    "first_sync_s3_requests": s3_first,
+                    "tick_s3_requests": s3.log_text().count("HTTP/1.1") - s3_first,
+                }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--people", type=int, default=300)
+    parser.add_argument("--in-process", action="store_true", help="the embedded engine, local lake beside S3")
     args = parser.parse_args()
+    if args.in_process:
+        for _ in range(args.rounds):
+            for lake in ("local", "s3"):
+                print(json.dumps(in_process(lake, args.people)), flush=True)
+        return
     results: list[dict[str, Any]] = []
     for _ in range(args.rounds):
         for workers in (1, 2):  # side by side: both see the same machine load in each round

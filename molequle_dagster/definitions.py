@@ -11,6 +11,7 @@ import warnings
 import dagster as dg
 
 from molequle_dagster.assets import build_assets
+from molequle_dagster.execution import build_executor
 from molequle_dagster.jobs import build_jobs
 from molequle_dagster.partitions import build_daily_partitions
 from molequle_dagster.resources import build_resources
@@ -33,6 +34,7 @@ def build_definitions(settings: MolequleSettings) -> dg.Definitions:
         schedules=build_schedules(settings, partitions, resources),
         sensors=build_sensors(settings, partitions, resources),
         resources=resources,
+        executor=build_executor(),  # multiprocess unless $MOLEQULE_EXECUTOR or a run's config says otherwise
     )
 
 

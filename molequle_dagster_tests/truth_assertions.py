@@ -21,6 +21,17 @@ PERSON_FIELDS = ["id", "email", "firstName", "lastName", "title", "company", "co
 SMART_LIST = "All People for Molequle"  # the packaged settings' smart list
 # The packaged settings' activity types (Email Open … Score Change), by Marketo id
 ACTIVITY_TYPE_IDS = (10, 11, 8, 27, 6, 7, 46, 2, 1, 3, 22)
+# One round of churn before "a tick after churn": every kind of change a tick must carry into the lake.
+TICK_CHURN = {
+    "new_people": 0.02,
+    "attribute_updates": 0.05,
+    "email_changes": 0.02,
+    "merges": 0.01,
+    "deletions": 0.01,
+    "new_activities_per_person": 0.5,
+    "program_status_changes": 0.05,
+    "new_programs": 1,
+}
 
 
 def expected_people_ids(state: InstanceState, since: datetime) -> set[int]:

@@ -81,7 +81,10 @@ class DayTable:
             parent, _, name = info.path.rpartition("/")
             folder = parent.rpartition("/")[2]
             if info.type == pafs.FileType.File and name == PART_FILE and folder.startswith("date="):
-                stamps[folder.removeprefix("date=")] = str(info.mtime_ns)
+                # Object stores keep whole seconds (S3's Last-Modified): a rewrite within the same second
+                # would keep its stamp, so the size joins it there.
+                stamp = str(info.mtime_ns) if self.storage.is_local else f"{info.mtime_ns}:{info.size}"
+                stamps[folder.removeprefix("date=")] = stamp
         return dict(sorted(stamps.items()))
 
     def read_days(

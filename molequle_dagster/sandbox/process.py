@@ -104,12 +104,16 @@ class SandboxProcess:
         seed: int = 42,
         config: SandboxConfig | None = None,
         now: datetime | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,  # e.g. {"bulk": {"job_overhead_s": 2.0}}
     ) -> None:
         if config is None:
             config = SandboxConfig.for_profile(profile)  # type: ignore[arg-type]
             config.data.people = people
             config.data.programs = programs
             config.data.seed = seed
+        for section, values in (overrides or {}).items():  # after the profile's own values
+            for name, value in values.items():
+                setattr(getattr(config, section), name, value)
         self._args = (config.model_dump(), now)
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None

@@ -15,6 +15,7 @@ import pytest
 from molequle_dagster.sandbox import truth
 from molequle_dagster.sync_runner import run_sync
 from molequle_dagster_tests.truth_assertions import (
+    TICK_CHURN,
     assert_accounts_match_truth,
     assert_activities_match_truth,
     assert_memberships_match_truth,
@@ -71,19 +72,7 @@ def test_tick_after_churn_equals_ground_truth(sync_env, initial) -> None:
     control = sync_env.control
     state = control.state
     before_ids = set(state.people["id"].to_pylist())
-    report = control.apply_churn(
-        {
-            "new_people": 0.02,
-            "attribute_updates": 0.05,
-            "email_changes": 0.02,
-            "merges": 0.01,
-            "deletions": 0.01,
-            "new_activities_per_person": 0.5,
-            "program_status_changes": 0.05,
-            "new_programs": 1,
-        },
-        seed=7,
-    )
+    report = control.apply_churn(TICK_CHURN, seed=7)
     assert report.email_changed_ids and report.merges and report.deleted_lead_ids
     people_table = sync_env.lake.keyed("people", "id")
     people_version, people_rows = people_table.version, people_table.manifest().rows

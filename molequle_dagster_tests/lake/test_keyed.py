@@ -1,4 +1,5 @@
-"""Versioned keyed tables: merge-on-read, exact row counts, change feed, compaction, vacuum, crashes."""
+"""Versioned keyed tables: merge-on-read, exact row counts, change feed, compaction, vacuum, crashes; each on
+a local directory and on the S3 server (conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from molequle_dagster.lake import Compaction, Lake, LakeError
 from molequle_dagster.lake.keyed import DATA, VersionConflict
+from molequle_dagster_tests.lake.conftest import LakeRoot
 
 TS = pa.timestamp("s", tz="UTC")
 
@@ -38,8 +40,8 @@ def _by_id(table: pa.Table) -> dict[int, str]:
     return dict(zip(table["id"].to_pylist(), names, strict=True))
 
 
-def test_upserts_and_deletes_merge_on_read_with_exact_row_counts(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("people", "id")
+def test_upserts_and_deletes_merge_on_read_with_exact_row_counts(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("people", "id")
     assert table.version == 0 and table.read_or_none() is None
     table.commit(_rows([1, 2, 3]))
     table.commit(_rows([2, 4], name="w"), deletes=pa.table({"id": [3, 99]}))
@@ -49,16 +51,16 @@ def test_upserts_and_deletes_merge_on_read_with_exact_row_counts(tmp_path: Path)
     assert table.read()["at"].type == TS  # second-precision timestamps survive Parquet's ms
 
 
-def test_a_commit_that_changes_nothing_makes_no_version(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_a_commit_that_changes_nothing_makes_no_version(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1]), meta={"cursor": 5})
     assert table.commit(meta={"cursor": 5}).version == 1
     assert table.commit(meta={"cursor": 6}).version == 2  # meta alone is a version
     assert table.meta["cursor"] == 6 and table.manifest().rows == 1
 
 
-def test_change_feed_returns_the_newest_rows_and_deleted_keys(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_change_feed_returns_the_newest_rows_and_deleted_keys(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1, 2, 3]))
     mark = table.version
     table.commit(_rows([2], name="x"))
@@ -70,15 +72,15 @@ def test_change_feed_returns_the_newest_rows_and_deleted_keys(tmp_path: Path) ->
     assert table.changes_since(table.version).empty
 
 
-def test_a_key_deleted_then_upserted_in_one_commit_stays(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_a_key_deleted_then_upserted_in_one_commit_stays(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1]))
     table.commit(_rows([1], name="new"), deletes=pa.table({"id": [1]}))
     assert _by_id(table.read()) == {1: "new1"} and table.manifest().rows == 1
 
 
-def test_composite_and_text_keys(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("m", ["program_id", "lead_id"])
+def test_composite_and_text_keys(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("m", ["program_id", "lead_id"])
     table.commit(pa.table({"program_id": [1, 1, 2], "lead_id": [10, 11, 10], "s": ["a", "b", "c"]}))
     table.commit(
         pa.table({"program_id": [1], "lead_id": [11], "s": ["B"]}),
@@ -86,14 +88,14 @@ def test_composite_and_text_keys(tmp_path: Path) -> None:
     )
     got = {(r["program_id"], r["lead_id"]): r["s"] for r in table.read().to_pylist()}
     assert got == {(1, 10): "a", (1, 11): "B"} and table.manifest().rows == 2
-    accounts = Lake(str(tmp_path)).keyed("a", "account_id")
+    accounts = Lake(lake_uri).keyed("a", "account_id")
     accounts.commit(pa.table({"account_id": ["company:1"], "x": [1]}))
     accounts.commit(deletes=pa.table({"account_id": ["company:1"]}))
     assert accounts.read().num_rows == 0 and accounts.manifest().rows == 0
 
 
-def test_compaction_folds_deltas_and_keeps_the_change_feed(tmp_path: Path) -> None:
-    lake = Lake(str(tmp_path), compaction=Compaction(max_delta_share=0.1, min_rows=10, grace_s=0))
+def test_compaction_folds_deltas_and_keeps_the_change_feed(lake_uri: str) -> None:
+    lake = Lake(lake_uri, compaction=Compaction(max_delta_share=0.1, min_rows=10, grace_s=0))
     table = lake.keyed("t", "id")
     table.commit(_rows(list(range(100))))
     mark = table.version
@@ -107,8 +109,8 @@ def test_compaction_folds_deltas_and_keeps_the_change_feed(tmp_path: Path) -> No
     assert changes is not None and sorted(changes.upserts["id"].to_pylist()) == list(range(12))
 
 
-def test_rebuild_resets_consumers(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_rebuild_resets_consumers(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1, 2]))
     mark = table.version
     table.rebuild(_rows([7]))
@@ -119,15 +121,15 @@ def test_rebuild_resets_consumers(tmp_path: Path) -> None:
     assert changes is not None and changes.upserts["id"].to_pylist() == [8]
 
 
-def test_expected_version_guards_against_lost_updates(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_expected_version_guards_against_lost_updates(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1]))
     with pytest.raises(VersionConflict, match="at version 1, expected 0"):
         table.commit(_rows([2]), expect_version=0)
 
 
-def test_a_crash_mid_commit_leaves_the_previous_version(tmp_path: Path, monkeypatch) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_a_crash_mid_commit_leaves_the_previous_version(lake_uri: str, monkeypatch) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1]))
 
     def crash(*args, **kwargs):
@@ -137,7 +139,7 @@ def test_a_crash_mid_commit_leaves_the_previous_version(tmp_path: Path, monkeypa
     with pytest.raises(RuntimeError):
         table.commit(_rows([2]))
     monkeypatch.undo()
-    fresh = Lake(str(tmp_path)).keyed("t", "id")
+    fresh = Lake(lake_uri).keyed("t", "id")
     assert fresh.version == 1 and _by_id(fresh.read()) == {1: "v1"}
     fresh.commit(_rows([3]))  # the orphan delta file of the failed commit is harmless
     assert _by_id(fresh.read()) == {1: "v1", 3: "v3"}
@@ -175,26 +177,26 @@ def test_temp_files_of_a_writer_killed_mid_commit_are_swept_by_the_next_commit(t
     assert _by_id(table.read()) == {1: "v1", 2: "v2"}
 
 
-def test_vacuum_removes_unreferenced_files_after_the_grace_period(tmp_path: Path) -> None:
-    lake = Lake(str(tmp_path), compaction=Compaction(retain_s=0, grace_s=0))
+def test_vacuum_removes_unreferenced_files_after_the_grace_period(lake_root: LakeRoot, lake_uri: str) -> None:
+    lake = Lake(lake_uri, compaction=Compaction(retain_s=0, grace_s=0))
     table = lake.keyed("t", "id")
     table.commit(_rows([1, 2]))
     table.commit(_rows([3]))
     table.compact()
-    files = {p.name for p in (tmp_path / "t" / DATA).iterdir()}
+    files = lake_root.names(lake_uri, "t", DATA)
     assert len(files) == 1  # only the compacted base is left
     assert _by_id(table.read()) == {1: "v1", 2: "v2", 3: "v3"}
     assert table.changes_since(1) is None  # history beyond the retention is gone: rebuild
 
 
-def test_a_stored_key_cannot_change(tmp_path: Path) -> None:
-    Lake(str(tmp_path)).keyed("t", "id").commit(_rows([1]))
+def test_a_stored_key_cannot_change(lake_uri: str) -> None:
+    Lake(lake_uri).keyed("t", "id").commit(_rows([1]))
     with pytest.raises(LakeError, match="key cannot change"):
-        Lake(str(tmp_path)).keyed("t", "other").manifest()
+        Lake(lake_uri).keyed("t", "other").manifest()
 
 
-def test_schema_grows_with_new_columns(tmp_path: Path) -> None:
-    table = Lake(str(tmp_path)).keyed("t", "id")
+def test_schema_grows_with_new_columns(lake_uri: str) -> None:
+    table = Lake(lake_uri).keyed("t", "id")
     table.commit(_rows([1]))
     table.commit(_rows([2]).append_column("extra", pa.array(["x"])))
     read = table.read().sort_by("id")
@@ -207,18 +209,19 @@ def _commit_many(root: str, writer: int, count: int) -> None:
         table.commit(_rows([writer * 1000 + i]))
 
 
-def test_concurrent_writers_on_one_host_lose_nothing(tmp_path: Path) -> None:
+def test_concurrent_writers_on_one_host_lose_nothing(lake_root: LakeRoot, lake_uri: str) -> None:
+    count = 15 if lake_root.local else 6  # an S3 commit is ~10 requests: fewer keep the test short
     context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_commit_many, args=(str(tmp_path), w, 15)) for w in range(3)]
+    writers = [context.Process(target=_commit_many, args=(lake_uri, w, count)) for w in range(3)]
     for process in writers:
         process.start()
     for process in writers:
         process.join(120)
         assert process.exitcode == 0
-    table = Lake(str(tmp_path)).keyed("t", "id")
+    table = Lake(lake_uri).keyed("t", "id")
     ids = sorted(table.read()["id"].to_pylist())
-    assert ids == sorted(w * 1000 + i for w in range(3) for i in range(15))
-    assert table.manifest().rows == 45
+    assert ids == sorted(w * 1000 + i for w in range(3) for i in range(count))
+    assert table.manifest().rows == 3 * count
 
 
 operations = st.lists(
@@ -234,10 +237,17 @@ operations = st.lists(
 @settings(max_examples=40, deadline=None)
 @given(operations)
 def test_merge_on_read_equals_a_dictionary_model(tmp_path_factory, ops) -> None:
-    root = tmp_path_factory.mktemp("model")
-    table = Lake(str(root), compaction=Compaction(min_rows=4, max_delta_share=0.5, grace_s=0)).keyed(
-        "t", "id"
-    )
+    _model_check(str(tmp_path_factory.mktemp("model")), ops)
+
+
+@settings(max_examples=6, deadline=None)  # each example is ~100 requests to the S3 server
+@given(operations)
+def test_merge_on_read_on_object_storage_equals_a_dictionary_model(s3_root: LakeRoot, ops) -> None:
+    _model_check(s3_root.new(), ops)
+
+
+def _model_check(uri: str, ops: list[tuple[list[int], list[int]]]) -> None:
+    table = Lake(uri, compaction=Compaction(min_rows=4, max_delta_share=0.5, grace_s=0)).keyed("t", "id")
     model: dict[int, str] = {}
     for step, (ups, dels) in enumerate(ops):
         for d in dels:

@@ -17,7 +17,7 @@ from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.plan import RANGE_END, RANGE_START, first_sync_done, tick_range
-from molequle_dagster.sync.run_kind import KIND_TAG, TICK
+from molequle_dagster.sync.run_kind import INITIAL, KIND_TAG, TICK
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -65,6 +65,10 @@ def build_schedules(
             return dg.SkipReason(f"Marketo quota used up until {stop[0].isoformat()}: {stop[1]}")
         if not first_sync_done(lake):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
+        if initial := running(context.instance, INITIAL):
+            # The smart list is in before the first sync's other steps are: a tick now would fold the same
+            # tables beside them.
+            return dg.SkipReason(f"waiting for the first sync (run {initial[0].run_id}) to finish")
         if busy := running(context.instance, TICK):
             return dg.SkipReason(
                 f"the previous tick (run {busy[0].run_id}) is still running; the next tick covers the gap"

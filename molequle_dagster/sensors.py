@@ -4,18 +4,20 @@ with nothing but the daemon, and the data-freshness sensor, which re-evaluates e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 
 from molequle_dagster import clock
+from molequle_dagster.assets.people import PEOPLE, membership_check
 from molequle_dagster.conventions import PROMISE_MINUTES, parse_iso
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
 from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.schedules import running
 from molequle_dagster.settings import MolequleSettings
-from molequle_dagster.sync.plan import Step, Wait, next_onboarding_step
+from molequle_dagster.sync.plan import Step, Wait, first_sync_done, next_onboarding_step
 from molequle_dagster.sync.run_kind import HISTORY, INITIAL, KIND_TAG
 
 # Current tables and their keys: the tables whose data age the UI shows.
@@ -28,9 +30,14 @@ HISTORY_DAYS_PER_RUN = 93  # three 31-day windows: keeps both export slots busy 
 
 
 def build_sensors(
-    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, resources: dict[str, Any]
+    settings: MolequleSettings,
+    partitions: dg.DailyPartitionsDefinition,
+    resources: dict[str, Any],
+    jobs: Sequence[Any],
 ) -> list[dg.SensorDefinition]:
-    """`resources` are the definitions' resources; the lake and the store open only when a sensor runs."""
+    """`resources` are the definitions' resources; the lake and the store open only when a sensor runs.
+    `jobs` are the definitions' jobs: a sensor may only request runs of the jobs it declares."""
+    onboarding_jobs = [job for job in jobs if job.name in (INITIAL_JOB, HISTORY_JOB)]
 
     def lake_of() -> Lake:
         return resources["lake"].lake
@@ -39,6 +46,7 @@ def build_sensors(
 
     @dg.sensor(
         name="marketo_onboarding_sensor",
+        jobs=onboarding_jobs,
         minimum_interval_seconds=60,
         default_status=status,
         description="Runs the first sync when none is done, then the activity history newest first, one run "
@@ -79,8 +87,8 @@ def build_sensors(
         minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Every 2 minutes: fails a table's data_fresh check when its data (its high-water mark) "
-        "is "
-        f"older than {PROMISE_MINUTES} minutes, whether or not a run is happening.",
+        f"is older than {PROMISE_MINUTES} minutes, whether or not a run is happening; until the first sync "
+        "has loaded the smart list, fails the people's blocking smart_list_members check too.",
     )
     def marketo_data_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         lake = lake_of()
@@ -102,6 +110,20 @@ def build_sensors(
                     description=None if complete else "no complete data yet: the first sync has not finished",
                 )
             )
+        if not first_sync_done(lake):
+            # Until the first sync loaded the smart list, the blocking check says so in the UI too (no run
+            # evaluates it before then). Re-read just before returning: once the population is in, the
+            # people step's own evaluation is the one that counts and must not be overwritten.
+            pending = membership_check(lake)
+            if not first_sync_done(lake):
+                evaluations.append(
+                    dg.AssetCheckEvaluation(
+                        asset_key=dg.AssetKey(PEOPLE),
+                        check_name=pending.check_name or "smart_list_members",
+                        passed=pending.passed,
+                        description=pending.description,
+                    )
+                )
         return dg.SensorResult(asset_events=evaluations)
 
     return [marketo_onboarding_sensor, marketo_data_freshness_sensor]

@@ -97,16 +97,23 @@ def build_schedules(
         key = partitions.get_partition_key_for_timestamp(yesterday.timestamp())
         return dg.RunRequest(run_key=f"close-{key}", partition_key=key)
 
+    @dg.schedule(
+        name="marketo_write_back_schedule",
+        cron_schedule="5,15,25,35,45,55 * * * *",  # between the 10-minute ticks
+        job_name=WRITE_BACK_JOB,
+        execution_timezone="UTC",
+        default_status=automation_status(settings),
+        description="Push changed Molequle attributes to Marketo (Sync Leads, updateOnly by id).",
+    )
+    def marketo_write_back_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        # Before the first sync the tables it pushes from are missing: its runs would only fail.
+        if stop := paused(context, context.scheduled_execution_time):
+            return dg.SkipReason(f"Marketo quota used up until {stop[0].isoformat()}: {stop[1]}")
+        if not first_sync_done(lake_of()) or running(context.instance, INITIAL):
+            return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
+        return dg.RunRequest(run_key=f"write-back-{context.scheduled_execution_time:%Y-%m-%dT%H%M}")
+
     schedules = [marketo_sync_schedule, marketo_daily_schedule]
     if write_back_enabled(settings):
-        schedules.append(
-            dg.ScheduleDefinition(
-                name="marketo_write_back_schedule",
-                cron_schedule="5,15,25,35,45,55 * * * *",  # between the 10-minute ticks
-                job_name=WRITE_BACK_JOB,
-                execution_timezone="UTC",
-                default_status=automation_status(settings),
-                description="Push changed Molequle attributes to Marketo (Sync Leads, updateOnly by id).",
-            )
-        )
+        schedules.append(marketo_write_back_schedule)
     return schedules

@@ -110,10 +110,11 @@ def build_sensors(
                     description=None if complete else "no complete data yet: the first sync has not finished",
                 )
             )
-        if not first_sync_done(lake):
-            # Until the first sync loaded the smart list, the blocking check says so in the UI too (no run
-            # evaluates it before then). Re-read just before returning: once the population is in, the
-            # people step's own evaluation is the one that counts and must not be overwritten.
+        if not first_sync_done(lake) and not running(context.instance, INITIAL):
+            # Until the first sync loaded the smart list, the blocking check says so in the UI too. Not
+            # while a first-sync run is queued or running: that run shows the check as pending and then
+            # evaluates it, and Dagster lists executions in the order they were planned, so ours would
+            # hide its result. Re-read just before returning, for the same reason.
             pending = membership_check(lake)
             if not first_sync_done(lake):
                 evaluations.append(

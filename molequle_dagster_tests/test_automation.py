@@ -67,6 +67,15 @@ def _population_loaded(lake: Lake) -> None:
     lake.keyed(POPULATION, "id").commit(meta={"full_at": datetime.now(UTC).isoformat()})
 
 
+def test_the_blocking_check_is_left_to_a_first_sync_run_in_progress(defs, instance) -> None:
+    starting = dg.DagsterRunStatus.STARTING
+    instance.add_run(dg.DagsterRun(INITIAL_JOB, status=starting, tags={KIND_TAG: INITIAL}))
+    data = _tick(defs, instance, "marketo_data_freshness_sensor")
+    checks = {(e.asset_key.to_user_string(), e.check_name) for e in data.asset_events}
+    assert ("people", "smart_list_members") not in checks
+    assert ("people", "data_fresh") in checks
+
+
 def test_the_blocking_check_is_left_to_the_people_step_once_the_smart_list_is_in(defs, instance) -> None:
     _population_loaded(defs.resources["lake"].lake)
     data = _tick(defs, instance, "marketo_data_freshness_sensor")
@@ -93,3 +102,18 @@ def test_the_tick_waits_for_the_first_sync_run_to_finish(defs, instance) -> None
     instance.report_run_canceled(first_sync)
     (request,) = evaluate().run_requests
     assert request.tags[RANGE_END] >= request.tags[RANGE_START]
+
+
+def test_write_back_waits_for_the_first_sync(defs, instance) -> None:
+    """Before the first sync the tables it pushes from are missing: it skips instead of failing runs."""
+    schedule = defs.resolve_schedule_def("marketo_write_back_schedule")
+    when = datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
+
+    def evaluate() -> dg.ScheduleExecutionData:
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+            return schedule.evaluate_tick(context)
+
+    assert "waiting for the first sync" in (evaluate().skip_message or "")
+    _population_loaded(defs.resources["lake"].lake)
+    (request,) = evaluate().run_requests
+    assert request.job_name in (None, "marketo_write_back_job")

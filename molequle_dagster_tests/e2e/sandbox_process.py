@@ -36,7 +36,6 @@ def _serve(profile: str, people: int, programs: int, seed: int, conn: Connection
         handlers = {
             "control": lambda name, *a, **kw: getattr(server.control, name)(*a, **kw),
             "state": lambda: _state_fields(server.control.state),
-            "bulk_jobs": lambda: server.context.bulk.jobs_truth(),
         }
         while True:
             try:
@@ -74,7 +73,7 @@ class _ControlProxy:
 
 class SandboxProcess:
     """`with SandboxProcess(people=300) as sandbox:` … `sandbox.base_url`, `sandbox.state()`,
-    `sandbox.control.inject_fault(...)`, `sandbox.bulk_jobs()`."""
+    `sandbox.control.inject_fault(...)`, `sandbox.control.export_jobs()`."""
 
     def __init__(
         self, *, profile: str = "fast", people: int = 300, programs: int = 12, seed: int = 42
@@ -129,10 +128,6 @@ class SandboxProcess:
     def state(self) -> InstanceState:
         """A snapshot of the instance's data, for the truth assertions (computed in the test process)."""
         return InstanceState(**self.call("state"))
-
-    def bulk_jobs(self) -> list[dict[str, Any]]:
-        """Every bulk export job as it really is (entity, filter, status), oldest first."""
-        return self.call("bulk_jobs")
 
     def stop(self) -> None:
         if self._conn is not None:

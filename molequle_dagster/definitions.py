@@ -23,6 +23,7 @@ from molequle_dagster.settings import MolequleSettings, load_settings
 def build_definitions(settings: MolequleSettings) -> dg.Definitions:
     partitions = build_daily_partitions(settings)
     resources = build_resources(settings)
+    jobs = build_jobs(settings)
 
     with warnings.catch_warnings():
         # "open source file" links in the UI; the feature is marked beta, the links are harmless
@@ -30,9 +31,9 @@ def build_definitions(settings: MolequleSettings) -> dg.Definitions:
         assets = dg.with_source_code_references(build_assets(settings, partitions))
     return dg.Definitions(
         assets=assets,
-        jobs=build_jobs(settings),
+        jobs=jobs,
         schedules=build_schedules(settings, partitions, resources),
-        sensors=build_sensors(settings, partitions, resources),
+        sensors=build_sensors(settings, partitions, resources, jobs),
         resources=resources,
         executor=build_executor(),  # multiprocess unless $MOLEQULE_EXECUTOR or a run's config says otherwise
     )

@@ -18,8 +18,13 @@ from typing import Any
 import dagster as dg
 
 from molequle_dagster import clock
+from molequle_dagster.assets.people import PEOPLE, membership_check
 from molequle_dagster.conventions import HIGH_WATER_MARK, PROMISE_MINUTES, data_fresh_evaluation
+from molequle_dagster.lake import Lake
+from molequle_dagster.schedules import running
 from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.sync.plan import first_sync_done
+from molequle_dagster.sync.run_kind import INITIAL
 
 CHECK = "data_fresh"
 # A failing check is re-emitted this often (its age keeps growing in the UI); a passing one only when it
@@ -61,7 +66,25 @@ def worth_reporting(instance: dg.DagsterInstance, evaluation: dg.AssetCheckEvalu
     return not evaluation.passed and time.time() - last.create_timestamp >= REPEAT_FAILING_S
 
 
-def build_freshness_sensor(settings: MolequleSettings) -> dg.SensorDefinition:
+def smart_list_pending(instance: dg.DagsterInstance, lake: Lake) -> dg.AssetCheckEvaluation | None:
+    """Until the first sync has loaded the smart list, the people's blocking `smart_list_members` check
+    fails in the UI too. Not while a first-sync run is queued or running: that run shows the check as
+    pending and then evaluates it, and Dagster lists executions in the order they were planned, so ours
+    would hide its result. The lake is read again just before answering, for the same reason."""
+    if first_sync_done(lake) or running(instance, INITIAL):
+        return None
+    pending = membership_check(lake)
+    if first_sync_done(lake):
+        return None
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(PEOPLE),
+        check_name=pending.check_name or "smart_list_members",
+        passed=pending.passed,
+        description=pending.description,
+    )
+
+
+def build_freshness_sensor(settings: MolequleSettings, resources: dict[str, Any]) -> dg.SensorDefinition:
     tables = fresh_tables(settings)
 
     @dg.sensor(
@@ -70,14 +93,18 @@ def build_freshness_sensor(settings: MolequleSettings) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Every 2 minutes: fails a current table's data_fresh check when its data (the "
         f"high-water mark its last materialization recorded) is older than {PROMISE_MINUTES} minutes, "
-        "whether or not a run is happening; reports only changes, and failures every 10 minutes.",
+        "whether or not a run is happening; reports only changes, and failures every 10 minutes. Until the "
+        "first sync has loaded the smart list, fails the people's blocking smart_list_members check too.",
     )
     def marketo_data_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         evaluations = freshness_evaluations(context.instance, tables, clock.now())
         failing = [e.asset_key.to_user_string() for e in evaluations if not e.passed]
         if failing:
             context.log.info(f"data older than {PROMISE_MINUTES} min: {', '.join(failing)}")
-        return dg.SensorResult(asset_events=[e for e in evaluations if worth_reporting(context.instance, e)])
+        events = [e for e in evaluations if worth_reporting(context.instance, e)]
+        if pending := smart_list_pending(context.instance, resources["lake"].lake):
+            events.append(pending)
+        return dg.SensorResult(asset_events=events)
 
     return marketo_data_freshness_sensor
 

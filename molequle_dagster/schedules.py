@@ -169,18 +169,25 @@ def build_schedules(
         run_key = f"close-{key}-{when:%H%M}" if close_attempted(context.instance, key) else f"close-{key}"
         return dg.RunRequest(run_key=run_key, partition_key=key)
 
+    @dg.schedule(
+        name="marketo_write_back_schedule",
+        cron_schedule="5,15,25,35,45,55 * * * *",  # between the 10-minute ticks
+        job_name=WRITE_BACK_JOB,
+        execution_timezone="UTC",
+        default_status=automation_status(settings),
+        description="Push changed Molequle attributes to Marketo (Sync Leads, updateOnly by id).",
+    )
+    def marketo_write_back_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        # Before the first sync the tables it pushes from are missing: its runs would only fail.
+        if stopped := quota_stop_reason(resources, context.instance, context.scheduled_execution_time):
+            return dg.SkipReason(stopped)
+        if not first_sync_done(resources["lake"].lake) or running(context.instance, INITIAL):
+            return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
+        return dg.RunRequest(run_key=f"write-back-{context.scheduled_execution_time:%Y-%m-%dT%H%M}")
+
     schedules = [marketo_sync_schedule, marketo_daily_schedule]
     if write_back_enabled(settings):
-        schedules.append(
-            dg.ScheduleDefinition(
-                name="marketo_write_back_schedule",
-                cron_schedule="5,15,25,35,45,55 * * * *",  # between the 10-minute ticks
-                job_name=WRITE_BACK_JOB,
-                execution_timezone="UTC",
-                default_status=automation_status(settings),
-                description="Push changed Molequle attributes to Marketo (Sync Leads, updateOnly by id).",
-            )
-        )
+        schedules.append(marketo_write_back_schedule)
     return schedules
 
 

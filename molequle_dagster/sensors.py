@@ -5,6 +5,7 @@ with nothing but the daemon; the data-freshness sensor (`freshness.py`) and the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,14 +71,20 @@ def onboarding_cursor(step: Step | Wait | None, now: datetime) -> str:
 
 
 def build_sensors(
-    settings: MolequleSettings, partitions: dg.DailyPartitionsDefinition, resources: dict[str, Any]
+    settings: MolequleSettings,
+    partitions: dg.DailyPartitionsDefinition,
+    resources: dict[str, Any],
+    jobs: Sequence[Any],
 ) -> list[dg.SensorDefinition]:
-    """`resources` are the definitions' resources; the lake and the store open only when a sensor runs."""
+    """`resources` are the definitions' resources; the lake and the store open only when a sensor runs.
+    `jobs` are the definitions' jobs: a sensor may only request runs of the jobs it declares."""
+    onboarding_jobs = [job for job in jobs if job.name in (INITIAL_JOB, HISTORY_JOB)]
 
     status = dg.DefaultSensorStatus.RUNNING if settings.sync.automation else dg.DefaultSensorStatus.STOPPED
 
     @dg.sensor(
         name=ONBOARDING_SENSOR,
+        jobs=onboarding_jobs,
         minimum_interval_seconds=60,
         default_status=status,
         description="Runs the first sync when none is done (every person, the last week of activities), then "
@@ -105,6 +112,6 @@ def build_sensors(
 
     return [
         marketo_onboarding_sensor,
-        build_freshness_sensor(settings),
+        build_freshness_sensor(settings, resources),
         build_catch_up_sensor(settings, partitions, resources),
     ]

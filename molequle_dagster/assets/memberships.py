@@ -152,14 +152,16 @@ def marketo_program_members(
     slice (every program once per `reconciliation.memberships_days`); ≤ 10 programs per bulk job."""
     store = lake.lake
     program_ids, plan = programs_to_export(store, settings.settings.reconciliation.memberships_days)
-    budget = budget_of(marketo.client, settings.settings.budget)
-    reconcile = program_ids[plan["new"] :]
-    allowed, why = budget.allows("reconcile", export_bytes=estimated_export_bytes(store, reconcile))
-    if not allowed:  # new programs still go; the reconciliation slice waits for a day with room
-        context.log.info(why)
-        program_ids = program_ids[: plan["new"]]
-        plan = {**plan, "reconciled": 0, "reconciled_through": plan["previous_through"]}
+    # The budget asks Marketo for today's usage: inside the accounting, so a quota or auth error there
+    # fails on purpose too.
     with accounting(marketo.client, context) as spent:
+        budget = budget_of(marketo.client, settings.settings.budget)
+        reconcile = program_ids[plan["new"] :]
+        allowed, why = budget.allows("reconcile", export_bytes=estimated_export_bytes(store, reconcile))
+        if not allowed:  # new programs still go; the reconciliation slice waits for a day with room
+            context.log.info(why)
+            program_ids = program_ids[: plan["new"]]
+            plan = {**plan, "reconciled": 0, "reconciled_through": plan["previous_through"]}
         report = export_program_members(context, marketo.client, store, program_ids)
     spent.export_bytes = report.export_bytes
     table = store.keyed(PROGRAM_MEMBERS, PM_KEY)

@@ -37,6 +37,7 @@ from molequle_dagster.conventions import (
     data_age_metadata,
     data_fresh_check,
     data_fresh_spec,
+    fail_on_purpose,
     marketo_step,
     parse_iso,
     record_step_totals,
@@ -583,7 +584,8 @@ def fold_into_people(lake: Lake) -> dict[str, Any]:
     tombstones = lake.keyed(TOMBSTONES, "id")
     merges = lake.keyed(MERGES, "loser_id")
     if not population.exists():
-        raise dg.Failure(f"{POPULATION} has not been synced yet: the first sync starts with it")
+        # the same run fails the same way until the first sync ran: not for the run-retry daemon
+        raise fail_on_purpose(None, f"{POPULATION} has not been synced yet: the first sync starts with it")
     meta = dict(people.meta)
     first = not people.exists()
     updates = lake.days(UPDATES)

@@ -27,6 +27,7 @@ from molequle_dagster.conventions import (
     data_age_metadata,
     data_fresh_check,
     data_fresh_spec,
+    fail_on_purpose,
     parse_iso,
 )
 from molequle_dagster.lake import KeyedTable, Lake
@@ -166,7 +167,8 @@ def unify_table(lake: Lake, settings: Any, entity: Entity) -> dict[str, Any]:
     name, id_column = _source(entity)
     source = lake.keyed(name, id_column)
     if not source.exists():
-        raise dg.Failure(f"{name} has not been synced yet; the first sync builds it")
+        # the same run fails the same way until the first sync ran: not for the run-retry daemon
+        raise fail_on_purpose(None, f"{name} has not been synced yet; the first sync builds it")
     names = table_names(entity)
     tables = {role: lake.keyed(names[role], KEY_COLUMNS[role]) for role in STATE_ORDER}
     meta = dict(tables["config"].meta)

@@ -3,9 +3,8 @@
 Scoped to this package: the processes stop once the last e2e test is done.
 
 * `deployment`: PostgreSQL, the sandbox, `dagster-webserver` and `dagster-daemon`; nothing launched yet.
-* `synced`: the same deployment after its first sync, with the tick schedule turned on (what
-  docs/production.md has the on-call do). The first sync is the automation's when it starts one by itself,
-  else the test launches it through GraphQL as an operator would from the UI.
+* `synced`: the same deployment once its automation (`sync.automation: true`, as in production) has run
+  the first sync and the activity history by itself: the onboarding sensor says it is done.
 * `backfill`: a 62-day backfill of the activities, launched with `launchPartitionBackfill` and finished.
 
 Every test here is marked `e2e` (`pytest -m "not e2e"` leaves them out). Tests marked `wall_clock` wait
@@ -17,14 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from molequle_dagster.assets.activities import MARKETO_ACTIVITIES as ACTIVITIES_TABLE
-from molequle_dagster.jobs import INITIAL_JOB
+from molequle_dagster.sync.run_kind import HISTORY, INITIAL, KIND_TAG
 from molequle_dagster_tests.e2e.deployment import (
     LAUNCHED_BY_TAG,
     Deployment,
@@ -35,7 +33,7 @@ from molequle_dagster_tests.e2e.deployment import (
 from molequle_dagster_tests.e2e.processes import ThrowawayPostgres, wait_until
 
 E2E_DIR = Path(__file__).resolve().parent
-FIRST_SYNC_TIMEOUT_S = 300.0
+FIRST_SYNC_TIMEOUT_S = 600.0  # the first sync and the history; minutes on a busy 2-core machine
 BACKFILL_DAYS = 62
 BACKFILL_TIMEOUT_S = 300.0
 E2E_TEST_TIMEOUT_S = 900
@@ -97,37 +95,43 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             _OPEN.clear()
 
 
+ONBOARDING_SENSOR = "marketo_onboarding_sensor"
+ONBOARDED = "the first sync and its history are complete"  # the sensor's skip reason once it is done
+
+
 @dataclass
 class Synced:
     deployment: Deployment
-    started_at: datetime  # before the first sync: people Marketo changed since then are in the lake too
-    first_sync_runs: list[str]
-    schedule: str  # the tick schedule, turned on
-    schedule_started_at: float
+    initial_run: dict[str, Any]  # the first sync's run, launched by the onboarding sensor
+    history_runs: list[dict[str, Any]]  # the activity history that followed, oldest first
+    done_at: float  # the onboarding sensor's first tick that found nothing left to do
+    schedule: str  # the tick schedule, on by default (sync.automation)
+    export_jobs: list[dict[str, Any]]  # the sandbox's bulk jobs by then: the onboarding's
 
 
 @pytest.fixture(scope="package")
 def synced(deployment: Deployment) -> Synced:
-    started_at = datetime.now(UTC).replace(microsecond=0)
-    automatic = [r["runId"] for r in deployment.runs() if LAUNCHED_BY_TAG not in r["tags"]]
-    if automatic:  # the automation started the first sync by itself: let it finish
-        wait_until(lambda: not deployment.runs_in_progress(), FIRST_SYNC_TIMEOUT_S, "the first sync")
-        runs = automatic
-    else:  # today: the operator materializes the unpartitioned sync assets from the UI
-        keys = [
-            "/".join(node["assetKey"]["path"])
-            for node in deployment.asset_nodes()
-            if not node["isPartitioned"] and INITIAL_JOB in node["jobNames"]
-        ]
-        runs = [deployment.launch_run(INITIAL_JOB, keys)]
-    for run_id in runs:
-        run = deployment.wait_for_run(run_id, FIRST_SYNC_TIMEOUT_S)
-        assert run["status"] == "SUCCESS", f"first sync run {run_id} ended {run['status']}"
-    assert deployment.lake.read_current("people") is not None, "the first sync left no people table"
+    """The deployment once its automation alone ran the first sync and the history (nothing launched by a
+    test or the CLI), every one of those runs successful."""
+
+    def onboarded() -> dict[str, Any] | None:
+        deployment.assert_healthy()
+        done = [t for t in deployment.sensor_ticks(ONBOARDING_SENSOR) if t["skipReason"] == ONBOARDED]
+        return min(done, key=lambda t: float(t["timestamp"])) if done else None
+
+    done = wait_until(onboarded, FIRST_SYNC_TIMEOUT_S, f"{ONBOARDING_SENSOR} to say {ONBOARDED!r}")
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for run in deployment.runs():
+        if LAUNCHED_BY_TAG not in run["tags"] and run["tags"].get(KIND_TAG) in (INITIAL, HISTORY):
+            by_kind.setdefault(run["tags"][KIND_TAG], []).append(run)
+    for run in [*by_kind.get(INITIAL, []), *by_kind.get(HISTORY, [])]:
+        assert run["status"] == "SUCCESS", f"onboarding run {run['runId']} {run['jobName']}: {run['status']}"
+    initial = by_kind.get(INITIAL, [])
+    assert len(initial) == 1, f"expected one first-sync run, got {initial}"
+    history = sorted(by_kind.get(HISTORY, []), key=lambda r: float(r["startTime"]))
     schedule = tick_schedule_name(deployment)
-    state = deployment.start_schedule(schedule)
-    assert state["status"] == "RUNNING", state
-    return Synced(deployment, started_at, runs, schedule, datetime.now(UTC).timestamp())
+    jobs = deployment.sandbox.control.export_jobs()
+    return Synced(deployment, initial[0], history, float(done["timestamp"]), schedule, jobs)
 
 
 @dataclass
@@ -141,11 +145,12 @@ class Backfill:
 
 @pytest.fixture(scope="package")
 def backfill(synced: Synced) -> Backfill:
-    """The UI's "Materialize → backfill" of the activities over the 62 days before today."""
+    """The UI's "Materialize → backfill" of the activities over the 62 days before today, launched once the
+    onboarding is done (so the exports the sandbox counts meanwhile are the backfill's)."""
     deployment = synced.deployment
     days = partition_keys(deployment)[-BACKFILL_DAYS - 1 : -1]
-    jobs_before = len(deployment.sandbox.bulk_jobs())
+    jobs_before = len(deployment.sandbox.control.export_jobs())
     backfill_id = deployment.launch_partition_backfill([ACTIVITIES_TABLE], days)
     status = deployment.wait_for_backfill(backfill_id, BACKFILL_TIMEOUT_S)
     runs = deployment.runs({"dagster/backfill": backfill_id})
-    return Backfill(backfill_id, days, status, runs, deployment.sandbox.bulk_jobs()[jobs_before:])
+    return Backfill(backfill_id, days, status, runs, deployment.sandbox.control.export_jobs()[jobs_before:])

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ class Deployment:
     servers: dict[str, Server]
     location: str = ""
     repository: str = ""
+    came_up: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     _session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     # --- GraphQL ----------------------------------------------------------------------------------------
@@ -256,6 +258,28 @@ class Deployment:
             latest[event["partition"]] = {"runId": event["runId"], "metadata": metadata}
         return latest
 
+    def materializations(self, asset_key: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The asset's materializations, newest first: {runId, timestamp (ms since the epoch, a string)}."""
+        data = self.graphql(
+            """query($key: AssetKeyInput!, $limit: Int) { assetNodeOrError(assetKey: $key) {
+                 __typename ... on AssetNode {
+                   assetMaterializations(limit: $limit) { runId timestamp } } } }""",
+            {"key": {"path": asset_key.split("/")}, "limit": limit},
+        )["assetNodeOrError"]
+        assert data["__typename"] == "AssetNode", data
+        return data["assetMaterializations"]
+
+    def check_executions(self, asset_key: str, check_name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The check's executions, newest first: {runId ("" when a sensor reported it), status,
+        timestamp, evaluation: {timestamp, success, description} or None}."""
+        data = self.graphql(
+            """query($key: AssetKeyInput!, $name: String!, $limit: Int!) {
+                 assetCheckExecutions(assetKey: $key, checkName: $name, limit: $limit) {
+                   runId status timestamp evaluation { timestamp success description } } }""",
+            {"key": {"path": asset_key.split("/")}, "name": check_name, "limit": limit},
+        )
+        return data["assetCheckExecutions"]
+
     # --- schedules and sensors --------------------------------------------------------------------------
     def schedules(self) -> list[dict[str, Any]]:
         data = self.graphql(
@@ -312,6 +336,31 @@ class Deployment:
         )["scheduleOrError"]
         assert data["__typename"] == "Schedule", data
         return data["scheduleState"]["ticks"]
+
+    def sensor_ticks(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The sensor's ticks, newest first."""
+        data = self.graphql(
+            """query($selector: SensorSelector!, $limit: Int) { sensorOrError(sensorSelector: $selector) {
+                 __typename ... on Sensor { sensorState { ticks(limit: $limit) {
+                   tickId status timestamp runIds skipReason error { message } } } } } }""",
+            {"selector": {**self.repo_selector(), "sensorName": name}, "limit": limit},
+        )["sensorOrError"]
+        assert data["__typename"] == "Sensor", data
+        return data["sensorState"]["ticks"]
+
+    def schedule_dry_run(self, name: str) -> dict[str, Any]:
+        """The UI's "Test schedule": the schedule evaluated now by the code server against the instance,
+        launching nothing. Returns {skipReason, runRequests: [{runKey, tags}], error}."""
+        data = self.graphql(
+            """mutation($selector: ScheduleSelector!, $timestamp: Float) {
+                 scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
+                   __typename ... on DryRunInstigationTick { evaluationResult {
+                     skipReason error { message } runRequests { runKey tags { key value } } } }
+                   ... on PythonError { message } } }""",
+            {"selector": {**self.repo_selector(), "scheduleName": name}, "timestamp": time.time()},
+        )["scheduleDryRun"]
+        assert data["__typename"] == "DryRunInstigationTick", data
+        return data["evaluationResult"]
 
     def claimed_pool_slots(self) -> dict[str, list[dict[str, str]]]:
         """Pool → the slots held right now, each {runId, stepKey}."""
@@ -399,8 +448,11 @@ def open_deployment(root: Path, people: int = 300, programs: int = 12) -> Iterat
         postgres = ThrowawayPostgres().start()
         stack.callback(postgres.stop)
         sandbox = stack.enter_context(SandboxProcess(people=people, programs=programs))
+        # automation on, as in production: the daemon alone runs the first sync, its history and the ticks
         settings = fast_settings_dict(
-            marketo__base_url=sandbox.base_url, sync__interval_minutes=SYNC_INTERVAL_MINUTES
+            marketo__base_url=sandbox.base_url,
+            sync__interval_minutes=SYNC_INTERVAL_MINUTES,
+            sync__automation=True,
         )
         settings_path = root / "settings.yaml"
         settings_path.write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -1,8 +1,10 @@
 """Run retries in production (issue 14 item 4), with the real daemon and deploy/production/dagster.yaml:
-runs that failed on purpose are never relaunched; a run whose worker died is, and its retry succeeds.
+runs that failed on purpose (invalid action input, credentials Marketo rejects, a used-up daily quota) are
+never relaunched; a run whose worker died is, and its retry succeeds.
 
-The faults are on endpoints only these runs call (smart-campaign lookup, Sync Leads), so a tick that runs
-meanwhile is not affected.
+The faults are on endpoints only these runs call (the smart-campaign lookup; the activity types, which
+ticks and every other step take from the day's copy in the lake), so a tick that runs meanwhile is not
+affected.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 import pytest
 
 from molequle_dagster.actions.config import ACTION_JOB, ACTION_OP
-from molequle_dagster.assets.write_back import WRITE_BACK_JOB
+from molequle_dagster.assets.activities import ACTIVITY_TYPES_TABLE
+from molequle_dagster.coordination import open_store
+from molequle_dagster.marketo.client import scope_key
 from molequle_dagster.run_failures import RETRY_ON_STEP_FAILURE_TAG
 from molequle_dagster_tests.e2e.conftest import Synced
 from molequle_dagster_tests.e2e.deployment import Deployment
@@ -23,7 +27,7 @@ from molequle_dagster_tests.e2e.processes import kill_tree, wait_until
 WELCOME = "welcome_sequence"  # a trigger action of the packaged settings
 WELCOME_CAMPAIGN = "Molequle Welcome Trigger"
 CAMPAIGN_LOOKUP = "GET /rest/asset/v1/smartCampaign/byName.json"
-SYNC_LEADS = "POST /rest/v1/leads.json"  # the write-back's only Marketo write
+ACTIVITY_TYPES = "GET /rest/v1/activities/types.json"  # read only by a run of marketo_activity_types
 RETRY_TIMEOUT_S = 180.0
 # run_monitoring: poll_interval_seconds + free_slots_after_run_end_seconds, and a margin for the loop
 SLOT_FREED_TIMEOUT_S = 30 + 30 + 60
@@ -32,7 +36,7 @@ SLOT_FREED_TIMEOUT_S = 30 + 30 + 60
 @dataclass
 class Scenarios:
     invalid_input: str  # an action run whose tokens fail validation
-    auth_failure: str  # a write-back run whose token Marketo rejects twice
+    auth_failure: str  # a run of marketo_activity_types whose token Marketo rejects twice
     worker_died: str  # an action run whose run worker was killed mid-step
     killed_pids: list[int]
     lead_id: int
@@ -56,31 +60,42 @@ def _retries_of(deployment: Deployment, run_id: str) -> list[dict[str, Any]]:
     return [r for r in deployment.runs() if r["tags"].get("dagster/parent_run_id") == run_id]
 
 
+def _materialize(deployment: Deployment, asset_key: str) -> str:
+    """The UI's "Materialize" on one asset: launchRun of the implicit asset job with that asset selected."""
+    job = next(j for j in deployment.asset_node(asset_key)["jobNames"] if j.startswith("__ASSET_JOB"))
+    return deployment.launch_run(job, [asset_key])
+
+
+def _fired(deployment: Deployment, endpoint: str) -> int:
+    return next(f for f in deployment.sandbox.control.faults() if f["endpoint"] == endpoint)["fired"]
+
+
 @pytest.fixture(scope="module")
 def scenarios(synced: Synced) -> Scenarios:
     deployment = synced.deployment
     control = deployment.sandbox.control
     lead_id = int(deployment.lake.read_current("people")["id"][0].as_py())
     control.inject_fault(CAMPAIGN_LOOKUP, "slow", times=1, seconds=120)  # holds the lookup until we kill
-    control.inject_fault(SYNC_LEADS, "token_invalid", times=2)  # 601, a token refresh, 601 again
+    control.inject_fault(ACTIVITY_TYPES, "token_invalid", times=2)  # 601, a token refresh, 601 again
     try:
         # A blank required token: valid for the config schema (which would refuse a missing one at launch),
         # refused by the run's own validation.
         invalid = deployment.launch_run(
             ACTION_JOB, run_config=_action_config({"welcome_message": " "}, lead_id)
         )
-        auth = deployment.launch_run(WRITE_BACK_JOB)
+        auth = _materialize(deployment, ACTIVITY_TYPES_TABLE)
         doomed = deployment.launch_run(
             ACTION_JOB, run_config=_action_config({"welcome_message": "Hi"}, lead_id)
         )
         # Kill the worker while its step waits on Marketo: the held lookup has arrived at the sandbox.
         wait_until(
-            lambda: next(f for f in control.faults() if f["endpoint"] == CAMPAIGN_LOOKUP)["fired"] == 1,
+            lambda: _fired(deployment, CAMPAIGN_LOOKUP) == 1,
             RETRY_TIMEOUT_S,
             "the doomed run's campaign lookup to reach the sandbox",
         )
         worker = wait_until(lambda: _run_worker_pid(deployment, doomed), 30, "the run worker's pid")
         killed = kill_tree(worker)
+        wait_until(lambda: _fired(deployment, ACTIVITY_TYPES) == 2, RETRY_TIMEOUT_S, "both 601 answers")
     finally:
         control.clear_faults()  # the retry must find a healthy Marketo
     for run_id in (invalid, auth, doomed):
@@ -88,11 +103,7 @@ def scenarios(synced: Synced) -> Scenarios:
     return Scenarios(invalid, auth, doomed, killed, lead_id)
 
 
-@pytest.mark.parametrize("scenario", ["invalid_input", "auth_failure"])
-def test_a_run_failed_on_purpose_is_not_relaunched(
-    deployment: Deployment, scenarios: Scenarios, scenario: str
-):
-    run_id = getattr(scenarios, scenario)
+def _assert_not_relaunched(deployment: Deployment, run_id: str) -> None:
     run = deployment.run(run_id)
     assert run["status"] == "FAILURE", run
     assert run["tags"].get(RETRY_ON_STEP_FAILURE_TAG) == "false", run["tags"]
@@ -106,6 +117,13 @@ def test_a_run_failed_on_purpose_is_not_relaunched(
     )
     assert deployment.run(run_id)["tags"].get("dagster/will_retry") == "false"
     assert _retries_of(deployment, run_id) == []
+
+
+@pytest.mark.parametrize("scenario", ["invalid_input", "auth_failure"])
+def test_a_run_failed_on_purpose_is_not_relaunched(
+    deployment: Deployment, scenarios: Scenarios, scenario: str
+):
+    _assert_not_relaunched(deployment, getattr(scenarios, scenario))
 
 
 def test_a_run_whose_worker_died_is_relaunched_and_succeeds(deployment: Deployment, scenarios: Scenarios):
@@ -137,3 +155,50 @@ def test_the_pool_slots_of_a_dead_worker_are_freed(deployment: Deployment, scena
         return True
 
     wait_until(released, SLOT_FREED_TIMEOUT_S, "run monitoring to free the dead run's pool slots")
+
+
+@dataclass
+class QuotaStopped:
+    run_id: str  # a run that met Marketo's 607 "Daily quota reached"
+    tick_while_stopped: dict[str, Any]  # the tick schedule's dry run while the stop was in force
+    tick_after_lifting: dict[str, Any]
+
+
+def _lift_quota_stop(deployment: Deployment) -> None:
+    """What the on-call does once Marketo's quota is raised before the reset (docs/production.md): clear the
+    stop the client recorded in the coordination store (the production database, schema molequle)."""
+    pg = {k.removeprefix("DAGSTER_PG_").lower(): v for k, v in deployment.env.items() if "_PG_" in k}
+    store = open_store(f"postgresql://{pg['user']}:{pg['password']}@{pg['host']}:{pg['port']}/{pg['db']}")
+    try:
+        key = scope_key(deployment.settings["marketo"]["base_url"].rstrip("/"))
+        for kind in ("calls", "exports"):
+            store.clear_quota_stop(key, kind)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def quota_stopped(synced: Synced, scenarios: Scenarios) -> QuotaStopped:
+    deployment = synced.deployment
+    control = deployment.sandbox.control
+    # After the killed worker's relaunch: the stop pauses the automation; it would not stop that run.
+    retry = wait_until(lambda: _retries_of(deployment, scenarios.worker_died), RETRY_TIMEOUT_S, "the retry")
+    deployment.wait_for_run(retry[0]["runId"], RETRY_TIMEOUT_S)
+    control.inject_fault(ACTIVITY_TYPES, "daily_quota", times=1)
+    try:
+        run_id = _materialize(deployment, ACTIVITY_TYPES_TABLE)
+        deployment.wait_for_run(run_id, RETRY_TIMEOUT_S)
+        stopped = deployment.schedule_dry_run(synced.schedule)
+    finally:
+        control.clear_faults()
+        _lift_quota_stop(deployment)  # the other tests need the automation back
+    return QuotaStopped(run_id, stopped, deployment.schedule_dry_run(synced.schedule))
+
+
+def test_a_quota_stopped_run_is_not_relaunched_and_the_ticks_pause(
+    deployment: Deployment, quota_stopped: QuotaStopped
+) -> None:
+    _assert_not_relaunched(deployment, quota_stopped.run_id)
+    skipped = quota_stopped.tick_while_stopped["skipReason"] or ""
+    assert "quota used up" in skipped, quota_stopped.tick_while_stopped  # the UI says why, and until when
+    assert "quota" not in (quota_stopped.tick_after_lifting["skipReason"] or ""), quota_stopped

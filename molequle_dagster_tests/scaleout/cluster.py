@@ -26,10 +26,10 @@ import yaml
 
 from molequle_dagster.lake import Lake
 from molequle_dagster.sandbox.config import SandboxConfig
+from molequle_dagster.sandbox.process import SandboxProcess
 from molequle_dagster_tests.conftest import fast_settings_dict
 from molequle_dagster_tests.e2e import processes
 from molequle_dagster_tests.e2e.processes import Server, wait_until
-from molequle_dagster_tests.e2e.sandbox_process import SandboxProcess
 from molequle_dagster_tests.lake.s3_server import S3Server
 
 BIN = Path(sys.executable).parent

@@ -46,3 +46,11 @@ def test_a_layer_below_dagster_imports_no_dagster_and_nothing_above_it(layer: st
                 if part and part != layer and part not in ALLOWED[layer]:
                     wrong.append((path.name, name))
     assert not wrong, f"{layer}/ imports outside its layer: {wrong}"
+
+
+def test_every_package_folder_is_a_regular_package() -> None:
+    """setuptools' `packages.find` leaves a folder without `__init__.py` out of a wheel: the image built from
+    it would fail to import that part of the code (the editable install used in development hides this)."""
+    folders = {path.parent for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts}
+    missing = sorted(str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").exists())
+    assert not missing, f"package folders without __init__.py: {missing}"

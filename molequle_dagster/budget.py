@@ -15,8 +15,6 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-import dagster as dg
-
 from molequle_dagster.marketo.errors import next_quota_reset
 from molequle_dagster.marketo.timeutil import quota_day
 from molequle_dagster.settings import BudgetSettings
@@ -87,13 +85,13 @@ class Budget:
         return max(int(self.export_bytes_left - reserve * self.export_bytes_limit), 0)
 
     def metadata(self) -> dict[str, Any]:
-        """Used and left today, numeric so the UI can plot them."""
+        """Used and left today as plain ints (Dagster records them as numeric metadata the UI plots)."""
         return {
-            "budget_calls_used": dg.MetadataValue.int(self.usage.our_calls),
-            "budget_calls_left": dg.MetadataValue.int(self.calls_left),
-            "budget_export_bytes_used": dg.MetadataValue.int(self.usage.our_export_bytes),
-            "budget_export_bytes_left": dg.MetadataValue.int(self.export_bytes_left),
-            "instance_calls_today": dg.MetadataValue.int(self.usage.instance_calls or 0),
+            "budget_calls_used": int(self.usage.our_calls),
+            "budget_calls_left": int(self.calls_left),
+            "budget_export_bytes_used": int(self.usage.our_export_bytes),
+            "budget_export_bytes_left": int(self.export_bytes_left),
+            "instance_calls_today": int(self.usage.instance_calls or 0),
         }
 
 

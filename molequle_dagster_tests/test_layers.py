@@ -17,7 +17,7 @@ ALLOWED = {
     "coordination": set(),
     "lake": set(),
     "sandbox": {"marketo"},
-    "sync": {"lake", "marketo", "arrow_ops", "clock"},
+    "sync": {"lake", "marketo", "arrow_ops", "clock", "budget", "settings"},
     "unification": set(),
 }
 

@@ -15,15 +15,15 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import psycopg2
 import pytest
 
+from molequle_dagster.budget import Budget, RecordedUsage
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB, SYNC_JOB
 from molequle_dagster.partitions import build_daily_partitions
-from molequle_dagster.sensors import HISTORY_DAYS_PER_RUN
 from molequle_dagster.settings import parse_settings
 from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Step, next_onboarding_step, tick_range
 from molequle_dagster.sync.run_kind import KIND_TAG, TICK
@@ -99,11 +99,15 @@ def partition_keys(cluster: Cluster) -> list[str]:
 def first_sync(cluster: Cluster) -> list[Step]:
     """What the onboarding sensor runs, step by step (sync/plan.py): the initial run, then the history."""
     keys = partition_keys(cluster)
+    settings = parse_settings(cluster.settings)
     jobs = {"initial": INITIAL_JOB, "history": HISTORY_JOB}
     done: list[Step] = []
     while True:
         materialized = set(cluster.instance.get_materialized_partitions(dg.AssetKey("marketo_activities")))
-        step = next_onboarding_step(cluster.lake, keys, materialized, HISTORY_DAYS_PER_RUN, jobs)
+        now = datetime.now(UTC)
+        # The budget of a quota day with nothing spent yet: the cluster's is, at 300 people.
+        fresh = Budget(settings.budget, RecordedUsage(now + timedelta(days=1), 0, 0))
+        step = next_onboarding_step(cluster.lake, keys, materialized, jobs, fresh, now)
         if step is None:
             return done
         assert isinstance(step, Step), step

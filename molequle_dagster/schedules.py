@@ -58,8 +58,11 @@ def running(instance: dg.DagsterInstance, kind: str | Sequence[str]) -> list[dg.
 def in_progress_reason(busy: list[dg.DagsterRun]) -> str:
     run = busy[0]
     kind = run.tags.get(KIND_TAG, "sync")
+    state = f"run {run.run_id}, {run.status.value.lower()}"
+    if kind == INITIAL:
+        return f"waiting for the first sync ({state}) to finish"
     what = "the previous tick" if kind == TICK else f"the {kind} run"
-    return f"{what} (run {run.run_id}, {run.status.value.lower()}) is still in progress"
+    return f"{what} ({state}) is still in progress"
 
 
 def slots_around(now: datetime, interval_minutes: int) -> tuple[datetime, datetime]:

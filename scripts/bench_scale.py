@@ -5,7 +5,9 @@ alone. Calls, exports and export bytes are counted by the sandbox (exports: bulk
 bytes: their fileSize, what Marketo meters). One JSON line per phase on stdout:
 
     {"phase": "initial"|"tick", "people", "churn", "wall_s", "cpu_s", "calls", "exports", "export_bytes",
-     "peak_rss_mib", ...}
+     "peak_rss_mib", "lake_files_written", "lake_bytes_written", "lake_bytes", ...}
+
+`lake_bytes_written` counts the files a phase created or replaced in the lake (what a tick rewrites).
 
     .venv/bin/python scripts/bench_scale.py --people 100000 --history-days 62 --churn 0,0.001,0.01
 """
@@ -233,6 +235,23 @@ def settings_file(root: Path, history_days: int) -> Path:
     return write_settings(root, edit)
 
 
+def lake_files(lake: Path) -> dict[str, tuple[int, int]]:
+    """Every file of a local lake: (size, mtime) by path."""
+    if not lake.exists():
+        return {}
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in lake.rglob("*") if p.is_file()}
+
+
+def written(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """What a phase wrote to the lake: files new or changed since `before`, and their bytes."""
+    changed = [path for path, stamp in after.items() if before.get(path) != stamp]
+    return {
+        "lake_files_written": len(changed),
+        "lake_bytes_written": sum(after[path][0] for path in changed),
+        "lake_bytes": sum(size for size, _ in after.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=10_000)
@@ -273,6 +292,7 @@ def main() -> None:
         for phase, churn in [("initial", 0.0), *(("tick", c) for c in levels)]:
             changed = sandbox.ask(op="churn", rates=churn_rates(churn), seed=11) if churn else {}
             before = sandbox.ask(op="reset")["jobs"]
+            files_before = lake_files(root / "lake")
             child = subprocess.run(
                 [sys.executable, __file__, "--phase"], env=env, capture_output=True, text=True
             )
@@ -294,6 +314,7 @@ def main() -> None:
                         "exports": counted["exports"],
                         "export_bytes": counted["export_bytes"],
                         "peak_rss_mib": figures["peak_rss_mib"],
+                        **written(files_before, lake_files(root / "lake")),
                         "runs": figures["runs"],
                         "success": figures["success"],
                         "changed": changed,

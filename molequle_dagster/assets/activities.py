@@ -275,6 +275,7 @@ def sync_activity_days(
                 {d: min(day_end(d), end) for d, _, end in windows},
                 filter_id,
                 outcome,
+                immutable=True,  # an activity never changes: one read again is the same record
             )
         return outcome, report, info
     # Whole days in bulk, newest window first; each window's days are published as its export completes.

@@ -19,6 +19,10 @@ from molequle_dagster.arrow_ops import SYNCED_AT, dedupe_latest
 from molequle_dagster.lake import DayTable
 from molequle_dagster.marketo.timeutil import parse_marketo_datetime as parse_iso
 
+# A day (today, under ticks) folds its deltas into a new base once it holds this many: about every six
+# hours of 10-minute ticks, so readers open few files and the rewrite is paid a few times a day, not per tick.
+MAX_DELTAS = 36
+
 
 @dataclass
 class DayOutcome:
@@ -74,14 +78,31 @@ def merge_into_days(
     covered: dict[str, datetime],
     filter_id: str,
     outcome: DayOutcome,
+    immutable: bool = False,
 ) -> None:
     """Merge `delta` into the files of the days in `covered` (rows of other days are dropped: their runs own
-    them), keeping the newest row per key; then move each day's cursor to its covered time."""
+    them), keeping the newest row per key; then move each day's cursor to its covered time.
+
+    Rows whose keys the day lacks are appended as a small delta file (a tick writes what changed, not the
+    day so far). With `immutable`, rows already in the day are the same record read again (an overlapping
+    window) and are dropped; otherwise a row that replaces one of the day's rewrites the day, as does a day
+    that holds `MAX_DELTAS` deltas (which folds them into its base)."""
     days = day_of(delta) if delta.num_rows else pa.array([], pa.string())
     delta = delta.select(schema.names).cast(schema) if delta.num_rows else schema.empty_table()
     for day, until in sorted(covered.items()):
         part = delta.filter(pc.equal(days, day)) if delta.num_rows else delta
         existing = lake_days.read(day)
+        if part.num_rows and existing is not None:
+            known = pc.is_in(part[key], value_set=existing[key])
+            fresh = part.filter(pc.invert(known))
+            if (immutable or fresh.num_rows == part.num_rows) and lake_days.delta_count(day) < MAX_DELTAS:
+                fresh = dedupe_latest(fresh, key, SYNCED_AT) if fresh.num_rows else fresh
+                if fresh.num_rows:
+                    lake_days.append(day, fresh)
+                outcome.rows_by_day[day] = existing.num_rows + fresh.num_rows
+                outcome.new_rows_by_day[day] = fresh.num_rows
+                _advance(lake_days, day, until, filter_id, outcome)
+                continue
         if part.num_rows or existing is None:
             parts = [t.cast(schema) for t in (existing, part) if t is not None]
             merged = dedupe_latest(pa.concat_tables(parts), key, SYNCED_AT) if parts else schema.empty_table()
@@ -90,10 +111,15 @@ def merge_into_days(
         else:
             outcome.rows_by_day[day] = existing.num_rows
         outcome.new_rows_by_day[day] = part.num_rows
-        lake_days.write_cursor(
-            day, {"covered_until": until.isoformat(), "filter": filter_id, "rows": outcome.rows_by_day[day]}
-        )
-        outcome.covered_until[day] = until.isoformat()
+        _advance(lake_days, day, until, filter_id, outcome)
+
+
+def _advance(lake_days: DayTable, day: str, until: datetime, filter_id: str, outcome: DayOutcome) -> None:
+    """Move the day's cursor to `until`, after its rows are written."""
+    lake_days.write_cursor(
+        day, {"covered_until": until.isoformat(), "filter": filter_id, "rows": outcome.rows_by_day[day]}
+    )
+    outcome.covered_until[day] = until.isoformat()
 
 
 def replace_days(

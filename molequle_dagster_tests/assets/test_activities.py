@@ -77,3 +77,19 @@ def test_a_type_added_after_the_first_sync_is_reported_with_its_start_day(tmp_pa
     assert types_added_since_history(lake, [10, 11, 46], datetime(2026, 11, 21, tzinfo=UTC)) == {
         46: "2026-11-20"
     }
+
+
+def test_known_people_never_passes_with_nothing_to_check_against() -> None:
+    """Issue 14 item 3: 0 unknown of 5,883 activities with no people table was reported as a pass."""
+    from molequle_dagster.assets.activities import UNKNOWN_PERSON_THRESHOLD, known_people_check
+
+    activities = pa.table({"leadId": pa.array(list(range(1, 101)), pa.int64())})
+    no_people = known_people_check(activities, None)
+    assert not no_people.passed and "people table is not synced yet" in (no_people.description or "")
+    no_activities = known_people_check(pa.table({"leadId": pa.array([], pa.int64())}), None)
+    assert not no_activities.passed and "no activities" in (no_activities.description or "")
+    some = int(100 * UNKNOWN_PERSON_THRESHOLD) + 1  # just past the threshold
+    people = pa.table({"id": pa.array(list(range(some + 1, 101)), pa.int64())})
+    behind = known_people_check(activities, people)
+    assert not behind.passed and behind.metadata["unknown_person"].value == some
+    assert known_people_check(activities, pa.table({"id": pa.array(list(range(1, 101)), pa.int64())})).passed

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -152,27 +153,72 @@ def job_figures(jobs: list[dict[str, Any]], started: datetime) -> dict[str, Any]
 
 
 # --- where the time went (py-spy) -------------------------------------------------------------------------
-def time_shares(collapsed: Path) -> dict[str, Any]:
-    """Shares of the sync process's samples in a `py-spy record --subprocesses --idle --format raw` file:
-    `project` is time inside our code (assets, sync, lake, client, and what they wait on: Marketo's
-    answers, pyarrow), `dagster` everything Dagster does around it (run creation, planned and
-    materialization events, step orchestration, storage commits), also when our code called into it."""
-    counts: dict[str, int] = defaultdict(int)
-    for line in collapsed.read_text().splitlines():
-        stack, _, number = line.rpartition(" ")
-        if "bench_first_sync.py" not in stack or "serve_sandbox" in stack or not number.isdigit():
-            continue  # the sandbox's process, the parent's wait
-        frames = stack.split(";")
-        ours = [i for i, f in enumerate(frames) if "molequle_dagster/" in f and "sync_runner.py" not in f]
-        theirs = [i for i, f in enumerate(frames) if "(dagster/" in f or "/site-packages/dagster/" in f]
-        if ours and not (theirs and max(theirs) > max(ours)):
-            counts["project"] += int(number)
-        elif theirs:
-            counts["dagster"] += int(number)
-        else:
-            counts["other"] += int(number)
-    total = sum(counts.values()) or 1
-    return {k: round(v / total, 3) for k, v in sorted(counts.items())} | {"samples": total}
+# Where the run's process is while its steps run in processes of their own (the side-by-side first sync).
+EXECUTOR_WAIT = "_core/executor/multiprocess.py"
+WAITING = "waiting for step processes"
+PROCESS = re.compile(r'process \d+:"([^"]*)"(;|$)')  # a process not yet running Python has no frames
+
+
+def _sample(line: str) -> tuple[list[str], bool, list[str], int] | None:
+    """(process commands outermost first, whether it is a main thread, frames, count) of a raw line."""
+    stack, _, number = line.rpartition(" ")
+    if not number.isdigit():
+        return None
+    processes = []
+    while found := PROCESS.match(stack):  # a command line may hold ";" (python -c "...; ...")
+        processes.append(found.group(1))
+        stack = stack[found.end() :]
+    rest = stack.split(";")
+    if rest and rest[0].startswith("thread ("):
+        rest = rest[1:]  # `--threads`: the thread's id and name; a thread's first frame tells it as well
+    main = bool(rest) and not rest[0].startswith(("Thread._bootstrap ", "_bootstrap "))
+    return processes, main, rest, int(number)
+
+
+def _kind(frames: list[str]) -> str:
+    """`project`: inside our code (and what it waits on); `dagster`: Dagster around or under it."""
+    ours = [i for i, f in enumerate(frames) if "molequle_dagster/" in f and "sync_runner.py" not in f]
+    theirs = [i for i, f in enumerate(frames) if "(dagster/" in f or "/site-packages/dagster/" in f]
+    if ours and not (theirs and max(theirs) > max(ours)):
+        return "project"
+    return "dagster" if theirs else "other"
+
+
+def time_shares(raw: Path) -> dict[str, Any]:
+    """Shares of the sync's wall time in a `py-spy record --subprocesses --idle -r N --format raw` file.
+    The wall clock is the main thread of the sync's process (`--phase`): with `--idle` it has one sample
+    per tick whatever it does. Where that thread waits for a run's steps running in processes of their
+    own (the side-by-side first sync), its slice is split the way those step processes' main threads
+    spent theirs. Other threads (HTTP pools, waits on locks), the sandbox and this script's parent are
+    left out. `project` is time inside our code (assets, sync, lake, client, and what they wait on:
+    Marketo's answers, pyarrow), `dagster` everything Dagster does around it (run creation, planned and
+    materialization events, step orchestration, storage commits, step process start-up), also when our
+    code called into it."""
+    wall: dict[str, int] = defaultdict(int)
+    steps: dict[str, int] = defaultdict(int)
+    for line in raw.read_text().splitlines():
+        sample = _sample(line)
+        if sample is None:
+            continue
+        processes, main, frames, count = sample
+        phase = [i for i, p in enumerate(processes) if "bench_first_sync.py" in p and "--phase" in p]
+        if not main or not phase:
+            continue  # another thread, the sandbox's process, this script's own wait
+        inner = processes[phase[0] + 1 :]
+        if not inner:
+            wall[WAITING if any(EXECUTOR_WAIT in f for f in frames) else _kind(frames)] += count
+        elif "spawn_main" in inner[-1]:  # a step process (not multiprocessing's resource tracker)
+            # No Python frames yet: the interpreter starting a step process, the executor's cost.
+            steps[_kind(frames) if any(frames) else "dagster"] += count
+    waiting = wall.pop(WAITING, 0)
+    step_total = sum(steps.values())
+    for kind, count in steps.items():
+        wall[kind] += waiting * count / step_total
+    if not step_total:
+        wall["dagster"] += waiting  # nothing seen of the steps: the executor's own time
+    total = sum(wall.values()) or 1
+    shares = {k: round(v / total, 3) for k, v in sorted(wall.items())}
+    return shares | {"wall_samples": round(total), "step_samples": step_total, "waiting_samples": waiting}
 
 
 def settings_file(root: Path, args: argparse.Namespace) -> Path:

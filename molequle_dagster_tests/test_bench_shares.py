@@ -13,6 +13,8 @@ PHASE = 'process 10:"python scripts/bench_first_sync.py --phase"'
 PARENT = 'process 9:"python scripts/bench_first_sync.py --people 100000"'
 # A command line with ";" in it, as multiprocessing's spawned processes have.
 STEP = 'process 11:"python -c from multiprocessing.spawn import spawn_main; spawn_main(pipe_handle=6)"'
+FORKSERVER = 'process 13:"python -c from multiprocessing.forkserver import main; main(11, 12, [])"'
+FORKED = 'process 14:"python -c from multiprocessing.forkserver import main; main(11, 12, [])"'
 TRACKER = 'process 12:"python -c from multiprocessing.resource_tracker import main;main(3)"'
 OUR = "sync_activity_days (molequle_dagster/assets/activities.py:300)"
 DAGSTER = "store_event (dagster/_core/instance/__init__.py:10)"
@@ -36,9 +38,11 @@ def test_shares_count_the_sync_main_thread_and_split_its_waits_on_step_processes
         f"{PARENT};{PHASE};thread (10): MainThread;<module> (bench_first_sync.py:1);{EXECUTOR} 40",
         f"{PARENT};{PHASE};thread (13): Thread-1;Thread._bootstrap (threading.py:1);{DAGSTER} 900",
         f"{PARENT};{PHASE};{STEP};thread (11): MainThread;<module> (<string>:1);{DAGSTER};{OUR} 2",
-        f"{PARENT};{PHASE};{STEP};thread (11): MainThread;<module> (<string>:1);{DAGSTER} 3",
+        f"{PARENT};{PHASE};{STEP};thread (11): MainThread;<module> (<string>:1);{DAGSTER} 1",
         f"{PARENT};{PHASE};{STEP};Thread._bootstrap (threading.py:1);Queue._feed (queues.py:1) 600",
         f"{PARENT};{PHASE};{STEP} 3",  # a step process starting (no Python frames yet): the executor's
+        f"{PARENT};{PHASE};{FORKSERVER};thread (13): MainThread;main (forkserver.py:1) 300",
+        f"{PARENT};{PHASE};{FORKSERVER};{FORKED};thread (14): MainThread;<module> (<string>:1);{DAGSTER} 2",
         f"{PARENT};{PHASE};{TRACKER};thread (12): MainThread;<module> (<string>:1);main (x.py:1) 700",
         f'{PARENT};process 8:"python scripts/bench_scale.py serve_sandbox";thread (8);{OUR} 800',
     ]

@@ -207,7 +207,9 @@ def time_shares(raw: Path) -> dict[str, Any]:
         inner = processes[phase[0] + 1 :]
         if not inner:
             wall[WAITING if any(EXECUTOR_WAIT in f for f in frames) else _kind(frames)] += count
-        elif "spawn_main" in inner[-1]:  # a step process (not multiprocessing's resource tracker)
+        elif "spawn_main" in inner[-1] or (len(inner) == 2 and "forkserver" in inner[0]):
+            # A step process, spawned or forked by the forkserver (not the forkserver itself, not
+            # multiprocessing's resource tracker, not Dagster's orphan watcher).
             # No Python frames yet: the interpreter starting a step process, the executor's cost.
             steps[_kind(frames) if any(frames) else "dagster"] += count
     waiting = wall.pop(WAITING, 0)

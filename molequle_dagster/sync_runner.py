@@ -7,11 +7,13 @@ scheduled ones. A recorded quota stop or a used-up history budget pauses it (the
 nothing calls Marketo before the reset. `wait_for_reset` lets a caller wait the pause out instead (the
 first-sync benchmark, on the virtual clock), which is what the daemon does.
 
-With the package's own definitions (`molequle_dagster.definitions`) and a persistent instance, the first
-sync runs its steps side by side in processes of their own, as the daemon's multiprocess executor does:
-its people, today's activities and program-member exports then share Marketo's two processing slots
-instead of waiting for each other (in-process steps run one after the other). Other runs (history: one
-step; the close and ticks: short) and definitions built by the caller run in-process.
+With the package's own definitions (`molequle_dagster.definitions`), a persistent instance and a Marketo
+that takes minutes per export (`marketo.bulk.poll_interval_s` ≥ 10 s, as advised against Marketo), the
+first sync runs its steps side by side in processes of their own, as the daemon's multiprocess executor
+does: its people, today's activities and program-member exports then share Marketo's two processing
+slots instead of waiting for each other (in-process steps run one after the other). Other runs (history:
+one step; the close and ticks: short), the instant sandbox and definitions built by the caller run
+in-process.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ MARKETO_ACTIVITIES = dg.AssetKey("marketo_activities")
 # Steps of the first sync at once: its bulk steps mostly wait on Marketo (the `marketo_bulk` pool and the
 # client's queue share still hold Marketo's limits), so more than the two cores.
 SIDE_BY_SIDE_STEPS = 4
+# Side by side pays when Marketo takes minutes per export (its status refreshes once a minute, so the
+# client polls that slowly); against the instant sandbox (packaged 1 s) a process per step only costs.
+SIDE_BY_SIDE_MIN_POLL_S = 10.0
 
 
 @dataclass
@@ -76,7 +81,8 @@ def run_sync(
 
         defs = loaded
     instance = instance or dg.DagsterInstance.get()
-    side_by_side = packaged and instance.is_persistent
+    poll_s = defs.resources["settings"].settings.marketo.bulk.poll_interval_s
+    side_by_side = packaged and instance.is_persistent and poll_s >= SIDE_BY_SIDE_MIN_POLL_S
     lake = defs.resources["lake"].lake
     report = SyncReport(kind="tick", lake_uri=lake.uri)
     say = progress or (lambda _line: None)

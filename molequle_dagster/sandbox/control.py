@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,6 +191,9 @@ class BadControlInput(ValueError):
 def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
     control = SandboxControl(ctx)
     sleepers = Sleepers(ctx.clock)
+    # A thread for each process asleep: the loop's shared pool (a few threads) would leave a sleeper
+    # unheard, and the others would wait on it as if it were at work.
+    asleep = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sandbox-sleeper")
 
     async def body(request: Request) -> dict:
         raw = await request.body()
@@ -242,7 +246,8 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
         if not isinstance(who, str) or not who:
             raise BadControlInput(f"who: expected the sleeping process's name, got {who!r}")
         settle = control.wait_for_exports if data.get("settle") else lambda: None
-        return {"now": await asyncio.to_thread(sleepers.sleep, who, float(seconds), settle)}
+        loop = asyncio.get_running_loop()
+        return {"now": await loop.run_in_executor(asleep, sleepers.sleep, who, float(seconds), settle)}
 
     async def clock_children(request: Request) -> dict:
         """A parent's live child processes (steps of a run): each is at work until it sleeps."""

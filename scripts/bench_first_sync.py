@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scale import Sandbox, quota_arguments, sync_environment, write_settings  # the sandbox's process
 
+from molequle_dagster.cli import EMBEDDED_DAGSTER_YAML
+
 SENSOR_INTERVAL_S = 60.0  # marketo_onboarding_sensor's minimum interval: the daemon's gap between runs
 MAX_RESTARTS = 3
 QUOTA_ZONE = ZoneInfo("America/Chicago")
@@ -50,12 +53,11 @@ def run_phase() -> None:
     import dagster as dg
 
     from molequle_dagster import clock
-    from molequle_dagster.definitions import build_definitions
-    from molequle_dagster.settings import load_settings
     from molequle_dagster.sync.plan import Wait
     from molequle_dagster.sync_runner import run_sync
 
     started, real_started = clock.now(), time.monotonic()
+    ended = started  # the end of the last run (the sensor interval after it is no part of the sync)
     paused_s = 0.0
     pauses: list[dict[str, Any]] = []
 
@@ -70,19 +72,26 @@ def run_phase() -> None:
         paused_s += seconds
         return True
 
-    defs = build_definitions(load_settings())
+    def after_run() -> None:
+        """What the daemon does between runs: its sensor's next evaluation a minute later."""
+        nonlocal ended
+        ended = clock.now()
+        clock.sleep(SENSOR_INTERVAL_S)
+
     failures: list[str] = []
     runs = 0
     manual_steps = 0
     with dg.DagsterInstance.get() as instance:
         while True:
+            # The package's definitions (from $MOLEQULE_SETTINGS), as `molequle sync` loads them: the first
+            # sync's steps then run side by side, one process each, as under the daemon.
             report = run_sync(
-                defs,
+                None,
                 instance,
                 log_level="ERROR",
                 max_runs=1000,
                 wait_for_reset=wait_for_reset,
-                after_run=lambda: clock.sleep(SENSOR_INTERVAL_S),
+                after_run=after_run,
                 onboarding_only=True,
             )
             runs += len(report.runs)
@@ -101,7 +110,7 @@ def run_phase() -> None:
                 "manual_steps": manual_steps,
                 "runs": runs,
                 "started": started.isoformat(),
-                "wall_s": round((clock.now() - started).total_seconds(), 1),
+                "wall_s": round((ended - started).total_seconds(), 1),
                 "paused_s": round(paused_s, 1),
                 "pauses": pauses,
                 "real_s": round(time.monotonic() - real_started, 1),
@@ -144,27 +153,74 @@ def job_figures(jobs: list[dict[str, Any]], started: datetime) -> dict[str, Any]
 
 
 # --- where the time went (py-spy) -------------------------------------------------------------------------
-def time_shares(collapsed: Path) -> dict[str, Any]:
-    """Shares of the sync process's samples in a `py-spy record --subprocesses --idle --format raw` file:
-    `project` is time inside our code (assets, sync, lake, client, and what they wait on: Marketo's
-    answers, pyarrow), `dagster` everything Dagster does around it (run creation, planned and
-    materialization events, step orchestration, storage commits), also when our code called into it."""
-    counts: dict[str, int] = defaultdict(int)
-    for line in collapsed.read_text().splitlines():
-        stack, _, number = line.rpartition(" ")
-        if "bench_first_sync.py" not in stack or "serve_sandbox" in stack or not number.isdigit():
-            continue  # the sandbox's process, the parent's wait
-        frames = stack.split(";")
-        ours = [i for i, f in enumerate(frames) if "molequle_dagster/" in f and "sync_runner.py" not in f]
-        theirs = [i for i, f in enumerate(frames) if "(dagster/" in f or "/site-packages/dagster/" in f]
-        if ours and not (theirs and max(theirs) > max(ours)):
-            counts["project"] += int(number)
-        elif theirs:
-            counts["dagster"] += int(number)
-        else:
-            counts["other"] += int(number)
-    total = sum(counts.values()) or 1
-    return {k: round(v / total, 3) for k, v in sorted(counts.items())} | {"samples": total}
+# Where the run's process is while its steps run in processes of their own (the side-by-side first sync).
+EXECUTOR_WAIT = "_core/executor/multiprocess.py"
+WAITING = "waiting for step processes"
+PROCESS = re.compile(r'process \d+:"([^"]*)"(;|$)')  # a process not yet running Python has no frames
+
+
+def _sample(line: str) -> tuple[list[str], bool, list[str], int] | None:
+    """(process commands outermost first, whether it is a main thread, frames, count) of a raw line."""
+    stack, _, number = line.rpartition(" ")
+    if not number.isdigit():
+        return None
+    processes = []
+    while found := PROCESS.match(stack):  # a command line may hold ";" (python -c "...; ...")
+        processes.append(found.group(1))
+        stack = stack[found.end() :]
+    rest = stack.split(";")
+    if rest and rest[0].startswith("thread ("):
+        rest = rest[1:]  # `--threads`: the thread's id and name; a thread's first frame tells it as well
+    main = bool(rest) and not rest[0].startswith(("Thread._bootstrap ", "_bootstrap "))
+    return processes, main, rest, int(number)
+
+
+def _kind(frames: list[str]) -> str:
+    """`project`: inside our code (and what it waits on); `dagster`: Dagster around or under it."""
+    ours = [i for i, f in enumerate(frames) if "molequle_dagster/" in f and "sync_runner.py" not in f]
+    theirs = [i for i, f in enumerate(frames) if "(dagster/" in f or "/site-packages/dagster/" in f]
+    if ours and not (theirs and max(theirs) > max(ours)):
+        return "project"
+    return "dagster" if theirs else "other"
+
+
+def time_shares(raw: Path) -> dict[str, Any]:
+    """Shares of the sync's wall time in a `py-spy record --subprocesses --idle -r N --format raw` file.
+    The wall clock is the main thread of the sync's process (`--phase`): with `--idle` it has one sample
+    per tick whatever it does. Where that thread waits for a run's steps running in processes of their
+    own (the side-by-side first sync), its slice is split the way those step processes' main threads
+    spent theirs. Other threads (HTTP pools, waits on locks), the sandbox and this script's parent are
+    left out. `project` is time inside our code (assets, sync, lake, client, and what they wait on:
+    Marketo's answers, pyarrow), `dagster` everything Dagster does around it (run creation, planned and
+    materialization events, step orchestration, storage commits, step process start-up), also when our
+    code called into it."""
+    wall: dict[str, int] = defaultdict(int)
+    steps: dict[str, int] = defaultdict(int)
+    for line in raw.read_text().splitlines():
+        sample = _sample(line)
+        if sample is None:
+            continue
+        processes, main, frames, count = sample
+        phase = [i for i, p in enumerate(processes) if "bench_first_sync.py" in p and "--phase" in p]
+        if not main or not phase:
+            continue  # another thread, the sandbox's process, this script's own wait
+        inner = processes[phase[0] + 1 :]
+        if not inner:
+            wall[WAITING if any(EXECUTOR_WAIT in f for f in frames) else _kind(frames)] += count
+        elif "spawn_main" in inner[-1] or (len(inner) == 2 and "forkserver" in inner[0]):
+            # A step process, spawned or forked by the forkserver (not the forkserver itself, not
+            # multiprocessing's resource tracker, not Dagster's orphan watcher).
+            # No Python frames yet: the interpreter starting a step process, the executor's cost.
+            steps[_kind(frames) if any(frames) else "dagster"] += count
+    waiting = wall.pop(WAITING, 0)
+    step_total = sum(steps.values())
+    for kind, count in steps.items():
+        wall[kind] += waiting * count / step_total
+    if not step_total:
+        wall["dagster"] += waiting  # nothing seen of the steps: the executor's own time
+    total = sum(wall.values()) or 1
+    shares = {k: round(v / total, 3) for k, v in sorted(wall.items())}
+    return shares | {"wall_samples": round(total), "step_samples": step_total, "waiting_samples": waiting}
 
 
 def settings_file(root: Path, args: argparse.Namespace) -> Path:
@@ -215,6 +271,8 @@ def main() -> None:
         **sync_environment(root, sandbox.info["base_url"], settings_file(root, args)),
         MOLEQULE_VIRTUAL_CLOCK=sandbox.info["base_url"],
     )
+    # The instance `molequle sync` makes: its concurrency pools (at most 2 bulk steps at once).
+    (root / "home" / "dagster.yaml").write_text(EMBEDDED_DAGSTER_YAML)
     try:
         child = subprocess.run([sys.executable, __file__, "--phase"], env=env, capture_output=True, text=True)
         lines = [line for line in child.stdout.splitlines() if line.startswith("{")]

@@ -63,7 +63,7 @@ from molequle_dagster.sync.day_files import (
 )
 from molequle_dagster.sync.plan import (
     OVERPLAN,
-    SLOTS,
+    HistoryAdmission,
     days_that_fit,
     export_sizes,
     export_windows,
@@ -282,16 +282,18 @@ def sync_activity_days(
     history = history if history is not None else HistoryOutcome()
     wanted = list(reversed(open_days))
     allowed = budget.bytes_available("history") if budget is not None else None
-    if budget is not None and allowed is not None:
-        fit = OVERPLAN * days_that_fit(
-            allowed, export_sizes(lake).bytes_per_day, budget.history_bytes_per_day
-        )
-        # The last week never waits for the history share (only Marketo's quota stops it).
-        fit = max(fit, leading_priority_days(wanted, now.date().isoformat()))
+    estimate = export_sizes(lake).bytes_per_day
+    # The last week never waits for the history share (only Marketo's quota stops it).
+    priority = leading_priority_days(wanted, now.date().isoformat())
+    if budget is not None and allowed is not None and estimate is None:
+        # Cost unknown: a small first run measures it (windows are cut from the days asked for).
+        fit = max(OVERPLAN * days_that_fit(allowed, None, budget.history_bytes_per_day), priority)
         wanted, history.deferred = wanted[:fit], wanted[fit:]
     history.planned = list(wanted)
     windows = export_windows(wanted, settings.marketo.bulk.window_days)
     requests = window_requests(windows, type_ids, now)
+    # With a budget, each next window starts only while what the run measured says it still fits.
+    admit = HistoryAdmission(windows, allowed, estimate, priority) if allowed is not None else None
     report.windows.extend(
         (r["filter"]["createdAt"]["startAt"], r["filter"]["createdAt"]["endAt"]) for r in requests
     )
@@ -300,7 +302,7 @@ def sync_activity_days(
     sized_bytes, sized_seconds, seen_bytes = 0, 0.0, 0
     try:
         for index, stream in bulk_results(
-            client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope
+            client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope, admit
         ):
             covered = {d: min(day_end(d), now) for d in windows[index]}
             replace_days(
@@ -313,19 +315,16 @@ def sync_activity_days(
                 outcome,
             )
             published.update(covered)
+            new: tuple[int, float] | None = None
             if report.export_bytes > seen_bytes:  # a new export (a reused one cost nothing): its size
-                sized_bytes += report.export_bytes - seen_bytes
-                sized_seconds += sum((until - day_start(d)).total_seconds() for d, until in covered.items())
+                seconds = sum((until - day_start(d)).total_seconds() for d, until in covered.items())
+                new = (report.export_bytes - seen_bytes, seconds)
+                sized_bytes, sized_seconds = sized_bytes + new[0], sized_seconds + seconds
                 seen_bytes = report.export_bytes
+            if admit is not None:
+                admit.landed(index, report.export_bytes, new)
             if landed is not None:
                 landed(windows[index], outcome)
-            if allowed is not None and index + 1 < len(windows):
-                # What the next windows would cost at this run's own bytes per day (old days cost less
-                # than the estimate says): stop before they would eat into the ticks' reserve.
-                per_day = sized_bytes / sized_seconds * 86_400 if sized_seconds else 0.0
-                ahead = sum(len(w) for w in windows[index + 1 : index + 1 + SLOTS]) * per_day
-                if report.export_bytes + ahead > allowed:
-                    break
     except QuotaExhausted as error:
         if landed is None:
             raise

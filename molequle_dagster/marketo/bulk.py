@@ -542,24 +542,34 @@ class BulkEngine:
             started_at=_as_of(info),
         )
 
-    def run(self, requests: list[ExportRequest]) -> Iterator[tuple[int, BulkExportResult]]:
+    def run(
+        self, requests: list[ExportRequest], admit: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, BulkExportResult]]:
         """Results in request order as they complete, with up to `max_queued_jobs` of our jobs queued
         or processing on Marketo (across every process sharing the store). Only job ids are held: the
-        data streams from Marketo when the caller iterates a result's batches."""
+        data streams from Marketo when the caller iterates a result's batches. `admit(index)` is asked,
+        in request order, just before a request is started (what the caller consumed so far is known
+        then): a no holds the request back until the caller consumed another result, and ends the results
+        there once nothing is in flight that could change the answer (a budget measured as it goes)."""
         self.sweep()
         pending = list(enumerate(requests))
         active: dict[int, _Job] = {}  # obtained, maybe still waiting for room in our queue share
         done: dict[int, BulkExportResult] = {}
         next_index = 0
+        end = len(requests)  # lowered to the first request `admit` turned down
         ahead = self._config.max_queued_jobs
         try:
-            while next_index < len(requests):
+            while next_index < end:
                 if next_index in done:
                     yield next_index, done.pop(next_index)
                     next_index += 1
                     continue
                 # Work on at most `ahead` requests beyond what the caller has consumed.
                 while pending and len(active) + len(done) < ahead:
+                    if admit is not None and not admit(pending[0][0]):
+                        if not active and not done:
+                            end, pending = pending[0][0], []
+                        break
                     index, request = pending.pop(0)
                     job = self._obtain(request)
                     if job.status == "completed":

@@ -198,12 +198,14 @@ class MarketoClient(MarketoReads):
         *,
         schema: pa.Schema | None = None,
         reuse_scope: str | None = None,
+        admit: Callable[[int], bool] | None = None,
     ) -> Iterator[tuple[int, BulkExportResult]]:
         """Results in request order as they complete, with up to `bulk.max_queued_jobs` of our jobs
         queued or processing on Marketo (across all processes sharing the store). Closing the generator
         early cancels the jobs still queued/processing. A completed export is reused by a later request
         only when its data cannot have changed (see marketo/ledger.py); within one `reuse_scope` (e.g. a
-        Dagster root run id: its retries and re-executions) any completed export is reused."""
+        Dagster root run id: its retries and re-executions) any completed export is reused. `admit(i)`,
+        asked just before request i starts, holds it back or ends the results there (BulkEngine.run)."""
         built = []
         for i, req in enumerate(requests):
             unknown = set(req) - {"fields", "filter"}
@@ -220,7 +222,7 @@ class MarketoClient(MarketoReads):
                     reuse_scope=reuse_scope,
                 )
             )
-        return self._bulk.run(built)
+        return self._bulk.run(built, admit)
 
     def supports_filter(
         self, entity: BulkEntity, filter_name: str, extra_filter: dict[str, Any] | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from molequle_dagster.sandbox import churn, model, mutations
-from molequle_dagster.sandbox.clock import SandboxClock
+from molequle_dagster.sandbox.clock import SandboxClock, Sleepers
 from molequle_dagster.sandbox.config import NeighbourSettings
 from molequle_dagster.sandbox.context import SandboxContext
 from molequle_dagster.sandbox.model import InstanceState
@@ -189,6 +190,10 @@ class BadControlInput(ValueError):
 
 def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
     control = SandboxControl(ctx)
+    sleepers = Sleepers(ctx.clock)
+    # A thread for each process asleep: the loop's shared pool (a few threads) would leave a sleeper
+    # unheard, and the others would wait on it as if it were at work.
+    asleep = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sandbox-sleeper")
 
     async def body(request: Request) -> dict:
         raw = await request.body()
@@ -213,6 +218,8 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
         return endpoint
 
     async def clock_get(request: Request) -> dict:
+        if who := request.query_params.get("who"):
+            sleepers.seen(who)  # the process is at work: time waits for it (see clock_sleep)
         return {"now": ctx.clock.now(), "frozen": ctx.clock.frozen}
 
     async def clock_freeze(request: Request) -> dict:
@@ -229,6 +236,29 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
             # while a file is still being written and a job would look slower than Marketo's.
             await asyncio.to_thread(control.wait_for_exports)
         return {"now": control.advance(float(seconds))}
+
+    async def clock_sleep(request: Request) -> dict:
+        """A process's wait: the clock jumps once every process waiting on it is asleep (`Sleepers`)."""
+        data = await body(request)
+        seconds, who = data.get("seconds"), data.get("who")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise BadControlInput(f"seconds: expected a number of seconds ≥ 0, got {seconds!r}")
+        if not isinstance(who, str) or not who:
+            raise BadControlInput(f"who: expected the sleeping process's name, got {who!r}")
+        settle = control.wait_for_exports if data.get("settle") else lambda: None
+        loop = asyncio.get_running_loop()
+        return {"now": await loop.run_in_executor(asleep, sleepers.sleep, who, float(seconds), settle)}
+
+    async def clock_children(request: Request) -> dict:
+        """A parent's live child processes (steps of a run): each is at work until it sleeps."""
+        data = await body(request)
+        who, children = data.get("who"), data.get("children")
+        if not isinstance(who, str) or not who:
+            raise BadControlInput(f"who: expected the parent process's name, got {who!r}")
+        if not isinstance(children, list) or not all(isinstance(c, str) and c for c in children):
+            raise BadControlInput(f"children: expected a list of process names, got {children!r}")
+        sleepers.children(who, children)
+        return {"now": ctx.clock.now()}
 
     async def clock_unfreeze(request: Request) -> dict:
         control.unfreeze()
@@ -321,6 +351,8 @@ def control_routes(ctx: SandboxContext) -> list[BaseRoute]:
         ("/clock", clock_get, "GET"),
         ("/clock/freeze", clock_freeze, "POST"),
         ("/clock/advance", clock_advance, "POST"),
+        ("/clock/sleep", clock_sleep, "POST"),
+        ("/clock/children", clock_children, "POST"),
         ("/clock/unfreeze", clock_unfreeze, "POST"),
         ("/faults", faults_post, "POST"),
         ("/faults", faults_get, "GET"),

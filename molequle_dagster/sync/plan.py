@@ -4,10 +4,12 @@
 left of today's export budget, and ticks once the first sync is in.
 
 History is planned in bytes: each exported activity window records its size, which gives an estimate of
-bytes per day of Marketo time; a run takes as many of the newest missing days as fit in today's history
-share (`Budget.bytes_available("history")`, which keeps the ticks' reserve), cut into export windows of at
-most 31 days, an even number of them so Marketo's two processing slots finish together. When nothing
-fits, history pauses until the quota reset and the plan says when it resumes and when it should end.
+bytes per day of Marketo time; while that estimate says some of today's history share
+(`Budget.bytes_available("history")`, which keeps the ticks' reserve) is left, a run is offered the newest
+missing days, cut into export windows of at most 31 days, an even number of them so Marketo's two
+processing slots finish together, and starts each next window only while its own exports so far say it
+still fits (`HistoryAdmission`). When nothing fits, history pauses until the quota reset and the plan says
+when it resumes and when it should end.
 """
 
 from __future__ import annotations
@@ -125,6 +127,47 @@ def days_that_fit(bytes_available: int, bytes_per_day: float | None, share_per_d
     if fit == 0 and bytes_per_day > share_per_day and bytes_available >= share_per_day / 2:
         return 1
     return fit
+
+
+@dataclass
+class HistoryAdmission:
+    """Which export windows (newest first) a budgeted run may still start, decided as it goes: what the
+    run's consumed exports cost plus what the windows in flight and the next one would cost must stay
+    within `allowed`. The cost of a day is the run's own latest exports' (its oldest days so far: older
+    days cost no more, so it errs high), before any lands the lake's estimate over `OVERPLAN` (dominated
+    by recent days, it runs high), and unknown means one window at a time. Windows holding one of the
+    `priority` newest days always start. A run thus goes as far back as today's share really pays for,
+    not as far as a first guess said (`BulkEngine.run`'s `admit`)."""
+
+    windows: Sequence[Sequence[str]]
+    allowed: int
+    estimate: float | None  # the lake's bytes per day before this run (`export_sizes`)
+    priority: int = 0
+    spent: int = 0  # bytes of this run's exports consumed so far
+    consumed: int = 0  # windows consumed so far
+    sizes: list[tuple[int, float]] = field(default_factory=list)  # (bytes, seconds) of new exports
+
+    def landed(self, index: int, export_bytes: int, new: tuple[int, float] | None) -> None:
+        """Window `index` was consumed; the run has spent `export_bytes` so far; `new` is its export's
+        (bytes, Marketo seconds covered) when it was a new export (a reused one cost nothing)."""
+        self.consumed, self.spent = index + 1, export_bytes
+        if new is not None and new[1] > 0:
+            self.sizes.append(new)
+
+    def bytes_per_day(self) -> float | None:
+        latest = self.sizes[-SLOTS:]
+        if latest:
+            return sum(b for b, _ in latest) / sum(s for _, s in latest) * 86_400
+        return self.estimate / OVERPLAN if self.estimate is not None else None
+
+    def __call__(self, index: int) -> bool:
+        if sum(len(w) for w in self.windows[:index]) < self.priority:
+            return True
+        per_day = self.bytes_per_day()
+        if per_day is None:
+            return index == self.consumed
+        ahead = sum(len(w) for w in self.windows[self.consumed : index + 1])
+        return self.spent + ahead * per_day <= self.allowed
 
 
 def leading_priority_days(days_newest_first: Sequence[str], today: str) -> int:
@@ -274,6 +317,11 @@ def next_onboarding_step(
             plan.resets_at,
             plan_info,
         )
+    if plan.bytes_per_day is not None and plan.fit_today > 0:
+        # With a day's cost known and some share left, the run is offered every missing day: it starts
+        # each next window only while its own exports say it fits (`HistoryAdmission`), so a high first
+        # estimate no longer ends it early and costs a second run.
+        fit = len(missing)
     start, end = newest_run(missing, keys, fit)
     return Step(
         jobs["history"],

@@ -9,7 +9,7 @@ Both paths give the same rows (tests assert it against the sandbox's truth).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,14 +67,17 @@ def bulk_results(
     now: datetime,
     schema: pa.Schema | None,
     reuse_scope: str | None,
+    admit: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[int, Iterator[BulkStamp]]]:
     """Each export in request order (the client keeps several in Marketo's queue), as its index and a
     stream of its rows; consume one export's stream before asking for the next. A stream raises
-    `RowCountMismatch` at its end if its rows differ from Marketo's `numberOfRecords`."""
+    `RowCountMismatch` at its end if its rows differ from Marketo's `numberOfRecords`. `admit(index)`
+    may end the exports before request `index` starts (a budget)."""
     if not requests:
         return
     report.note("bulk")
-    for index, result in client.bulk_export_many(entity, requests, schema=schema, reuse_scope=reuse_scope):
+    exports = client.bulk_export_many(entity, requests, schema=schema, reuse_scope=reuse_scope, admit=admit)
+    for index, result in exports:
         report.exports += 1
         if not result.reused:
             report.export_bytes += result.file_size

@@ -116,3 +116,28 @@ def test_results_come_in_order_without_running_far_ahead(sb, make_client) -> Non
     seen = [index, *(i for i, _ in exports)]
     assert seen == list(range(6)) and len(client.stats.snapshot()["exports_created"]) == 6
     assert first.read_all().num_rows == first.number_of_records  # still whole after the others ran
+
+
+def test_admit_holds_a_request_back_until_a_result_is_consumed_and_ends_where_it_says_no(
+    sb, make_client
+) -> None:
+    """A budget measured as the caller goes: a request `admit` turns down while others are in flight waits
+    for the next consumed result; turned down with nothing in flight, the results end there and the
+    requests after it are never created."""
+    client, _ = make_client(sb, bulk=BulkConfig(poll_interval_s=0.0, max_queued_jobs=4))
+    consumed: list[int] = []
+    asked: list[tuple[int, int]] = []
+
+    def admit(index: int) -> bool:
+        asked.append((index, len(consumed)))
+        return index < 2 or (index < 4 and len(consumed) >= index - 1)
+
+    seen = []
+    for index, result in client.bulk_export_many("leads", lead_windows(6, days=3), admit=admit):
+        assert result.read_all().num_rows == result.number_of_records
+        seen.append(index)
+        consumed.append(index)
+    assert seen == [0, 1, 2, 3]  # 4 refused with nothing in flight: 4 and 5 never run
+    assert len(client.stats.snapshot()["exports_created"]) == 4
+    # 2 was asked (and held back) before anything was consumed, then started once 0 and 1 were read
+    assert (2, 0) in asked and asked[-1] == (4, 4)

@@ -17,6 +17,7 @@ from molequle_dagster.sync.plan import (
     FIRST_HISTORY_DAYS,
     OVERPLAN,
     PRIORITY_DAYS,
+    HistoryAdmission,
     HistoryPlan,
     Step,
     Wait,
@@ -123,8 +124,9 @@ def test_history_runs_take_what_todays_share_pays_for_and_pause_with_the_reset_t
     # 500 MB x 0.5 share = 250 MB, 30% kept for ticks: 175 MB for history; 100 MB used today -> 75 MB
     step = next_onboarding_step(lake, keys, recent | {keys[-1]}, JOBS, budget(100, now), now)
     assert isinstance(step, Step) and step.kind == "history"
-    run = keys.index(step.end) - keys.index(step.start) + 1
-    assert step.end == keys[-2 - PRIORITY_DAYS] and run == 7 * OVERPLAN  # 75 MB / 10 MB a day, overplanned
+    # 75 MB / 10 MB a day fit: the run is offered every missing day, newest first, and its own exports
+    # decide how far back it goes (HistoryAdmission)
+    assert (step.start, step.end) == (keys[0], keys[-2 - PRIORITY_DAYS])
     assert step.tags["molequle/history_eta"]
     # the share is spent: a pause that says when it resumes, nothing launched
     spent = next_onboarding_step(lake, keys, recent | {keys[-1]}, JOBS, budget(170, now), now)
@@ -152,3 +154,30 @@ def test_a_quota_stop_pauses_everything_until_the_reset(tmp_path) -> None:
     assert isinstance(step, Wait) and step.resumes_at == reset and "paused until" in step.reason
     first = next_onboarding_step(lake, keys, set(), JOBS, budget(0, now), now)
     assert isinstance(first, Step) and first.kind == "initial" and first.start == first.end == keys[-1]
+
+
+def test_a_history_run_starts_each_next_window_while_its_own_exports_say_it_fits() -> None:
+    windows = [[f"d{w}-{i}" for i in range(10)] for w in range(6)]  # six windows of ten days
+    # The lake's estimate (runs high) over OVERPLAN: 10 MB a day before anything lands; 250 MB allowed.
+    admit = HistoryAdmission(windows, 250 * MB, 10 * MB * OVERPLAN, priority=7)
+    assert admit(0) and admit(1)  # 0 holds priority days; 0+1: 200 MB at 10 MB a day
+    assert not admit(2)  # 300 MB would pass the budget on the first guess
+    # the newest window cost 10 MB a day, the next (older) 1 MB a day: the last two say 5.5 MB a day
+    admit.landed(0, 100 * MB, (100 * MB, 10 * 86_400.0))
+    admit.landed(1, 110 * MB, (10 * MB, 10 * 86_400.0))
+    assert admit(2) and admit(3)  # 110 + 2 x 55 MB = 220 MB
+    assert not admit(4)  # 110 + 3 x 55 = 275 MB
+    # a reused export cost nothing and says nothing about the cost of a day
+    admit.landed(2, 110 * MB, None)
+    assert admit.bytes_per_day() == pytest.approx(5.5 * MB)
+
+
+def test_a_history_run_of_unknown_cost_goes_one_window_at_a_time_and_the_last_week_always_goes() -> None:
+    windows = [["a", "b"], ["c", "d"], ["e", "f"]]
+    admit = HistoryAdmission(windows, 0, None, priority=3)
+    assert admit(0) and admit(1)  # the priority days, whatever the budget
+    assert not admit(2)  # unknown cost, nothing allowed, not the next one consumed
+    unknown = HistoryAdmission(windows, 100 * MB, None)
+    assert unknown(0) and not unknown(1)
+    unknown.landed(0, 0, None)
+    assert unknown(1)

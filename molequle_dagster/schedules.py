@@ -21,6 +21,7 @@ import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.conventions import iso, parse_iso
+from molequle_dagster.coordination import CoordinationStore
 from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB, WRITE_BACK_JOB, write_back_enabled
 from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_paused_until
@@ -53,6 +54,36 @@ def running(instance: dg.DagsterInstance, kind: str | Sequence[str]) -> list[dg.
     return list(
         instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: kinds}, statuses=IN_PROGRESS), limit=5)
     )
+
+
+# Runs `molequle sync` executes in its own process (`execute_in_process`): that process holds the run's claim
+# in the coordination store while it runs, and a dead process's claims are free at once.
+IN_PROCESS_TAG = "molequle/in_process"
+
+
+def run_claim(run_id: str) -> str:
+    return f"dagster-run:{run_id}"
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, store: CoordinationStore) -> list[str]:
+    """Mark failed the runs whose `molequle sync` process died (kill -9): left 'started' in the instance,
+    they would hold back the first sync and the ticks for ever (run monitoring does this for the daemon's
+    runs). A failed first sync is then finished by the next one, which takes over its reuse scope."""
+    dead = []
+    candidates = instance.get_runs(
+        filters=dg.RunsFilter(tags={IN_PROCESS_TAG: "true"}, statuses=IN_PROGRESS), limit=20
+    )
+    for run in candidates:
+        claim = store.try_claim(run_claim(run.run_id))
+        if claim is None:
+            continue  # its process is alive
+        with claim:
+            # Its process ends a run before releasing the claim: still in progress now means it died.
+            latest = instance.get_run_by_id(run.run_id)
+            if latest is not None and latest.status in IN_PROGRESS:
+                instance.report_run_failed(latest, "the `molequle sync` process running it died")
+                dead.append(run.run_id)
+    return dead
 
 
 def in_progress_reason(busy: list[dg.DagsterRun]) -> str:
@@ -118,6 +149,7 @@ def tick_request(
         return dg.SkipReason(stopped)
     if not first_sync_done(lake):
         return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
+    fail_dead_runs(instance, resources["marketo"].store_for(instance))
     if busy := running(instance, LAKE_FOLDERS):
         return dg.SkipReason(
             f"{in_progress_reason(busy)}; marketo_tick_catch_up_sensor runs this tick when it ends"
@@ -166,6 +198,7 @@ def build_schedules(
         key = partitions.get_partition_key_for_timestamp((when - timedelta(days=1)).timestamp())
         if done := close_done(context.instance, key):
             return dg.SkipReason(f"{key} is closed (run {done.run_id})")
+        fail_dead_runs(context.instance, resources["marketo"].store_for(context.instance))
         if busy := running(context.instance, LAKE_FOLDERS):
             return dg.SkipReason(f"{in_progress_reason(busy)}; closing {key} at the next try")
         # A new run key after a failed close: the daemon never launches a run key twice.

@@ -11,18 +11,22 @@ first-sync benchmark, on the virtual clock), which is what the daemon does.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.conventions import step_totals
+from molequle_dagster.coordination import CoordinationStore
 from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB
 from molequle_dagster.quota import quota_paused_until
+from molequle_dagster.schedules import IN_PROCESS_TAG, fail_dead_runs, run_claim
 from molequle_dagster.sensors import ONBOARDING_SENSOR
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Wait, tick_range
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Wait, first_sync_done, tick_range
 from molequle_dagster.sync.run_kind import DAILY, KIND_TAG, TICK
 
 MARKETO_ACTIVITIES = dg.AssetKey("marketo_activities")
@@ -71,6 +75,9 @@ def run_sync(
     say = progress or (lambda _line: None)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     marketo = defs.resources["marketo"]
+    store = marketo.store_for(instance)
+    # A `molequle sync` killed earlier left its run 'started': failed now, so the plan finishes its work.
+    fail_dead_runs(instance, store)
     if paused := quota_paused_until(marketo, instance, now or clock.now()):
         report.failures.append(f"Marketo quota used up; paused until {paused[0].isoformat()}: {paused[1]}")
         report.paused_until = paused[0]
@@ -78,6 +85,7 @@ def run_sync(
     partitions = defs.resolve_assets_def("marketo_activities").partitions_def
     sensor = defs.resolve_sensor_def(ONBOARDING_SENSOR)
     cursor: str | None = None
+    skipped = ""
     for _ in range(max_runs):
         # The daemon's own plan: evaluate the onboarding sensor and run what it asks for, here.
         result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
@@ -86,6 +94,7 @@ def run_sync(
         state = json.loads(cursor) if cursor else {}
         if not result.run_requests:
             if state.get("state") != "paused":
+                skipped = _skip_text(result)
                 break  # complete (or nothing the plan can do)
             wait = Wait(_skip_text(result), _when(state.get("resumes_at")), state.get("plan") or {})
             if wait_for_reset is not None and wait_for_reset(wait):
@@ -97,12 +106,17 @@ def run_sync(
         report.kind = "initial"
         for request in result.run_requests:
             say(f"{state.get('step')} {'..'.join(state.get('range') or [])} ...")
-            _run(report, defs.resolve_job_def(request.job_name), instance, run_config, tags=request.tags)
+            job = defs.resolve_job_def(request.job_name)
+            _run(report, store, job, instance, run_config, tags=request.tags)
             if not report.success:
                 return report
         if after_run is not None:
             after_run()
     if onboarding_only:
+        return report
+    if not first_sync_done(lake):
+        # Ticks and the close wait for the whole first sync (e.g. one another process is running).
+        report.failures.append(f"the first sync is not complete: {skipped or 'see the onboarding sensor'}")
         return report
     with dg.partition_loading_context(effective_dt=clock.now()):
         keys = partitions.get_partition_keys()
@@ -116,6 +130,7 @@ def run_sync(
         say(f"closing {yesterday}: bulk re-export, smart-list refresh, reconciliation ...")
         _run(
             report,
+            store,
             defs.resolve_job_def(DAILY_JOB),
             instance,
             run_config,
@@ -128,6 +143,7 @@ def run_sync(
     say(f"tick: what changed since the last sync ({start}..{end}) ...")
     _run(
         report,
+        store,
         defs.resolve_job_def(SYNC_JOB),
         instance,
         run_config,
@@ -137,9 +153,29 @@ def run_sync(
 
 
 def _run(
-    report: SyncReport, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, **kwargs
+    report: SyncReport,
+    store: CoordinationStore,
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: dict[str, str],
+    **kwargs: Any,
 ) -> None:
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
+    # The run's claim, held by this process until the run has ended: a later `molequle sync` (or the
+    # daemon) that finds the claim free while the run still shows 'started' knows this process died.
+    run_id = str(uuid.uuid4())  # what Dagster's own run ids are
+    claim = store.try_claim(run_claim(run_id))
+    if claim is None:
+        raise RuntimeError(f"the claim of the new run {run_id} is held by another process")
+    with claim:
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=run_config,
+            run_id=run_id,
+            tags={**tags, IN_PROCESS_TAG: "true"},
+            **kwargs,
+        )
     report.runs.append(result.run_id)
     counted: set[str | None] = set()
     for event in result.all_events:

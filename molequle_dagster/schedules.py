@@ -26,7 +26,14 @@ from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB, WRITE_BACK_JOB, write_bac
 from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.settings import MolequleSettings
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START, first_sync_done, tick_range
+from molequle_dagster.sync.plan import (
+    RANGE_END,
+    RANGE_START,
+    first_sync_done,
+    mark_first_sync_done,
+    population_loaded,
+    tick_range,
+)
 from molequle_dagster.sync.run_kind import DAILY, INITIAL, KIND_TAG, TICK
 
 LAKE_FOLDERS = (TICK, DAILY, INITIAL)  # runs that fold into the current tables: never two at once
@@ -84,6 +91,24 @@ def fail_dead_runs(instance: dg.DagsterInstance, store: CoordinationStore) -> li
                 instance.report_run_failed(latest, "the `molequle sync` process running it died")
                 dead.append(run.run_id)
     return dead
+
+
+def newest_first_sync(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: INITIAL}), limit=1)
+    return runs[0] if runs else None
+
+
+def first_sync_complete(lake: Lake, instance: dg.DagsterInstance) -> bool:
+    """The lake's first-sync marker; without it, written now if the newest first-sync run succeeded (with
+    the smart list in this lake, not one emptied since): whoever asks first after that run, the onboarding
+    sensor or a schedule, records it, so ticks never wait for a sensor that may be off."""
+    if first_sync_done(lake):
+        return True
+    last = newest_first_sync(instance)
+    if last is None or last.status != dg.DagsterRunStatus.SUCCESS or not population_loaded(lake):
+        return False
+    mark_first_sync_done(lake, last.run_id, clock.now())
+    return True
 
 
 def in_progress_reason(busy: list[dg.DagsterRun]) -> str:
@@ -147,7 +172,7 @@ def tick_request(
     lake: Lake = resources["lake"].lake
     if stopped := quota_stop_reason(resources, instance, slot):
         return dg.SkipReason(stopped)
-    if not first_sync_done(lake):
+    if not first_sync_complete(lake, instance):
         return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
     fail_dead_runs(instance, resources["marketo"].store_for(instance))
     if busy := running(instance, LAKE_FOLDERS):
@@ -193,7 +218,7 @@ def build_schedules(
         when = context.scheduled_execution_time
         if stopped := quota_stop_reason(resources, context.instance, when):
             return dg.SkipReason(stopped)
-        if not first_sync_done(lake):
+        if not first_sync_complete(lake, context.instance):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         key = partitions.get_partition_key_for_timestamp((when - timedelta(days=1)).timestamp())
         if done := close_done(context.instance, key):
@@ -217,7 +242,8 @@ def build_schedules(
         # Before the first sync the tables it pushes from are missing: its runs would only fail.
         if stopped := quota_stop_reason(resources, context.instance, context.scheduled_execution_time):
             return dg.SkipReason(stopped)
-        if not first_sync_done(resources["lake"].lake) or running(context.instance, INITIAL):
+        lake = resources["lake"].lake
+        if not first_sync_complete(lake, context.instance) or running(context.instance, INITIAL):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         return dg.RunRequest(run_key=f"write-back-{context.scheduled_execution_time:%Y-%m-%dT%H%M}")
 

@@ -19,16 +19,16 @@ from molequle_dagster.freshness import build_freshness_sensor
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
 from molequle_dagster.marketo.client import scope_key
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.schedules import IN_PROGRESS, build_catch_up_sensor, fail_dead_runs, running
-from molequle_dagster.settings import MolequleSettings
-from molequle_dagster.sync.plan import (
-    Step,
-    Wait,
-    first_sync_done,
-    mark_first_sync_done,
-    next_onboarding_step,
-    population_loaded,
+from molequle_dagster.schedules import (
+    IN_PROGRESS,
+    build_catch_up_sensor,
+    fail_dead_runs,
+    first_sync_complete,
+    newest_first_sync,
+    running,
 )
+from molequle_dagster.settings import MolequleSettings
+from molequle_dagster.sync.plan import Step, Wait, next_onboarding_step
 from molequle_dagster.sync.run_kind import HISTORY, INITIAL, KIND_TAG
 
 ONBOARDING_SENSOR = "marketo_onboarding_sensor"
@@ -53,7 +53,7 @@ def onboarding_step(
     budget = budget_from_store(
         marketo.store_for(instance), scope_key(config.base_url), settings.budget, config.zone, now
     )
-    takeover = None if first_sync_done(lake) else finish_first_sync(lake, instance, now)
+    takeover = None if first_sync_complete(lake, instance) else takeover_scope(instance)
     step = next_onboarding_step(
         lake,
         keys,
@@ -69,17 +69,11 @@ def onboarding_step(
     return step
 
 
-def finish_first_sync(lake: Any, instance: dg.DagsterInstance, now: datetime) -> str | None:
-    """While the lake has no first-sync marker: mark it once the newest first-sync run succeeded (with the
-    smart list in this lake); else the reuse scope of a first sync that failed or died, for the next one to
-    take over (None when there is none)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: INITIAL}), limit=1)
-    if not runs or runs[0].status in IN_PROGRESS:
-        return None
-    last = runs[0]
-    if last.status == dg.DagsterRunStatus.SUCCESS:
-        if population_loaded(lake):  # not a lake emptied since that run
-            mark_first_sync_done(lake, last.run_id, now)
+def takeover_scope(instance: dg.DagsterInstance) -> str | None:
+    """The reuse scope of the newest first sync when it failed or died, for the next one to take over;
+    None when there is none to take over."""
+    last = newest_first_sync(instance)
+    if last is None or last.status in IN_PROGRESS or last.status == dg.DagsterRunStatus.SUCCESS:
         return None
     return last.tags.get(REUSE_SCOPE_TAG) or last.root_run_id or last.run_id
 

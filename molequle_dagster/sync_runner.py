@@ -24,9 +24,9 @@ from molequle_dagster.conventions import step_totals
 from molequle_dagster.coordination import CoordinationStore
 from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.schedules import IN_PROCESS_TAG, fail_dead_runs, run_claim
+from molequle_dagster.schedules import IN_PROCESS_TAG, fail_dead_runs, first_sync_complete, run_claim
 from molequle_dagster.sensors import ONBOARDING_SENSOR
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Wait, first_sync_done, tick_range
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Wait, tick_range
 from molequle_dagster.sync.run_kind import DAILY, KIND_TAG, TICK
 
 MARKETO_ACTIVITIES = dg.AssetKey("marketo_activities")
@@ -114,7 +114,7 @@ def run_sync(
             after_run()
     if onboarding_only:
         return report
-    if not first_sync_done(lake):
+    if not first_sync_complete(lake, instance):
         # Ticks and the close wait for the whole first sync (e.g. one another process is running).
         report.failures.append(f"the first sync is not complete: {skipped or 'see the onboarding sensor'}")
         return report

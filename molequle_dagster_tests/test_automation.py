@@ -160,6 +160,20 @@ def test_the_tick_waits_for_the_first_sync_run_to_finish(defs, instance) -> None
     assert request.tags[RANGE_END] >= request.tags[RANGE_START]
 
 
+def test_the_tick_marks_a_succeeded_first_sync_itself(defs, instance) -> None:
+    """Ticks need not wait for the onboarding sensor (it may be off) once a first-sync run succeeded."""
+    schedule = defs.resolve_schedule_def("marketo_sync_schedule")
+    when = datetime.now(UTC).replace(second=0, microsecond=0)
+    lake = defs.resources["lake"].lake
+    _population_loaded(lake)
+    instance.add_run(
+        dg.DagsterRun(INITIAL_JOB, status=dg.DagsterRunStatus.SUCCESS, tags={KIND_TAG: INITIAL})
+    )
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.tags[RANGE_END] >= request.tags[RANGE_START] and first_sync_done(lake)
+
+
 def test_write_back_waits_for_the_first_sync(defs, instance) -> None:
     """Before the first sync the tables it pushes from are missing: it skips instead of failing runs."""
     schedule = defs.resolve_schedule_def("marketo_write_back_schedule")

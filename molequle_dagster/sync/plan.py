@@ -107,8 +107,8 @@ def first_sync_done(lake: Lake) -> bool:
 
 
 def mark_first_sync_done(lake: Lake, run_id: str, at: datetime) -> None:
-    """Record in the lake that the first sync's run `run_id` succeeded (the onboarding plan does, on
-    seeing it): the marker travels with the lake, whatever instance looks at it later."""
+    """Record in the lake that the first sync's run `run_id` succeeded (`schedules.first_sync_complete`
+    does, on seeing it): the marker travels with the lake, whatever instance looks at it later."""
     lake.keyed(FIRST_SYNC, "run_id").commit(meta={"complete_at": at.isoformat(), "run_id": run_id})
 
 

@@ -23,7 +23,7 @@ from molequle_dagster.conventions import HIGH_WATER_MARK, PROMISE_MINUTES, data_
 from molequle_dagster.lake import Lake
 from molequle_dagster.schedules import running
 from molequle_dagster.settings import MolequleSettings
-from molequle_dagster.sync.plan import first_sync_done
+from molequle_dagster.sync.plan import population_loaded
 from molequle_dagster.sync.run_kind import INITIAL
 
 CHECK = "data_fresh"
@@ -71,10 +71,10 @@ def smart_list_pending(instance: dg.DagsterInstance, lake: Lake) -> dg.AssetChec
     fails in the UI too. Not while a first-sync run is queued or running: that run shows the check as
     pending and then evaluates it, and Dagster lists executions in the order they were planned, so ours
     would hide its result. The lake is read again just before answering, for the same reason."""
-    if first_sync_done(lake) or running(instance, INITIAL):
+    if population_loaded(lake) or running(instance, INITIAL):
         return None
     pending = membership_check(lake)
-    if first_sync_done(lake):
+    if population_loaded(lake):
         return None
     return dg.AssetCheckEvaluation(
         asset_key=dg.AssetKey(PEOPLE),

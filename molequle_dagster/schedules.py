@@ -21,11 +21,19 @@ import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.conventions import iso, parse_iso
+from molequle_dagster.coordination import CoordinationStore
 from molequle_dagster.jobs import DAILY_JOB, SYNC_JOB, WRITE_BACK_JOB, write_back_enabled
 from molequle_dagster.lake import Lake
 from molequle_dagster.quota import quota_paused_until
 from molequle_dagster.settings import MolequleSettings
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START, first_sync_done, tick_range
+from molequle_dagster.sync.plan import (
+    RANGE_END,
+    RANGE_START,
+    first_sync_done,
+    mark_first_sync_done,
+    population_loaded,
+    tick_range,
+)
 from molequle_dagster.sync.run_kind import DAILY, INITIAL, KIND_TAG, TICK
 
 LAKE_FOLDERS = (TICK, DAILY, INITIAL)  # runs that fold into the current tables: never two at once
@@ -53,6 +61,55 @@ def running(instance: dg.DagsterInstance, kind: str | Sequence[str]) -> list[dg.
     return list(
         instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: kinds}, statuses=IN_PROGRESS), limit=5)
     )
+
+
+# Runs `molequle sync` executes in its own process (`execute_in_process`): that process holds the run's claim
+# in the coordination store while it runs, and a dead process's claims are free at once.
+IN_PROCESS_TAG = "molequle/in_process"
+CLAIM_TAG = "molequle/claim"  # the coordination-store claim its process holds while the run lasts
+
+
+def run_claim(key: str) -> str:
+    return f"dagster-run:{key}"
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, store: CoordinationStore) -> list[str]:
+    """Mark failed the runs whose `molequle sync` process died (kill -9): left 'started' in the instance,
+    they would hold back the first sync and the ticks for ever (run monitoring does this for the daemon's
+    runs). A failed first sync is then finished by the next one, which takes over its reuse scope."""
+    dead = []
+    candidates = instance.get_runs(
+        filters=dg.RunsFilter(tags={IN_PROCESS_TAG: "true"}, statuses=IN_PROGRESS), limit=20
+    )
+    for run in candidates:
+        claim = store.try_claim(run_claim(run.tags.get(CLAIM_TAG, run.run_id)))
+        if claim is None:
+            continue  # its process is alive
+        with claim:
+            # Its process ends a run before releasing the claim: still in progress now means it died.
+            latest = instance.get_run_by_id(run.run_id)
+            if latest is not None and latest.status in IN_PROGRESS:
+                instance.report_run_failed(latest, "the `molequle sync` process running it died")
+                dead.append(run.run_id)
+    return dead
+
+
+def newest_first_sync(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={KIND_TAG: INITIAL}), limit=1)
+    return runs[0] if runs else None
+
+
+def first_sync_complete(lake: Lake, instance: dg.DagsterInstance) -> bool:
+    """The lake's first-sync marker; without it, written now if the newest first-sync run succeeded (with
+    the smart list in this lake, not one emptied since): whoever asks first after that run, the onboarding
+    sensor or a schedule, records it, so ticks never wait for a sensor that may be off."""
+    if first_sync_done(lake):
+        return True
+    last = newest_first_sync(instance)
+    if last is None or last.status != dg.DagsterRunStatus.SUCCESS or not population_loaded(lake):
+        return False
+    mark_first_sync_done(lake, last.run_id, clock.now())
+    return True
 
 
 def in_progress_reason(busy: list[dg.DagsterRun]) -> str:
@@ -116,8 +173,9 @@ def tick_request(
     lake: Lake = resources["lake"].lake
     if stopped := quota_stop_reason(resources, instance, slot):
         return dg.SkipReason(stopped)
-    if not first_sync_done(lake):
+    if not first_sync_complete(lake, instance):
         return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
+    fail_dead_runs(instance, resources["marketo"].store_for(instance))
     if busy := running(instance, LAKE_FOLDERS):
         return dg.SkipReason(
             f"{in_progress_reason(busy)}; marketo_tick_catch_up_sensor runs this tick when it ends"
@@ -161,11 +219,12 @@ def build_schedules(
         when = context.scheduled_execution_time
         if stopped := quota_stop_reason(resources, context.instance, when):
             return dg.SkipReason(stopped)
-        if not first_sync_done(lake):
+        if not first_sync_complete(lake, context.instance):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         key = partitions.get_partition_key_for_timestamp((when - timedelta(days=1)).timestamp())
         if done := close_done(context.instance, key):
             return dg.SkipReason(f"{key} is closed (run {done.run_id})")
+        fail_dead_runs(context.instance, resources["marketo"].store_for(context.instance))
         if busy := running(context.instance, LAKE_FOLDERS):
             return dg.SkipReason(f"{in_progress_reason(busy)}; closing {key} at the next try")
         # A new run key after a failed close: the daemon never launches a run key twice.
@@ -184,7 +243,8 @@ def build_schedules(
         # Before the first sync the tables it pushes from are missing: its runs would only fail.
         if stopped := quota_stop_reason(resources, context.instance, context.scheduled_execution_time):
             return dg.SkipReason(stopped)
-        if not first_sync_done(resources["lake"].lake) or running(context.instance, INITIAL):
+        lake = resources["lake"].lake
+        if not first_sync_complete(lake, context.instance) or running(context.instance, INITIAL):
             return dg.SkipReason("waiting for the first sync (marketo_onboarding_sensor starts it)")
         return dg.RunRequest(run_key=f"write-back-{context.scheduled_execution_time:%Y-%m-%dT%H%M}")
 

@@ -4,6 +4,7 @@ with nothing but the daemon; the data-freshness sensor (`freshness.py`) and the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,11 +14,19 @@ import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.budget import budget_from_store
+from molequle_dagster.conventions import REUSE_SCOPE_TAG
 from molequle_dagster.freshness import build_freshness_sensor
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB
 from molequle_dagster.marketo.client import scope_key
 from molequle_dagster.quota import quota_paused_until
-from molequle_dagster.schedules import build_catch_up_sensor, running
+from molequle_dagster.schedules import (
+    IN_PROGRESS,
+    build_catch_up_sensor,
+    fail_dead_runs,
+    first_sync_complete,
+    newest_first_sync,
+    running,
+)
 from molequle_dagster.settings import MolequleSettings
 from molequle_dagster.sync.plan import Step, Wait, next_onboarding_step
 from molequle_dagster.sync.run_kind import HISTORY, INITIAL, KIND_TAG
@@ -36,6 +45,7 @@ def onboarding_step(
     """The onboarding plan's next step, as the sensor and `molequle sync` both see it: from the lake, the
     instance's materialized partitions, and today's export usage recorded in the coordination store."""
     marketo = resources["marketo"]
+    lake = resources["lake"].lake
     with dg.partition_loading_context(effective_dt=now):
         keys = partitions.get_partition_keys()
     done = set(instance.get_materialized_partitions(dg.AssetKey("marketo_activities")))
@@ -43,8 +53,9 @@ def onboarding_step(
     budget = budget_from_store(
         marketo.store_for(instance), scope_key(config.base_url), settings.budget, config.zone, now
     )
-    return next_onboarding_step(
-        resources["lake"].lake,
+    takeover = None if first_sync_complete(lake, instance) else takeover_scope(instance)
+    step = next_onboarding_step(
+        lake,
         keys,
         done,
         ONBOARDING_JOBS,
@@ -52,6 +63,19 @@ def onboarding_step(
         now,
         quota_paused_until(marketo, instance, now),
     )
+    if isinstance(step, Step) and step.kind == INITIAL and takeover:
+        # As a Dagster retry would: what the dead first sync exported is read, not paid again.
+        step = dataclasses.replace(step, tags={**step.tags, REUSE_SCOPE_TAG: takeover})
+    return step
+
+
+def takeover_scope(instance: dg.DagsterInstance) -> str | None:
+    """The reuse scope of the newest first sync when it failed or died, for the next one to take over;
+    None when there is none to take over."""
+    last = newest_first_sync(instance)
+    if last is None or last.status in IN_PROGRESS or last.status == dg.DagsterRunStatus.SUCCESS:
+        return None
+    return last.tags.get(REUSE_SCOPE_TAG) or last.root_run_id or last.run_id
 
 
 def onboarding_cursor(step: Step | Wait | None, now: datetime) -> str:
@@ -94,6 +118,7 @@ def build_sensors(
     )
     def marketo_onboarding_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         now = clock.now()
+        fail_dead_runs(context.instance, resources["marketo"].store_for(context.instance))
         for kind in (INITIAL, HISTORY):
             if busy := running(context.instance, kind):
                 return dg.SensorResult(skip_reason=f"waiting for the {kind} run {busy[0].run_id}")

@@ -19,16 +19,27 @@ in-process.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 
 from molequle_dagster import clock
 from molequle_dagster.conventions import step_totals
+from molequle_dagster.coordination import CoordinationStore
 from molequle_dagster.jobs import DAILY_JOB, INITIAL_JOB, SYNC_JOB
 from molequle_dagster.quota import quota_paused_until
+from molequle_dagster.schedules import (
+    CLAIM_TAG,
+    IN_PROCESS_TAG,
+    fail_dead_runs,
+    first_sync_complete,
+    run_claim,
+)
 from molequle_dagster.sensors import ONBOARDING_SENSOR
 from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Wait, tick_range
 from molequle_dagster.sync.run_kind import DAILY, KIND_TAG, TICK
@@ -88,6 +99,9 @@ def run_sync(
     say = progress or (lambda _line: None)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     marketo = defs.resources["marketo"]
+    store = marketo.store_for(instance)
+    # A `molequle sync` killed earlier left its run 'started': failed now, so the plan finishes its work.
+    fail_dead_runs(instance, store)
     if paused := quota_paused_until(marketo, instance, now or clock.now()):
         report.failures.append(f"Marketo quota used up; paused until {paused[0].isoformat()}: {paused[1]}")
         report.paused_until = paused[0]
@@ -95,6 +109,7 @@ def run_sync(
     partitions = defs.resolve_assets_def("marketo_activities").partitions_def
     sensor = defs.resolve_sensor_def(ONBOARDING_SENSOR)
     cursor: str | None = None
+    skipped = ""
     for _ in range(max_runs):
         # The daemon's own plan: evaluate the onboarding sensor and run what it asks for, here.
         result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
@@ -103,6 +118,7 @@ def run_sync(
         state = json.loads(cursor) if cursor else {}
         if not result.run_requests:
             if state.get("state") != "paused":
+                skipped = _skip_text(result)
                 break  # complete (or nothing the plan can do)
             wait = Wait(_skip_text(result), _when(state.get("resumes_at")), state.get("plan") or {})
             if wait_for_reset is not None and wait_for_reset(wait):
@@ -115,14 +131,19 @@ def run_sync(
         for request in result.run_requests:
             say(f"{state.get('step')} {'..'.join(state.get('range') or [])} ...")
             if side_by_side and request.job_name == INITIAL_JOB:
-                _run_side_by_side(report, request.job_name, instance, run_config, request.tags)
+                _run_side_by_side(report, store, request.job_name, instance, run_config, request.tags)
             else:
-                _run(report, defs.resolve_job_def(request.job_name), instance, run_config, tags=request.tags)
+                job = defs.resolve_job_def(request.job_name)
+                _run(report, store, job, instance, run_config, tags=request.tags)
             if not report.success:
                 return report
         if after_run is not None:
             after_run()
     if onboarding_only:
+        return report
+    if not first_sync_complete(lake, instance):
+        # Ticks and the close wait for the whole first sync (e.g. one another process is running).
+        report.failures.append(f"the first sync is not complete: {skipped or 'see the onboarding sensor'}")
         return report
     with dg.partition_loading_context(effective_dt=clock.now()):
         keys = partitions.get_partition_keys()
@@ -136,6 +157,7 @@ def run_sync(
         say(f"closing {yesterday}: bulk re-export, smart-list refresh, reconciliation ...")
         _run(
             report,
+            store,
             defs.resolve_job_def(DAILY_JOB),
             instance,
             run_config,
@@ -148,6 +170,7 @@ def run_sync(
     say(f"tick: what changed since the last sync ({start}..{end}) ...")
     _run(
         report,
+        store,
         defs.resolve_job_def(SYNC_JOB),
         instance,
         run_config,
@@ -164,7 +187,12 @@ def packaged_job(name: str) -> dg.JobDefinition:
 
 
 def _run_side_by_side(
-    report: SyncReport, name: str, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]
+    report: SyncReport,
+    store: CoordinationStore,
+    name: str,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: dict[str, str],
 ) -> None:
     """One run, its independent steps at once in processes of their own (the daemon's executor)."""
     job = dg.build_reconstructable_job(__name__, packaged_job.__name__, reconstructable_args=(name,))
@@ -174,17 +202,46 @@ def _run_side_by_side(
     engine = {"max_concurrent": SIDE_BY_SIDE_STEPS, "start_method": start}
     config = {**run_config, "execution": {"config": {"multiprocess": engine}}}
     with (
+        _claimed(store) as claim_tags,
         clock.children_at_work(),
-        dg.execute_job(job, instance, run_config=config, tags=tags, raise_on_error=False) as result,
+        dg.execute_job(
+            job, instance, run_config=config, tags={**tags, **claim_tags}, raise_on_error=False
+        ) as result,
     ):
         _record(report, result, instance)
 
 
 def _run(
-    report: SyncReport, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, **kwargs
+    report: SyncReport,
+    store: CoordinationStore,
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: dict[str, str],
+    **kwargs: Any,
 ) -> None:
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
+    with _claimed(store) as claim_tags:
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=run_config,
+            tags={**tags, **claim_tags},
+            **kwargs,
+        )
     _record(report, result, instance)
+
+
+@contextmanager
+def _claimed(store: CoordinationStore) -> Iterator[dict[str, str]]:
+    """The tags of a run this process executes, and their claim, held until the run has ended: a later
+    `molequle sync` (or the daemon) that finds the claim free while the run still shows 'started' knows
+    this process died."""
+    key = str(uuid.uuid4())
+    claim = store.try_claim(run_claim(key))
+    if claim is None:
+        raise RuntimeError(f"the claim {key} of a new run is held by another process")
+    with claim:
+        yield {IN_PROCESS_TAG: "true", CLAIM_TAG: key}
 
 
 def _record(

@@ -9,11 +9,19 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from molequle_dagster.conventions import REUSE_SCOPE_TAG
 from molequle_dagster.definitions import build_definitions
 from molequle_dagster.jobs import INITIAL_JOB
 from molequle_dagster.lake import Lake
+from molequle_dagster.schedules import IN_PROCESS_TAG, fail_dead_runs, run_claim
 from molequle_dagster.settings import parse_settings
-from molequle_dagster.sync.plan import POPULATION, RANGE_END, RANGE_START
+from molequle_dagster.sync.plan import (
+    POPULATION,
+    RANGE_END,
+    RANGE_START,
+    first_sync_done,
+    mark_first_sync_done,
+)
 from molequle_dagster.sync.run_kind import INITIAL, KIND_TAG
 from molequle_dagster_tests.conftest import fast_settings_dict
 
@@ -67,6 +75,52 @@ def _population_loaded(lake: Lake) -> None:
     lake.keyed(POPULATION, "id").commit(meta={"full_at": datetime.now(UTC).isoformat()})
 
 
+def _first_sync_complete(lake: Lake) -> None:
+    """What the onboarding plan records once a first-sync run succeeded."""
+    _population_loaded(lake)
+    mark_first_sync_done(lake, "initial-run", datetime.now(UTC))
+
+
+def test_the_onboarding_sensor_finishes_a_failed_first_sync_in_its_scope_then_marks_it(
+    defs, instance
+) -> None:
+    """A first sync that died once its smart list was in is not done: the next one takes over its reuse
+    scope (its exports are read, not paid again); once a first-sync run succeeded the lake says so."""
+    lake = defs.resources["lake"].lake
+    _population_loaded(lake)
+    dead = instance.add_run(
+        dg.DagsterRun(INITIAL_JOB, status=dg.DagsterRunStatus.FAILURE, tags={KIND_TAG: INITIAL})
+    )
+    (request,) = _tick(defs, instance, "marketo_onboarding_sensor").run_requests
+    assert request.job_name == INITIAL_JOB and request.tags[REUSE_SCOPE_TAG] == dead.run_id
+    assert not first_sync_done(lake)
+    instance.add_run(
+        dg.DagsterRun(
+            INITIAL_JOB,
+            status=dg.DagsterRunStatus.SUCCESS,
+            tags={KIND_TAG: INITIAL, REUSE_SCOPE_TAG: dead.run_id},
+        )
+    )
+    data = _tick(defs, instance, "marketo_onboarding_sensor")
+    assert first_sync_done(lake)
+    assert all(r.job_name != INITIAL_JOB for r in data.run_requests), data.run_requests
+
+
+def test_a_run_whose_sync_process_died_is_failed_and_a_living_one_left_alone(defs, instance) -> None:
+    """`molequle sync` holds its run's claim while it runs: a free claim under a 'started' run means
+    that process died (kill -9), and the run would otherwise hold back every later run for ever."""
+    store = defs.resources["marketo"].store_for(instance)
+    tags = {KIND_TAG: INITIAL, IN_PROCESS_TAG: "true"}
+    dead = instance.add_run(dg.DagsterRun(INITIAL_JOB, status=dg.DagsterRunStatus.STARTED, tags=tags))
+    alive = instance.add_run(dg.DagsterRun(INITIAL_JOB, status=dg.DagsterRunStatus.STARTED, tags=tags))
+    claim = store.try_claim(run_claim(alive.run_id))
+    assert claim is not None
+    with claim:
+        assert fail_dead_runs(instance, store) == [dead.run_id]
+    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+
+
 def test_the_blocking_check_is_left_to_a_first_sync_run_in_progress(defs, instance) -> None:
     starting = dg.DagsterRunStatus.STARTING
     instance.add_run(dg.DagsterRun(INITIAL_JOB, status=starting, tags={KIND_TAG: INITIAL}))
@@ -93,7 +147,9 @@ def test_the_tick_waits_for_the_first_sync_run_to_finish(defs, instance) -> None
             return schedule.evaluate_tick(context)
 
     assert "waiting for the first sync" in (evaluate().skip_message or "")
-    _population_loaded(defs.resources["lake"].lake)
+    _population_loaded(defs.resources["lake"].lake)  # the smart list alone: not a finished first sync
+    assert "waiting for the first sync" in (evaluate().skip_message or "")
+    _first_sync_complete(defs.resources["lake"].lake)
     first_sync = instance.add_run(
         dg.DagsterRun(INITIAL_JOB, status=dg.DagsterRunStatus.STARTED, tags={KIND_TAG: INITIAL})
     )
@@ -102,6 +158,20 @@ def test_the_tick_waits_for_the_first_sync_run_to_finish(defs, instance) -> None
     instance.report_run_canceled(first_sync)
     (request,) = evaluate().run_requests
     assert request.tags[RANGE_END] >= request.tags[RANGE_START]
+
+
+def test_the_tick_marks_a_succeeded_first_sync_itself(defs, instance) -> None:
+    """Ticks need not wait for the onboarding sensor (it may be off) once a first-sync run succeeded."""
+    schedule = defs.resolve_schedule_def("marketo_sync_schedule")
+    when = datetime.now(UTC).replace(second=0, microsecond=0)
+    lake = defs.resources["lake"].lake
+    _population_loaded(lake)
+    instance.add_run(
+        dg.DagsterRun(INITIAL_JOB, status=dg.DagsterRunStatus.SUCCESS, tags={KIND_TAG: INITIAL})
+    )
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.tags[RANGE_END] >= request.tags[RANGE_START] and first_sync_done(lake)
 
 
 def test_write_back_waits_for_the_first_sync(defs, instance) -> None:
@@ -114,6 +184,6 @@ def test_write_back_waits_for_the_first_sync(defs, instance) -> None:
             return schedule.evaluate_tick(context)
 
     assert "waiting for the first sync" in (evaluate().skip_message or "")
-    _population_loaded(defs.resources["lake"].lake)
+    _first_sync_complete(defs.resources["lake"].lake)
     (request,) = evaluate().run_requests
     assert request.job_name in (None, "marketo_write_back_job")

@@ -16,7 +16,7 @@ from molequle_dagster.definitions import build_definitions
 from molequle_dagster.jobs import DAILY_JOB, INITIAL_JOB, SYNC_JOB
 from molequle_dagster.partitions import history_start
 from molequle_dagster.settings import parse_settings
-from molequle_dagster.sync.plan import RANGE_END, RANGE_START
+from molequle_dagster.sync.plan import RANGE_END, RANGE_START, mark_first_sync_done
 from molequle_dagster_tests.conftest import fast_settings_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_ticks_wait_for_the_first_sync_then_target_today_and_the_close_targets_y
     with dg.instance_for_test() as instance:
         skipped = tick(dg.build_schedule_context(scheduled_execution_time=when, instance=instance))
         assert isinstance(skipped, dg.SkipReason) and "waiting for the first sync" in skipped.skip_message
-        lake.keyed("marketo_people_population", "id").commit(meta={"full_at": when.isoformat()})
+        mark_first_sync_done(lake, "initial-run", when)
         request = tick(dg.build_schedule_context(scheduled_execution_time=when, instance=instance))
         today = when.date().isoformat()
         assert request.tags[RANGE_END] == today  # yesterday too, while its last minutes are unread

@@ -62,7 +62,7 @@ from molequle_dagster.sync.day_files import (
     replace_days,
 )
 from molequle_dagster.sync.people_fold import IN_SYNC_LIST, fold_people
-from molequle_dagster.sync.run_kind import reads_rest
+from molequle_dagster.sync.run_kind import INITIAL, reads_rest, run_kind
 from molequle_dagster.sync.windows import (
     LEADS_PER_CALL,
     BulkStamp,
@@ -182,7 +182,9 @@ def refresh_population(context: Any, client: Any, lake: Lake, settings: Molequle
     fields = settings.people.export_fields
     schema = lead_schema(client, settings, lake)
     report = ReadReport()
-    if not table.exists():
+    # A first sync that takes over a dead one whose population landed reads that export again (reused in
+    # its scope, not paid): an ids-only refresh here would be a second export.
+    if not table.exists() or run_kind(context) == INITIAL:
         stamped, method = _export_population(context, client, settings, fields, schema, report, now)
         rows = _concat([stamp(s.table, s.as_of) for s in stamped], schema.append(pa.field(SYNCED_AT, TS)))
         table.rebuild(

@@ -35,6 +35,9 @@ MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
 OVERPLAN = 2
 SLOTS = 2  # Marketo processes two exports at a time per instance
 EXPORT_SIZES = "_activity_export_sizes"  # lake meta: bytes and Marketo seconds our activity exports covered
+# Lake meta: the first sync is complete (its run succeeded, so every table it writes is in). The population
+# alone is not enough: a first sync killed after it left the other tables empty while ticks went on.
+FIRST_SYNC = "_first_sync"
 ETA_TAG = "molequle/history_eta"
 DAYS_LEFT_TAG = "molequle/history_days_left"
 
@@ -95,8 +98,20 @@ def record_export_sizes(lake: Lake, export_bytes: int, seconds: float) -> None:
 
 
 # --- which days, and in which windows -------------------------------------------------------------------
-def first_sync_done(lake: Lake) -> bool:
+def population_loaded(lake: Lake) -> bool:
+    """The smart list was exported whole (the first sync's population step, or a later refresh)."""
     return bool(lake.keyed(POPULATION, "id").meta.get("full_at"))
+
+
+def first_sync_done(lake: Lake) -> bool:
+    """Every table of the first sync is in: one small read, as sensors and schedules ask every minute."""
+    return bool(lake.keyed(FIRST_SYNC, "run_id").meta.get("complete_at"))
+
+
+def mark_first_sync_done(lake: Lake, run_id: str, at: datetime) -> None:
+    """Record in the lake that the first sync's run `run_id` succeeded (`schedules.first_sync_complete`
+    does, on seeing it): the marker travels with the lake, whatever instance looks at it later."""
+    lake.keyed(FIRST_SYNC, "run_id").commit(meta={"complete_at": at.isoformat(), "run_id": run_id})
 
 
 def missing_history(keys: Sequence[str], materialized: set[str]) -> list[str]:

@@ -24,6 +24,7 @@ import pytest
 from molequle_dagster.budget import Budget, RecordedUsage
 from molequle_dagster.jobs import HISTORY_JOB, INITIAL_JOB, SYNC_JOB
 from molequle_dagster.partitions import build_daily_partitions
+from molequle_dagster.schedules import first_sync_complete
 from molequle_dagster.settings import parse_settings
 from molequle_dagster.sync.plan import RANGE_END, RANGE_START, Step, next_onboarding_step, tick_range
 from molequle_dagster.sync.run_kind import KIND_TAG, TICK
@@ -107,6 +108,7 @@ def first_sync(cluster: Cluster) -> list[Step]:
         now = datetime.now(UTC)
         # The budget of a quota day with nothing spent yet: the cluster's is, at 300 people.
         fresh = Budget(settings.budget, RecordedUsage(now + timedelta(days=1), 0, 0))
+        first_sync_complete(cluster.lake, cluster.instance)  # the sensor marks a succeeded first sync
         step = next_onboarding_step(cluster.lake, keys, materialized, jobs, fresh, now)
         if step is None:
             return done

@@ -25,6 +25,7 @@ from molequle_dagster.sync.plan import (
     export_sizes,
     export_windows,
     leading_priority_days,
+    mark_first_sync_done,
     next_onboarding_step,
     record_export_sizes,
 )
@@ -105,8 +106,23 @@ def test_export_sizes_accumulate_in_the_lake(tmp_path) -> None:
 def onboarded_lake(tmp_path, bytes_per_day: int) -> Lake:
     lake = Lake(str(tmp_path / "lake"))
     lake.keyed("marketo_people_population", "id").commit(meta={"full_at": "2026-12-10T08:00:00+00:00"})
+    mark_first_sync_done(lake, "initial-run", datetime(2026, 12, 10, 9, 0, tzinfo=UTC))
     record_export_sizes(lake, bytes_per_day, 86_400)
     return lake
+
+
+def test_the_population_alone_is_not_a_finished_first_sync(tmp_path) -> None:
+    """A first sync killed once its smart list was in: the plan runs it again (it finishes the other
+    tables), until the onboarding plan marks the lake once a first-sync run succeeded."""
+    now = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    keys = days_back(date(2026, 12, 10), 30)
+    lake = Lake(str(tmp_path / "lake"))
+    lake.keyed("marketo_people_population", "id").commit(meta={"full_at": "2026-12-10T08:00:00+00:00"})
+    step = next_onboarding_step(lake, keys, {keys[-1]}, JOBS, budget(0, now), now)
+    assert isinstance(step, Step) and step.kind == "initial" and step.start == step.end == keys[-1]
+    mark_first_sync_done(lake, "initial-run", now)
+    step = next_onboarding_step(lake, keys, {keys[-1]}, JOBS, budget(0, now), now)
+    assert isinstance(step, Step) and step.kind == "history"
 
 
 def budget(used_mb: float, now: datetime) -> Budget:

@@ -79,6 +79,7 @@ def merge_into_days(
     filter_id: str,
     outcome: DayOutcome,
     immutable: bool = False,
+    max_deltas: int = MAX_DELTAS,
 ) -> None:
     """Merge `delta` into the files of the days in `covered` (rows of other days are dropped: their runs own
     them), keeping the newest row per key; then move each day's cursor to its covered time.
@@ -86,7 +87,7 @@ def merge_into_days(
     Rows whose keys the day lacks are appended as a small delta file (a tick writes what changed, not the
     day so far). With `immutable`, rows already in the day are the same record read again (an overlapping
     window) and are dropped; otherwise a row that replaces one of the day's rewrites the day, as does a day
-    that holds `MAX_DELTAS` deltas (which folds them into its base)."""
+    that holds `max_deltas` deltas (which folds them into its base)."""
     days = day_of(delta) if delta.num_rows else pa.array([], pa.string())
     delta = delta.select(schema.names).cast(schema) if delta.num_rows else schema.empty_table()
     for day, until in sorted(covered.items()):
@@ -95,7 +96,7 @@ def merge_into_days(
         if part.num_rows and existing is not None:
             known = pc.is_in(part[key], value_set=existing[key])
             fresh = part.filter(pc.invert(known))
-            if (immutable or fresh.num_rows == part.num_rows) and lake_days.delta_count(day) < MAX_DELTAS:
+            if (immutable or fresh.num_rows == part.num_rows) and lake_days.delta_count(day) < max_deltas:
                 fresh = dedupe_latest(fresh, key, SYNCED_AT) if fresh.num_rows else fresh
                 if fresh.num_rows:
                     lake_days.append(day, fresh)

@@ -27,10 +27,11 @@ def _rows(keys: list[int], value: int = 0, at: int = 0) -> pa.Table:
     )
 
 
-def _merge(lake: Lake, delta: pa.Table, immutable: bool) -> DayOutcome:
+def _merge(lake: Lake, delta: pa.Table, immutable: bool, max_deltas: int = MAX_DELTAS) -> DayOutcome:
     outcome = DayOutcome()
     merge_into_days(
-        lake.days("t"), delta, constant_day(DAY), "guid", SCHEMA, {DAY: UNTIL}, "f", outcome, immutable
+        lake.days("t"), delta, constant_day(DAY), "guid", SCHEMA, {DAY: UNTIL}, "f", outcome, immutable,
+        max_deltas,
     )
     return outcome
 
@@ -72,11 +73,14 @@ def test_a_changed_row_of_a_mutable_day_rewrites_it_and_drops_the_deltas(
 
 def test_a_day_folds_its_deltas_into_its_base_once_it_holds_enough(lake_uri: str) -> None:
     lake = Lake(lake_uri)
-    _merge(lake, _rows([0]), immutable=True)
-    for key in range(1, MAX_DELTAS + 2):
-        _merge(lake, _rows([key], at=key % 60), immutable=True)
-    assert lake.days("t").delta_count(DAY) < MAX_DELTAS
-    assert sorted(_values(lake)) == sorted(f"g{k}" for k in range(MAX_DELTAS + 2))
+    limit = 3  # MAX_DELTAS in production; small here, the rule is the same
+    _merge(lake, _rows([0]), immutable=True, max_deltas=limit)
+    counts = []
+    for key in range(1, limit + 3):
+        _merge(lake, _rows([key], at=key), immutable=True, max_deltas=limit)
+        counts.append(lake.days("t").delta_count(DAY))
+    assert counts == [1, 2, 3, 0, 1]  # the fourth tick folded the three deltas into a new base
+    assert sorted(_values(lake)) == sorted(f"g{k}" for k in range(limit + 3))
 
 
 def test_a_crash_between_a_new_base_and_dropping_the_deltas_shows_each_row_once(lake_uri: str) -> None:

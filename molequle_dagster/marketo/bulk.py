@@ -62,6 +62,8 @@ ENTITIES: tuple[str, ...] = ("leads", "activities", "program/members")
 MAX_WINDOW_DAYS = 31
 CLOCK_SKEW_S = 600.0  # Marketo's createdAt vs our store's clock, when looking for a job a lost create made
 LIST_BATCH = 300
+POLL_BACKOFF = 0.1  # a waiting job is polled at most once per tenth of the time it has waited
+POLL_SLACK_S = 0.01  # a poll due within this is due now (clock rounding after the sleep)
 MAX_BLOCK_SIZE = 1 << 28  # a row larger than 256 MiB is not a Marketo export any more
 
 
@@ -136,6 +138,7 @@ class _Job:
     failures: int = 0
     keep: bool = False  # stopped by the export quota: the Created job waits for the next run
     enqueued: bool = False  # on Marketo's queue (by us or, for a resumed job, by another process)
+    polled: float = 0.0  # our clock at its latest status poll (or when it was queued)
 
 
 @dataclass
@@ -213,9 +216,18 @@ class BulkEngine:
         return self._job_call("GET", entity, f"/{export_id}/status.json")
 
     def cancel(self, entity: str, export_id: str) -> None:
-        """Best effort: a job we abandon must not keep a queue slot (errors here are swallowed)."""
+        """Best effort: a job we abandon must not keep a queue slot (errors here are swallowed). One that
+        completed since we last looked is recorded as completed, not cancelled: its bytes are paid for,
+        and the next run of the same request reuses it instead of exporting it again."""
+        info: dict[str, Any] | None = None
         with contextlib.suppress(E.MarketoError):
-            self._job_call("POST", entity, f"/{export_id}/cancel.json")
+            info = self._job_call("POST", entity, f"/{export_id}/cancel.json")
+        if info is None or normalise_status(info.get("status")) != "cancelled":
+            with contextlib.suppress(E.MarketoError):  # "already Completed" is an error on some instances
+                info = self.status(entity, export_id)
+        if info is not None and normalise_status(info.get("status")) == "completed":
+            self._record_completed_info(export_id, info)
+            return
         self.ledger.update(export_id, status="cancelled")
 
     def list_jobs(self, entity: str, status: str) -> list[dict[str, Any]]:
@@ -429,7 +441,7 @@ class BulkEngine:
                 request, entry.export_id, current, reused=True, info=info, claim=self._claim(entry.export_id)
             )
             job.enqueued = current != "created"
-            job.started = self._clock()
+            job.started = job.polled = self._clock()
             if current == "completed":
                 self._record_completed(job)
             else:
@@ -459,9 +471,18 @@ class BulkEngine:
                 return False
             if job.claim is None:
                 job.claim = self._claim(job.export_id)
-        job.started = self._clock()
+        job.started = job.polled = self._clock()
         self._enqueue(job)
         return True
+
+    def _next_poll(self, job: _Job) -> float:
+        """When `job` is due for its next status poll: `poll_interval_s` after the last one, stretched to
+        a tenth of the time it has waited (capped at `max_poll_interval_s`), so a job Marketo keeps
+        waiting for hours costs tens of calls of the day's quota, not thousands."""
+        base = self._config.poll_interval_s
+        cap = max(base, self._config.max_poll_interval_s)
+        waited = max(0.0, job.polled - job.started)
+        return job.polled + min(cap, max(base, waited * POLL_BACKOFF))
 
     def _poll(self, job: _Job) -> bool:
         """True when Completed. A Failed job is created again `failed_job_retries` times; a stuck one times
@@ -497,11 +518,14 @@ class BulkEngine:
 
     def _record_completed(self, job: _Job) -> None:
         assert job.export_id is not None
-        info = job.info
+        self._record_completed_info(job.export_id, job.info)
+        self._release(job)
+
+    def _record_completed_info(self, export_id: str, info: dict[str, Any]) -> None:
         finished = marketo_epoch(info.get("finishedAt"))
         finished_at = datetime.fromtimestamp(finished, UTC) if finished is not None else None
         self.ledger.update(
-            job.export_id,
+            export_id,
             status="completed",
             started_at=marketo_epoch(info.get("startedAt")),
             finished_at=finished,
@@ -509,7 +533,6 @@ class BulkEngine:
             records=_count(info, "numberOfRecords"),
             quota_day=quota_day(self._zone, finished_at),
         )
-        self._release(job)
 
     def _release(self, job: _Job) -> None:
         if job.claim is not None:
@@ -585,12 +608,17 @@ class BulkEngine:
                         done[index] = self._result(active.pop(index))
                 if next_index in done:
                     continue
-                waiting_elsewhere = not any(j.enqueued for j in active.values())
-                interval = self._config.poll_interval_s
-                self._sleep(max(interval, 1.0) if waiting_elsewhere else interval)
+                enqueued = [job for job in active.values() if job.enqueued]
+                if not enqueued:  # waiting for room in our queue share
+                    self._sleep(max(self._config.poll_interval_s, 1.0))
+                else:
+                    self._sleep(max(0.0, min(self._next_poll(job) for job in enqueued) - self._clock()))
+                now = self._clock()
                 for index, job in list(active.items()):
-                    if job.enqueued and self._poll(job):
-                        done[index] = self._result(active.pop(index))
+                    if job.enqueued and self._next_poll(job) <= now + POLL_SLACK_S:
+                        job.polled = now
+                        if self._poll(job):
+                            done[index] = self._result(active.pop(index))
         finally:
             for job in active.values():
                 self._abandon(job)

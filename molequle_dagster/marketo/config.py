@@ -99,6 +99,11 @@ class BulkConfig(Knobs):
     poll_interval_s: float = Field(60.0, ge=0, le=900)
     """Seconds between job status polls (Marketo refreshes a job's status at most once a minute)."""
 
+    max_poll_interval_s: float = Field(300.0, ge=0, le=3600)
+    """Polls of a job that keeps waiting thin out: at most one per tenth of the time it has waited so
+    far, never further apart than this (nor closer than `poll_interval_s`). A job Marketo holds for two
+    hours so costs about 80 status calls instead of one per `poll_interval_s`."""
+
     job_timeout_s: float = Field(7200.0, gt=0, le=86_400)
     """A job not Completed this many seconds after it was queued is cancelled and fails."""
 

@@ -235,6 +235,25 @@ def test_a_completed_export_whose_download_was_cut_is_reused_by_the_next_run(sb,
     assert table.num_rows == again.number_of_records > 0
 
 
+@pytest.mark.parametrize("answer", ["error", "noop"])  # Marketo's answer to cancelling a finished job
+def test_a_job_that_completed_before_its_cancel_is_kept_and_reused(make_client, answer: str) -> None:
+    """A run that stops (a quota stop, a failure elsewhere) cancels the jobs it still waits for; one that
+    completed since its last poll is paid for and must be reused, not cancelled in the ledger and
+    exported again."""
+    flt = closed_activity_window()
+    with SandboxServer(small_config(cancel_finished_job=answer), port=0) as server:
+        first, _ = make_client(server, store="shared")
+        done = first.bulk_export("activities", fields=None, filter=flt, reuse_scope="run-1")
+        ledger = first._bulk.ledger
+        ledger.update(done.export_id, status="processing")  # what the run saw at its last poll
+        first._bulk.cancel("activities", done.export_id)
+        assert ledger.get(done.export_id).status == "completed"
+        second, _ = make_client(server, store="shared")
+        again = second.bulk_export("activities", fields=None, filter=flt, reuse_scope="run-2")
+        assert again.export_id == done.export_id and again.reused
+        assert again.read_all().num_rows == done.number_of_records > 0
+
+
 @pytest.mark.parametrize("change", ["open window", "other fields", "leads by createdAt", "expired file",
                                     "program members"])
 def test_a_completed_export_is_not_reused_by_another_run_when_it_may_be_stale(sb, make_client,

@@ -207,6 +207,20 @@ def test_stuck_job_times_out_and_is_cancelled(sb, make_client) -> None:
     assert client._bulk.status("leads", stuck)["status"] == "Cancelled"
 
 
+def test_polls_of_a_job_kept_waiting_thin_out(sb, make_client) -> None:
+    """Two hours of a stuck job at a 60 s poll interval were 120 status calls of the day's quota."""
+    bulk = BulkConfig(poll_interval_s=60, max_poll_interval_s=300, job_timeout_s=7200)
+    client, vt = make_client(sb, bulk=bulk)
+    sb.control.inject_fault("POST /bulk/v1/leads/export/{export_id}/enqueue.json", "job_stuck", nth=1)
+    before = len(log_for(sb, "/status.json"))
+    with pytest.raises(E.BulkJobTimeoutError):
+        client.bulk_export("leads", fields=["id"], filter={"createdAt": window(3)})
+    polls = len(log_for(sb, "/status.json")) - before
+    assert 30 <= polls <= 45, polls
+    assert vt.sleeps == sorted(vt.sleeps) and vt.sleeps[:10] == [60] * 10 and max(vt.sleeps) == 300
+    assert sum(vt.sleeps) >= 7200
+
+
 def test_expired_file_of_a_completed_export_is_recreated(make_client) -> None:
     with SandboxServer(small_config(), port=0) as server:
         flt = {"createdAt": window(12)}

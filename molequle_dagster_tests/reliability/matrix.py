@@ -57,6 +57,7 @@ TIMEOUT_S = 5.0  # the client's HTTP timeout in every row; `slow` holds an answe
 SLOW_S = 5.5
 UNFINISHED = ("Created", "Queued", "Processing")
 PHASE_TIMEOUT_S = 900.0
+STUCK_JOB_TIMEOUT_S = 1800.0
 
 CREATE = "POST /bulk/v1/*/export/create.json"
 ENQUEUE = "POST /bulk/v1/*/export/{id}/enqueue.json"
@@ -269,6 +270,9 @@ def settings_data(scenario: Scenario) -> dict[str, Any]:
     data["marketo"]["timeout_s"] = TIMEOUT_S
     data["marketo"]["pacing"]["calls_per_20s"] = 90
     data["sync"]["history_days"] = scenario.history_days
+    # A stuck job is given up after 30 min, not 2 h: a row whose faults strand a job or two in one phase
+    # stays inside its phase's 3 h of virtual time.
+    data["marketo"]["bulk"]["job_timeout_s"] = STUCK_JOB_TIMEOUT_S
     return data
 
 

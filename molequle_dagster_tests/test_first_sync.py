@@ -126,3 +126,12 @@ def test_history_keeps_two_exports_processing_pauses_on_the_quota_and_resumes_by
     initial_day = by_run[first.runs[0]]
     assert ordered[0][0] == (datetime.fromisoformat(initial_day[0]) - timedelta(days=1)).date().isoformat()
     assert datetime.now(UTC) < stopped_at  # the virtual clock ran ahead of real time (a day or more)
+
+    # Each history run planned its range of days in one event per asset, not one per day (run creation
+    # had cost a SQLite commit per day), and no day of a history run was marked failed.
+    for run in runs:
+        planned = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000
+        ).records
+        activity_plans = [p for p in planned if p.asset_key == dg.AssetKey("marketo_activities")]
+        assert len(activity_plans) == 1, len(planned)

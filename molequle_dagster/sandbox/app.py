@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount
 
@@ -117,6 +117,12 @@ def marketo_routes(ctx: SandboxContext) -> list[BaseRoute]:
     ]
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request's body was read (it timed out while a `slow` fault held the
+    call): Marketo never got the request, so nothing happened, and nobody is left to answer. Not a bug."""
+    return Response(status_code=499)  # nginx's "client closed request"; it reaches no one
+
+
 def create_app(ctx: SandboxContext) -> MarketoGate:
     from molequle_dagster.sandbox.control import control_routes
 
@@ -136,7 +142,11 @@ def create_app(ctx: SandboxContext) -> MarketoGate:
 
     starlette = Starlette(
         routes=[*routes, Mount("/_sandbox", routes=control_routes(ctx))],
-        exception_handlers={MarketoApiError: _render_marketo_error, Exception: render_unexpected},
+        exception_handlers={
+            MarketoApiError: _render_marketo_error,
+            ClientDisconnect: _client_gone,
+            Exception: render_unexpected,
+        },
     )
     return MarketoGate(starlette, ctx, routes)
 
@@ -283,8 +293,11 @@ class MarketoGate:
             ctx.limiter.release(call.log["error_code"])
 
     async def _admitted(self, call: _Call, fault: PickedFault | None) -> None:
+        receive = call.receive
         if fault is not None and fault.kind not in BULK_ONLY_FAULTS:
             if fault.kind == "slow":
+                # Marketo has the whole request; only its answer is late (a create still makes its job).
+                receive = await _received_whole(call.receive)
                 await self._hold(fault.seconds)
             elif await self._answer_fault(fault.kind, call):
                 return
@@ -293,7 +306,7 @@ class MarketoGate:
             return
         compress = _accepts_gzip(call.scope) and not call.scope["path"].endswith("/file.json")
         tap = _ResponseTap(call.send, call.log, compress, self.ctx.config.behaviour.gzip_min_bytes)
-        await self.app(call.scope, call.receive, tap)
+        await self.app(call.scope, receive, tap)
         call.log["error_code"] = call.state.get("error_code")
 
     async def _answer_fault(self, kind: str, call: _Call) -> bool:
@@ -368,6 +381,21 @@ class MarketoGate:
         )
         if len(log) > MAX_REQUEST_LOG:
             del log[: MAX_REQUEST_LOG // 2]
+
+
+async def _received_whole(receive: Receive) -> Receive:
+    """Read a request's body now; the returned `receive` replays it, then goes on as the original."""
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+
+    async def replay() -> dict:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 @dataclass

@@ -4,6 +4,8 @@ gzip, 605/610/612/609, the request log and call counters."""
 from __future__ import annotations
 
 import gzip
+import socket
+import time
 
 import pytest
 import requests
@@ -140,3 +142,45 @@ def test_a_sandbox_bug_is_answered_611_system_error_not_a_bare_500(
     assert response.json()["errors"] == [{"code": "611", "message": "System error"}]
     (recorded,) = sandbox.control.internal_errors()[before:]
     assert recorded["path"] == "/rest/v1/leads/describe.json" and "simulated sandbox bug" in recorded["error"]
+
+
+def _wait_for_call(sandbox: SandboxServer, suffix: str, after: int) -> None:
+    deadline = time.monotonic() + 10
+    while not any(r["path"].endswith(suffix) for r in sandbox.control.request_log()[after:]):
+        assert time.monotonic() < deadline, f"no call to {suffix} finished"
+        time.sleep(0.02)
+
+
+CREATE_BODY = {"fields": ["id"], "format": "CSV",
+               "filter": {"createdAt": {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-10T00:00:00Z"}}}
+
+
+def test_a_slow_answer_is_late_but_its_request_was_received(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
+    """A `slow` fault models a lost answer: the create whose client timed out still made its job."""
+    sandbox.control.inject_fault("POST /bulk/v1/leads/export/create.json", "slow", nth=1, seconds=1.0)
+    errors, calls = len(sandbox.control.internal_errors()), len(sandbox.control.request_log())
+    jobs = len(sandbox.control.export_jobs())
+    with pytest.raises(requests.exceptions.Timeout):
+        api.post(f"{sandbox.base_url}/bulk/v1/leads/export/create.json", json=CREATE_BODY, timeout=0.3)
+    _wait_for_call(sandbox, "/create.json", calls)
+    assert sandbox.control.internal_errors()[errors:] == []
+    assert len(sandbox.control.export_jobs()) == jobs + 1
+
+
+def test_a_client_that_hangs_up_before_sending_its_body_is_not_a_sandbox_bug(
+    sandbox: SandboxServer, api: requests.Session
+) -> None:
+    token = api.headers["Authorization"]
+    errors, calls = len(sandbox.control.internal_errors()), len(sandbox.control.request_log())
+    jobs = len(sandbox.control.export_jobs())
+    host, port = sandbox.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            f"POST /bulk/v1/leads/export/create.json HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"fields\"".encode()
+        )
+    _wait_for_call(sandbox, "/create.json", calls)
+    assert sandbox.control.internal_errors()[errors:] == []
+    assert len(sandbox.control.export_jobs()) == jobs

@@ -13,11 +13,12 @@ import dagster as dg
 import pytest
 
 from molequle_dagster import clock
+from molequle_dagster.definitions import build_definitions
 from molequle_dagster.sandbox.config import SandboxConfig
 from molequle_dagster.sensors import ONBOARDING_SENSOR
-from molequle_dagster.sync.plan import Wait
+from molequle_dagster.sync.plan import Wait, export_sizes
 from molequle_dagster.sync_runner import run_sync
-from molequle_dagster_tests.conftest import fast_settings_dict, open_sync_env
+from molequle_dagster_tests.conftest import fast_settings_dict, open_sync_env, parse_settings
 
 CHICAGO = ZoneInfo("America/Chicago")
 QUEUE_SHARE = 4  # marketo.bulk.max_queued_jobs (the packaged default)
@@ -135,3 +136,53 @@ def test_history_keeps_two_exports_processing_pauses_on_the_quota_and_resumes_by
         ).records
         activity_plans = [p for p in planned if p.asset_key == dg.AssetKey("marketo_activities")]
         assert len(activity_plans) == 1, len(planned)
+
+
+
+def test_a_share_smaller_than_one_window_cuts_the_windows_and_history_moves_every_day(
+    tmp_path, monkeypatch
+) -> None:
+    """At 1M people one 31-day window costs more than a day's history share: the run started no window,
+    ended green, and the plan offered it again at once, all day (hundreds of empty runs). Windows are now
+    cut to the share, and a run that finds nothing to fit pauses history until the reset."""
+    config = SandboxConfig.for_profile("fast")
+    config.data.people, config.data.programs = 150, 3
+    generous = fast_settings_dict(sync__history_days=40)
+    with open_sync_env(tmp_path, config, generous) as env:
+        monkeypatch.setenv(clock.VIRTUAL_CLOCK_ENV, env.sandbox.base_url)
+        first = run_sync(env.defs, env.instance, max_runs=1, onboarding_only=True, log_level="ERROR")
+        assert first.success and len(first.runs) == 1, first
+        per_day = export_sizes(env.lake).bytes_per_day  # from today's export (hours of the sandbox's day)
+        assert per_day
+        # History's share of a quota day: three days at the lake's estimate; a 31-day window is ten times it.
+        quota_mb = 10
+        share = 3 * per_day / (0.7 * quota_mb * 1024 * 1024)
+        tight = fast_settings_dict(
+            sync__history_days=40, budget__daily_export_mb=quota_mb, budget__export_share=share
+        )
+        defs = build_definitions(parse_settings(tight))
+        waits: list[Wait] = []
+
+        def wait_for_reset(wait: Wait) -> bool:
+            waits.append(wait)
+            assert wait.resumes_at is not None
+            clock.sleep((wait.resumes_at - clock.now()).total_seconds() + 60)
+            return True
+
+        rest = run_sync(defs, env.instance, onboarding_only=True, wait_for_reset=wait_for_reset, max_runs=60,
+                        log_level="ERROR")
+        assert rest.success, rest.failures
+        asset = defs.resolve_assets_def("marketo_activities")
+        with dg.partition_loading_context(effective_dt=clock.now()):
+            keys = asset.partitions_def.get_partition_keys()
+        done = env.instance.get_materialized_partitions(dg.AssetKey("marketo_activities"))
+        assert set(keys[:-1]) <= set(done)
+        history = [r for r in env.instance.get_runs(dg.RunsFilter(tags={"molequle/kind": "history"}))
+                   if r.run_id in rest.runs]
+        # Every run moved history on (no empty runs offered again and again), over several quota days.
+        assert len(waits) >= 3 and len(history) <= 2 * (len(waits) + 1)
+        for run in history:
+            spent = json.loads(run.tags["molequle/spent/marketo_activities"])
+            assert spent["history_days_exported"] > 0 or spent["history_paused_until"], spent
+            windows = spent["windows"]
+            assert all(at(end) - at(start) < timedelta(days=31) for start, end in windows)

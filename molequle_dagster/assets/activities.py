@@ -62,12 +62,15 @@ from molequle_dagster.sync.day_files import (
     replace_days,
 )
 from molequle_dagster.sync.plan import (
+    MAX_PLANNED_WINDOWS,
     OVERPLAN,
     HistoryAdmission,
+    budget_window_days,
     days_that_fit,
     export_sizes,
     export_windows,
     leading_priority_days,
+    pause_history,
     record_export_sizes,
 )
 from molequle_dagster.sync.run_kind import HISTORY, reads_rest, run_kind
@@ -289,11 +292,21 @@ def sync_activity_days(
         # Cost unknown: a small first run measures it (windows are cut from the days asked for).
         fit = max(OVERPLAN * days_that_fit(allowed, None, budget.history_bytes_per_day), priority)
         wanted, history.deferred = wanted[:fit], wanted[fit:]
+    window_days = settings.marketo.bulk.window_days
+    if allowed is not None:
+        window_days = budget_window_days(allowed, estimate, window_days)
+        if window_days < settings.marketo.bulk.window_days:  # no longer list every window of two years
+            fit = max(MAX_PLANNED_WINDOWS * window_days, priority)
+            wanted, history.deferred = wanted[:fit], wanted[fit:] + history.deferred
     history.planned = list(wanted)
-    windows = export_windows(wanted, settings.marketo.bulk.window_days)
+    windows = export_windows(wanted, window_days)
     requests = window_requests(windows, type_ids, now)
     # With a budget, each next window starts only while what the run measured says it still fits.
-    admit = HistoryAdmission(windows, allowed, estimate, priority) if allowed is not None else None
+    admit = (
+        HistoryAdmission(windows, allowed, estimate, priority, budget.history_bytes_per_day)
+        if allowed is not None and budget is not None
+        else None
+    )
     report.windows.extend(
         (r["filter"]["createdAt"]["startAt"], r["filter"]["createdAt"]["endAt"]) for r in requests
     )
@@ -332,6 +345,15 @@ def sync_activity_days(
     finally:
         record_export_sizes(lake, sized_bytes, sized_seconds)
     history.deferred = [d for d in history.planned if d not in published] + history.deferred
+    if admit is not None and budget is not None and not published and history.deferred:
+        if history.paused_until is None:
+            # Nothing fitted: without this the plan would offer the same run again at once, all day.
+            history.paused_until = budget.usage.resets_at
+            history.pause_reason = (
+                f"today's export share for history ({allowed / 1e6:,.1f} MB left) does not cover the next "
+                f"window ({len(windows[0])} days at about {(admit.bytes_per_day() or 0) / 1e6:,.1f} MB/day)"
+            )
+        pause_history(lake, history.paused_until, history.pause_reason)
     return outcome, report, info
 
 

@@ -34,10 +34,14 @@ MAX_WINDOW_DAYS = 31  # Marketo's limit for one createdAt window
 # (dominated by recent days) runs high; the run itself stops once its actual bytes reach the budget.
 OVERPLAN = 2
 SLOTS = 2  # Marketo processes two exports at a time per instance
+# Windows a run lists when today's share cuts them short (older days may cost less than the first
+# estimate, so a run may reach past its first fit; beyond this it is the next run's).
+MAX_PLANNED_WINDOWS = 8
 EXPORT_SIZES = "_activity_export_sizes"  # lake meta: bytes and Marketo seconds our activity exports covered
 # Lake meta: the first sync is complete (its run succeeded, so every table it writes is in). The population
 # alone is not enough: a first sync killed after it left the other tables empty while ticks went on.
 FIRST_SYNC = "_first_sync"
+HISTORY_PAUSE = "_history_pause"  # lake meta: history waits for the quota reset (`pause_history`)
 ETA_TAG = "molequle/history_eta"
 DAYS_LEFT_TAG = "molequle/history_days_left"
 
@@ -114,6 +118,18 @@ def mark_first_sync_done(lake: Lake, run_id: str, at: datetime) -> None:
     lake.keyed(FIRST_SYNC, "run_id").commit(meta={"complete_at": at.isoformat(), "run_id": run_id})
 
 
+def pause_history(lake: Lake, until: datetime, reason: str) -> None:
+    """Record that history can do nothing more before `until` (a run found today's share too small for
+    its next window): the plan then waits for the reset instead of offering the same run again."""
+    lake.keyed(HISTORY_PAUSE, "day").commit(meta={"until": until.isoformat(), "reason": reason})
+
+
+def history_paused(lake: Lake, now: datetime) -> tuple[datetime, str] | None:
+    meta = lake.keyed(HISTORY_PAUSE, "day").meta
+    until = datetime.fromisoformat(meta["until"]) if meta.get("until") else None
+    return (until, str(meta.get("reason", ""))) if until is not None and until > now else None
+
+
 def missing_history(keys: Sequence[str], materialized: set[str]) -> list[str]:
     """Days before today not yet synced, newest first (today belongs to the ticks)."""
     return [k for k in reversed(keys[:-1]) if k not in materialized]
@@ -158,6 +174,7 @@ class HistoryAdmission:
     allowed: int
     estimate: float | None  # the lake's bytes per day before this run (`export_sizes`)
     priority: int = 0
+    share_per_day: int = 0  # history's share of a whole quota day (a lone costly day, see `days_that_fit`)
     spent: int = 0  # bytes of this run's exports consumed so far
     consumed: int = 0  # windows consumed so far
     sizes: list[tuple[int, float]] = field(default_factory=list)  # (bytes, seconds) of new exports
@@ -182,7 +199,23 @@ class HistoryAdmission:
         if per_day is None:
             return index == self.consumed
         ahead = sum(len(w) for w in self.windows[self.consumed : index + 1])
-        return self.spent + ahead * per_day <= self.allowed
+        if self.spent + ahead * per_day <= self.allowed:
+            return True
+        # A single day costlier than a whole day's share goes alone, first thing, while at least half of
+        # the share is left: else it would never fit and history would never end.
+        lone = index == self.consumed == 0 and len(self.windows[index]) == 1
+        return lone and per_day > self.share_per_day > 0 and self.allowed >= self.share_per_day / 2
+
+
+def budget_window_days(allowed: int, estimate: float | None, window_days: int) -> int:
+    """Days per export window for a budgeted run: small enough that two windows (Marketo's two slots)
+    fit in what is left today at the admission's first cost per day (the lake's estimate / `OVERPLAN`),
+    at most `window_days`, at least one. At 1M people a 31-day window is more than a day's share: cut
+    to the share, history moves every day instead of never."""
+    if estimate is None or estimate <= 0:
+        return window_days
+    fit = int(allowed // (estimate / OVERPLAN))
+    return max(1, min(window_days, fit // SLOTS))
 
 
 def leading_priority_days(days_newest_first: Sequence[str], today: str) -> int:
@@ -323,7 +356,15 @@ def next_onboarding_step(
     if plan is None:
         return None
     # The last week is what people look at first: it never waits for the history share.
-    fit = max(plan.fit_today * OVERPLAN, leading_priority_days(missing, keys[-1]))
+    priority = leading_priority_days(missing, keys[-1])
+    fit = max(plan.fit_today * OVERPLAN, priority)
+    if not priority and (stalled := history_paused(lake, now)):
+        return Wait(
+            f"history paused until {stalled[0].isoformat()} (resumes by itself): {stalled[1]}. "
+            f"{plan.summary()}",
+            stalled[0],
+            plan_info,
+        )
     if fit == 0:
         return Wait(
             f"history paused: today's export share for history is used "

@@ -21,12 +21,14 @@ from molequle_dagster.sync.plan import (
     HistoryPlan,
     Step,
     Wait,
+    budget_window_days,
     days_that_fit,
     export_sizes,
     export_windows,
     leading_priority_days,
     mark_first_sync_done,
     next_onboarding_step,
+    pause_history,
     record_export_sizes,
 )
 
@@ -197,3 +199,39 @@ def test_a_history_run_of_unknown_cost_goes_one_window_at_a_time_and_the_last_we
     assert unknown(0) and not unknown(1)
     unknown.landed(0, 0, None)
     assert unknown(1)
+
+
+def test_windows_are_cut_to_todays_share_so_a_big_instance_moves_every_day() -> None:
+    """1M people: ~38 MB a day by the lake's estimate, 175 MB of history share. A 31-day window (about
+    590 MB at the admission's first cost) never fitted, and the run started none, again and again."""
+    assert budget_window_days(175 * MB, 38 * MB, 31) == 4  # two windows of 4 days: 152 MB at 19 MB/day
+    assert budget_window_days(175 * MB, 1 * MB, 31) == 31  # a small instance keeps Marketo's 31 days
+    assert budget_window_days(175 * MB, None, 31) == 31  # cost unknown: the first run measures it
+    assert budget_window_days(10 * MB, 38 * MB, 31) == 1  # never below one day
+    windows = export_windows([f"d{i}" for i in range(20)], budget_window_days(175 * MB, 38 * MB, 31))
+    admit = HistoryAdmission(windows, 175 * MB, 38 * MB)
+    assert admit(0) and admit(1) and not admit(2)  # both slots busy, within the share
+
+
+def test_a_lone_day_costlier_than_the_whole_share_still_goes_first() -> None:
+    windows = [["a"], ["b"]]
+    admit = HistoryAdmission(windows, 150 * MB, 800 * MB * OVERPLAN, share_per_day=175 * MB)
+    assert admit(0) and not admit(1)  # alone, with more than half the share left
+    assert not HistoryAdmission(windows, 50 * MB, 800 * MB * OVERPLAN, share_per_day=175 * MB)(0)
+
+
+def test_a_run_that_found_no_window_to_fit_pauses_history_until_the_reset(tmp_path) -> None:
+    now = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)
+    keys = days_back(date(2026, 12, 10), 200)
+    lake = onboarded_lake(tmp_path, 10 * MB)
+    done = set(keys[-1 - PRIORITY_DAYS :])  # the last week and today are in
+    assert isinstance(next_onboarding_step(lake, keys, done, JOBS, budget(100, now), now), Step)
+    reset = datetime(2026, 12, 11, tzinfo=CHICAGO)
+    pause_history(lake, reset, "the history share (1.0 MB left) does not cover the next window")
+    waiting = next_onboarding_step(lake, keys, done, JOBS, budget(100, now), now)
+    assert isinstance(waiting, Wait) and waiting.resumes_at == reset
+    assert "does not cover the next window" in waiting.reason and "resumes by itself" in waiting.reason
+    after = reset + timedelta(minutes=1)
+    assert isinstance(next_onboarding_step(lake, keys, done, JOBS, budget(0, after), after), Step)
+    # the last week never waits for it
+    assert isinstance(next_onboarding_step(lake, keys, {keys[-1]}, JOBS, budget(100, now), now), Step)

@@ -87,8 +87,10 @@ class UnsupportedFilterError(MarketoFatalError):
     """1035: the instance lacks the bulk filter (no "Corona" infrastructure)."""
 
 
-class BulkJobFailedError(MarketoFatalError):
-    """The export job ended Failed or Cancelled on Marketo's side."""
+class BulkJobFailedError(MarketoTransientError):
+    """The export job ended Failed or Cancelled on Marketo's side, again after `bulk.failed_job_retries`
+    new jobs ("an internal error occurred while generating the file"): Marketo's trouble, not the
+    request's, so the step's retry policy tries once more later."""
 
 
 class BulkJobTimeoutError(MarketoTransientError):

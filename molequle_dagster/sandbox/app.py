@@ -293,20 +293,20 @@ class MarketoGate:
             ctx.limiter.release(call.log["error_code"])
 
     async def _admitted(self, call: _Call, fault: PickedFault | None) -> None:
-        receive = call.receive
+        send = call.send
         if fault is not None and fault.kind not in BULK_ONLY_FAULTS:
             if fault.kind == "slow":
-                # Marketo has the whole request; only its answer is late (a create still makes its job).
-                receive = await _received_whole(call.receive)
-                await self._hold(fault.seconds)
+                # Marketo does the work at once; only its answer is late (a create has made its job).
+                seconds = fault.seconds
+                send = _held_send(call.send, lambda: self._hold(seconds))
             elif await self._answer_fault(fault.kind, call):
                 return
         if call.match == Match.NONE:
             await call.error("610", "Requested resource not found")
             return
         compress = _accepts_gzip(call.scope) and not call.scope["path"].endswith("/file.json")
-        tap = _ResponseTap(call.send, call.log, compress, self.ctx.config.behaviour.gzip_min_bytes)
-        await self.app(call.scope, receive, tap)
+        tap = _ResponseTap(send, call.log, compress, self.ctx.config.behaviour.gzip_min_bytes)
+        await self.app(call.scope, call.receive, tap)
         call.log["error_code"] = call.state.get("error_code")
 
     async def _answer_fault(self, kind: str, call: _Call) -> bool:
@@ -383,19 +383,16 @@ class MarketoGate:
             del log[: MAX_REQUEST_LOG // 2]
 
 
-async def _received_whole(receive: Receive) -> Receive:
-    """Read a request's body now; the returned `receive` replays it, then goes on as the original."""
-    messages = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body"):
-            break
+def _held_send(send: Send, hold: Callable[[], Awaitable[None]]) -> Send:
+    """`send` whose first message waits for `hold()` (the answer is late, the work was done)."""
+    pending = [hold]
 
-    async def replay() -> dict:
-        return messages.pop(0) if messages else await receive()
+    async def late(message: dict) -> None:
+        if pending:
+            await pending.pop()()
+        await send(message)
 
-    return replay
+    return late
 
 
 @dataclass

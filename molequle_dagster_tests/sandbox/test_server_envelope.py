@@ -158,15 +158,21 @@ CREATE_BODY = {"fields": ["id"], "format": "CSV",
 def test_a_slow_answer_is_late_but_its_request_was_received(
     sandbox: SandboxServer, api: requests.Session
 ) -> None:
-    """A `slow` fault models a lost answer: the create whose client timed out still made its job."""
-    sandbox.control.inject_fault("POST /bulk/v1/leads/export/create.json", "slow", nth=1, seconds=1.0)
+    """A `slow` fault models a lost answer: the create whose client timed out had made its job already
+    (before the answer was due: a client that looks for it then finds it)."""
+    sandbox.control.inject_fault("POST /bulk/v1/leads/export/create.json", "slow", nth=1, seconds=3.0)
     errors, calls = len(sandbox.control.internal_errors()), len(sandbox.control.request_log())
     jobs = len(sandbox.control.export_jobs())
     with pytest.raises(requests.exceptions.Timeout):
-        api.post(f"{sandbox.base_url}/bulk/v1/leads/export/create.json", json=CREATE_BODY, timeout=0.3)
+        api.post(f"{sandbox.base_url}/bulk/v1/leads/export/create.json", json=CREATE_BODY, timeout=0.5)
+    deadline = time.monotonic() + 10
+    while len(sandbox.control.export_jobs()) == jobs:
+        assert time.monotonic() < deadline, "the create never made its job"
+        time.sleep(0.02)
+    # ... while its answer was still held: the call ends (and is logged) only after the hold
+    assert not any(r["path"].endswith("/create.json") for r in sandbox.control.request_log()[calls:])
     _wait_for_call(sandbox, "/create.json", calls)
     assert sandbox.control.internal_errors()[errors:] == []
-    assert len(sandbox.control.export_jobs()) == jobs + 1
 
 
 def test_a_client_that_hangs_up_before_sending_its_body_is_not_a_sandbox_bug(

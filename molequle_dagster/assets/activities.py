@@ -68,16 +68,17 @@ from molequle_dagster.sync.plan import (
     budget_window_days,
     days_that_fit,
     export_sizes,
-    export_windows,
     leading_priority_days,
     pause_history,
     record_export_sizes,
+    windows_around,
 )
 from molequle_dagster.sync.run_kind import HISTORY, reads_rest, run_kind
 from molequle_dagster.sync.windows import (
     ReadReport,
     bulk_results,
     day_windows,
+    paid_windows,
     read_activities,
     window_requests,
 )
@@ -299,7 +300,10 @@ def sync_activity_days(
             fit = max(MAX_PLANNED_WINDOWS * window_days, priority)
             wanted, history.deferred = wanted[:fit], wanted[fit:] + history.deferred
     history.planned = list(wanted)
-    windows = export_windows(wanted, window_days)
+    # Windows an export already paid for (one that completed while a quota stop ended its run) are kept
+    # as they were, so their requests match and reuse them.
+    paid = paid_windows(client.reusable_export_requests("activities"), type_ids)
+    windows = windows_around(wanted, window_days, paid)
     requests = window_requests(windows, type_ids, now)
     # With a budget, each next window starts only while what the run measured says it still fits.
     admit = (

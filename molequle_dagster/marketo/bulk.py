@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -414,6 +415,21 @@ class BulkEngine:
         return job.status
 
     # --- lifecycle ----------------------------------------------------------------------------------
+    def reusable_requests(self, entity: str) -> list[dict[str, Any]]:
+        """The requests ({entity, fields, filter, format}) of our completed exports of `entity` that any
+        later run may reuse (closed windows, file still kept): a run that plans its windows to match one
+        pays for none of its days again (e.g. an export that completed while a quota stop ended its run)."""
+        now = self._store.now()
+        found = []
+        for entry in self.ledger.find(statuses={"completed"}):
+            if entry.entity != entity or not reusable_completed(entry, None, now, self._config):
+                continue
+            with contextlib.suppress(ValueError):
+                identity = json.loads(entry.request)
+                if isinstance(identity, dict):
+                    found.append(identity)
+        return found
+
     def _obtain(self, request: ExportRequest) -> _Job:
         """Resume or reuse an identical job from the ledger; otherwise a new job (created later, when
         our queue share has room)."""

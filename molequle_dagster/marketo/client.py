@@ -282,6 +282,10 @@ class MarketoClient(MarketoReads):
             )
         return self._usage[1]
 
+    def reusable_export_requests(self, entity: str) -> list[dict[str, Any]]:
+        """Requests of our completed `entity` exports that a later run may reuse (see `BulkEngine`)."""
+        return self._bulk.reusable_requests(entity)
+
     def sweep_orphan_exports(self) -> list[str]:
         """Cancel our unfinished exports nobody owns or resumed within `bulk.orphan_timeout_s` (also done
         at the start of every bulk run, at most every `bulk.sweep_interval_s`). Returns their ids."""

@@ -244,6 +244,30 @@ def export_windows(days_newest_first: Sequence[str], window_days: int = MAX_WIND
     return [days[i : i + size] for i in range(0, len(days), size)]
 
 
+def windows_around(
+    days_newest_first: Sequence[str], window_days: int, fixed: Sequence[Sequence[str]]
+) -> list[list[str]]:
+    """`export_windows` of the days, except that each of the `fixed` windows (days of exports already
+    paid for, any order) that lies wholly among them is kept as it is, so its request matches the export
+    and reuses it. Newest first; a fixed window overlapping one taken before it is left out."""
+    wanted = set(days_newest_first)
+    by_newest: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for window in sorted((sorted(w, reverse=True) for w in fixed if w), reverse=True):
+        if set(window) <= wanted and not taken & set(window):
+            by_newest[window[0]] = window
+            taken |= set(window)
+    windows: list[list[str]] = []
+    free: list[str] = []
+    for day in days_newest_first:
+        if day in by_newest:
+            windows += [*export_windows(free, window_days), by_newest[day]]
+            free = []
+        elif day not in taken:
+            free.append(day)
+    return windows + export_windows(free, window_days)
+
+
 @dataclass(frozen=True)
 class HistoryPlan:
     """The history still to export and what today's budget allows of it."""

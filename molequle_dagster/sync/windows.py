@@ -125,6 +125,32 @@ def activity_requests(
     ]
 
 
+def paid_windows(requests: Sequence[Mapping[str, Any]], type_ids: Sequence[int]) -> list[list[str]]:
+    """The whole-day windows (days, `YYYY-MM-DD`) of activity export requests for exactly `type_ids`
+    as `window_requests` makes them: those an export already paid for can serve as they are."""
+    ids = sorted({int(t) for t in type_ids})
+    windows = []
+    for request in requests:
+        flt = request.get("filter")
+        span = flt.get("createdAt") if isinstance(flt, Mapping) else None
+        if request.get("fields") is not None or not isinstance(span, Mapping):
+            continue
+        if flt.get("activityTypeIds") != ids or set(flt) != {"createdAt", "activityTypeIds"}:
+            continue
+        try:
+            start = parse_marketo_datetime(str(span["startAt"]))
+            end = parse_marketo_datetime(str(span["endAt"]))
+        except (KeyError, ValueError):
+            continue
+        first, last = start.date(), end.date()
+        whole = start == datetime.combine(first, datetime.min.time(), UTC) and end == datetime.combine(
+            last, datetime.max.time().replace(microsecond=0), UTC
+        )
+        if whole and first <= last:
+            windows.append([(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)])
+    return windows
+
+
 def window_requests(
     windows: Sequence[Sequence[str]], type_ids: Sequence[int], now: datetime
 ) -> list[dict[str, Any]]:

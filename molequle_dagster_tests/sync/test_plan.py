@@ -30,7 +30,9 @@ from molequle_dagster.sync.plan import (
     next_onboarding_step,
     pause_history,
     record_export_sizes,
+    windows_around,
 )
+from molequle_dagster.sync.windows import paid_windows, window_requests
 
 MB = 1024 * 1024
 CHICAGO = ZoneInfo("America/Chicago")
@@ -235,3 +237,22 @@ def test_a_run_that_found_no_window_to_fit_pauses_history_until_the_reset(tmp_pa
     assert isinstance(next_onboarding_step(lake, keys, done, JOBS, budget(0, after), after), Step)
     # the last week never waits for it
     assert isinstance(next_onboarding_step(lake, keys, {keys[-1]}, JOBS, budget(100, now), now), Step)
+
+
+def test_windows_already_paid_for_are_kept_so_the_next_run_reuses_them() -> None:
+    """A quota stop ended a run while one of its exports completed: the run after the reset cuts its
+    windows around that export's days, so its request is the same and nothing is paid twice."""
+    days = days_back(date(2026, 11, 30), 30)[::-1]  # newest first
+    paid_days = ["2026-11-20", "2026-11-21", "2026-11-22"]
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    requests = window_requests([paid_days], [7, 1], now)
+    ledger = [{"entity": "activities", "format": "CSV", **r} for r in requests]
+    paid = paid_windows(ledger, [1, 7])
+    assert paid == [paid_days]
+    assert paid_windows(ledger, [1, 6, 7]) == []  # other types: another request
+    windows = windows_around(days, 7, [*paid, ["2026-11-21"], ["2026-12-01"]])  # overlapping, not wanted
+    assert sorted(paid_days, reverse=True) in windows
+    assert sorted(d for w in windows for d in w) == sorted(days)  # every day once
+    assert all(len(w) <= 7 for w in windows)
+    assert [w[0] for w in windows] == sorted((w[0] for w in windows), reverse=True)  # newest first
+    assert windows_around(days, 31, []) == export_windows(days, 31)

@@ -286,7 +286,12 @@ def sync_activity_days(
     history = history if history is not None else HistoryOutcome()
     wanted = list(reversed(open_days))
     allowed = budget.bytes_available("history") if budget is not None else None
-    estimate = export_sizes(lake).bytes_per_day
+    sizes = export_sizes(lake)
+    # The frontier's cost bounds what older days cost; the average of all exports (recent days weigh
+    # most) runs high, hence OVERPLAN on it.
+    estimate, overplan = sizes.frontier_per_day, 1.0
+    if estimate is None:
+        estimate, overplan = sizes.bytes_per_day, OVERPLAN
     # The last week never waits for the history share (only Marketo's quota stops it).
     priority = leading_priority_days(wanted, now.date().isoformat())
     if budget is not None and allowed is not None and estimate is None:
@@ -295,7 +300,7 @@ def sync_activity_days(
         wanted, history.deferred = wanted[:fit], wanted[fit:]
     window_days = settings.marketo.bulk.window_days
     if allowed is not None:
-        window_days = budget_window_days(allowed, estimate, window_days)
+        window_days = budget_window_days(allowed, estimate, window_days, overplan)
         if window_days < settings.marketo.bulk.window_days:  # no longer list every window of two years
             fit = max(MAX_PLANNED_WINDOWS * window_days, priority)
             wanted, history.deferred = wanted[:fit], wanted[fit:] + history.deferred
@@ -307,7 +312,7 @@ def sync_activity_days(
     requests = window_requests(windows, type_ids, now)
     # With a budget, each next window starts only while what the run measured says it still fits.
     admit = (
-        HistoryAdmission(windows, allowed, estimate, priority, budget.history_bytes_per_day)
+        HistoryAdmission(windows, allowed, estimate, priority, budget.history_bytes_per_day, overplan)
         if allowed is not None and budget is not None
         else None
     )
@@ -347,7 +352,7 @@ def sync_activity_days(
             raise
         history.paused_until, history.pause_reason = error.resets_at, str(error)
     finally:
-        record_export_sizes(lake, sized_bytes, sized_seconds)
+        record_export_sizes(lake, sized_bytes, sized_seconds, history=allowed is not None)
     history.deferred = [d for d in history.planned if d not in published] + history.deferred
     if admit is not None and budget is not None and not published and history.deferred:
         if history.paused_until is None:
@@ -471,7 +476,7 @@ def _history_totals(
 ) -> dict[str, Any]:
     """What a budgeted run did and left, said in the run's tags and log: a run Marketo's quota stopped
     ends green, says when history resumes, and leaves its other days missing rather than failed."""
-    estimate = export_sizes(lake).bytes_per_day
+    estimate = export_sizes(lake).history_per_day
     if history.paused_until is not None:
         context.instance.add_run_tags(context.run.run_id, {PAUSED_TAG: history.paused_until.isoformat()})
         context.log.warning(

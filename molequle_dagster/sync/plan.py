@@ -74,31 +74,54 @@ class Wait:
 # --- what a day of activities costs ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExportSizes:
-    """Bytes our activity exports cost and the Marketo time they covered (from every export so far)."""
+    """Bytes our activity exports cost and the Marketo time they covered (from every export so far), and
+    what the latest history step's exports cost (the oldest days exported so far: `frontier`)."""
 
     bytes: int = 0
     seconds: float = 0.0
+    frontier_bytes: int = 0
+    frontier_seconds: float = 0.0
 
     @property
     def bytes_per_day(self) -> float | None:
         """None until at least an hour of Marketo time was exported (a guess from minutes is noise)."""
         return self.bytes / self.seconds * 86_400 if self.seconds >= 3_600 else None
 
+    @property
+    def frontier_per_day(self) -> float | None:
+        """What a day at history's frontier cost. The days still missing are older, and older days cost no
+        more (fewer people then, types Marketo keeps 90 days gone): a bound, not a guess."""
+        if self.frontier_seconds < 3_600:
+            return None
+        return self.frontier_bytes / self.frontier_seconds * 86_400
+
+    @property
+    def history_per_day(self) -> float | None:
+        """What the next history days should cost: the frontier's, else every export's average."""
+        return self.frontier_per_day or self.bytes_per_day
+
 
 def export_sizes(lake: Lake) -> ExportSizes:
     meta = lake.keyed(EXPORT_SIZES, "day").meta
-    return ExportSizes(int(meta.get("bytes", 0)), float(meta.get("seconds", 0.0)))
+    return ExportSizes(
+        int(meta.get("bytes", 0)),
+        float(meta.get("seconds", 0.0)),
+        int(meta.get("frontier_bytes", 0)),
+        float(meta.get("frontier_seconds", 0.0)),
+    )
 
 
-def record_export_sizes(lake: Lake, export_bytes: int, seconds: float) -> None:
-    """Add what one step's activity exports cost. Two steps adding at once may lose one addition: the
-    estimate is then a little stale, never wrong in kind."""
+def record_export_sizes(lake: Lake, export_bytes: int, seconds: float, *, history: bool = False) -> None:
+    """Add what one step's activity exports cost; a history step's also become the frontier. Two steps
+    adding at once may lose one addition: the estimate is then a little stale, never wrong in kind."""
     if export_bytes <= 0 or seconds <= 0:
         return
     known = export_sizes(lake)
-    lake.keyed(EXPORT_SIZES, "day").commit(
-        meta={"bytes": known.bytes + export_bytes, "seconds": known.seconds + seconds}
-    )
+    meta: dict[str, float] = {"bytes": known.bytes + export_bytes, "seconds": known.seconds + seconds}
+    meta |= {"frontier_bytes": known.frontier_bytes, "frontier_seconds": known.frontier_seconds}
+    if history:
+        meta |= {"frontier_bytes": export_bytes, "frontier_seconds": seconds}
+    lake.keyed(EXPORT_SIZES, "day").commit(meta=meta)
 
 
 # --- which days, and in which windows -------------------------------------------------------------------
@@ -175,6 +198,7 @@ class HistoryAdmission:
     estimate: float | None  # the lake's bytes per day before this run (`export_sizes`)
     priority: int = 0
     share_per_day: int = 0  # history's share of a whole quota day (a lone costly day, see `days_that_fit`)
+    overplan: float = OVERPLAN  # the estimate's excess before any lands (1: a bound, the frontier's cost)
     spent: int = 0  # bytes of this run's exports consumed so far
     consumed: int = 0  # windows consumed so far
     sizes: list[tuple[int, float]] = field(default_factory=list)  # (bytes, seconds) of new exports
@@ -190,7 +214,7 @@ class HistoryAdmission:
         latest = self.sizes[-SLOTS:]
         if latest:
             return sum(b for b, _ in latest) / sum(s for _, s in latest) * 86_400
-        return self.estimate / OVERPLAN if self.estimate is not None else None
+        return self.estimate / self.overplan if self.estimate is not None else None
 
     def __call__(self, index: int) -> bool:
         if sum(len(w) for w in self.windows[:index]) < self.priority:
@@ -207,14 +231,16 @@ class HistoryAdmission:
         return lone and per_day > self.share_per_day > 0 and self.allowed >= self.share_per_day / 2
 
 
-def budget_window_days(allowed: int, estimate: float | None, window_days: int) -> int:
+def budget_window_days(
+    allowed: int, estimate: float | None, window_days: int, overplan: float = OVERPLAN
+) -> int:
     """Days per export window for a budgeted run: small enough that two windows (Marketo's two slots)
-    fit in what is left today at the admission's first cost per day (the lake's estimate / `OVERPLAN`),
-    at most `window_days`, at least one. At 1M people a 31-day window is more than a day's share: cut
-    to the share, history moves every day instead of never."""
+    fit in what is left today at the admission's first cost per day (`estimate / overplan`), at most
+    `window_days`, at least one. At 1M people a 31-day window is more than a day's share: cut to the
+    share, history moves every day instead of never."""
     if estimate is None or estimate <= 0:
         return window_days
-    fit = int(allowed // (estimate / OVERPLAN))
+    fit = int(allowed // (estimate / overplan))
     return max(1, min(window_days, fit // SLOTS))
 
 
@@ -338,7 +364,7 @@ class HistoryPlan:
 def history_plan(lake: Lake, missing: Sequence[str], budget: Budget, now: datetime) -> HistoryPlan:
     return HistoryPlan(
         days_left=len(missing),
-        bytes_per_day=export_sizes(lake).bytes_per_day,
+        bytes_per_day=export_sizes(lake).history_per_day,
         bytes_available=budget.bytes_available("history"),
         share_per_day=budget.history_bytes_per_day,
         resets_at=budget.usage.resets_at,

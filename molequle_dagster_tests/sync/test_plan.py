@@ -256,3 +256,19 @@ def test_windows_already_paid_for_are_kept_so_the_next_run_reuses_them() -> None
     assert all(len(w) <= 7 for w in windows)
     assert [w[0] for w in windows] == sorted((w[0] for w in windows), reverse=True)  # newest first
     assert windows_around(days, 31, []) == export_windows(days, 31)
+
+
+def test_the_frontier_of_history_bounds_what_older_days_cost(tmp_path) -> None:
+    """The average of every export is dominated by the first sync's and the last week's days (at 1M
+    people 38 MB a day); what the latest history step paid per day bounds the older days still missing."""
+    lake = Lake(str(tmp_path / "lake"))
+    record_export_sizes(lake, 7 * 38 * MB, 7 * 86_400.0)  # the first sync and the week: not history
+    assert export_sizes(lake).frontier_per_day is None
+    assert export_sizes(lake).history_per_day == pytest.approx(38 * MB)
+    record_export_sizes(lake, 10 * 12 * MB, 10 * 86_400.0, history=True)  # older days, 12 MB a day
+    sizes = export_sizes(lake)
+    assert sizes.frontier_per_day == pytest.approx(12 * MB)
+    assert sizes.history_per_day == sizes.frontier_per_day
+    assert sizes.bytes_per_day == pytest.approx((7 * 38 + 10 * 12) / 17 * MB)
+    record_export_sizes(lake, 38 * MB, 86_400.0)  # the daily close of yesterday moves no frontier
+    assert export_sizes(lake).frontier_per_day == pytest.approx(12 * MB)

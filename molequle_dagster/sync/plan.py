@@ -188,8 +188,9 @@ class HistoryAdmission:
     """Which export windows (newest first) a budgeted run may still start, decided as it goes: what the
     run's consumed exports cost plus what the windows in flight and the next one would cost must stay
     within `allowed`. The cost of a day is the run's own latest exports' (its oldest days so far: older
-    days cost no more, so it errs high), before any lands the lake's estimate over `OVERPLAN` (dominated
-    by recent days, it runs high), and unknown means one window at a time. Windows holding one of the
+    days cost no more, so it errs high), before any lands `estimate / overplan` (the frontier's price,
+    or the average of all exports over `OVERPLAN`: dominated by recent days, it runs high), and unknown
+    means one window at a time. Windows holding one of the
     `priority` newest days always start. A run thus goes as far back as today's share really pays for,
     not as far as a first guess said (`BulkEngine.run`'s `admit`)."""
 

@@ -322,6 +322,7 @@ def sync_activity_days(
     scope = run_scope(context)
     published: set[str] = set()
     sized_bytes, sized_seconds, seen_bytes = 0, 0.0, 0
+    sized_days: set[str] = set()  # the days those new exports covered
     try:
         for index, stream in bulk_results(
             client, "activities", requests, report, now, ACTIVITY_CSV_SCHEMA, scope, admit
@@ -342,6 +343,7 @@ def sync_activity_days(
                 seconds = sum((until - day_start(d)).total_seconds() for d, until in covered.items())
                 new = (report.export_bytes - seen_bytes, seconds)
                 sized_bytes, sized_seconds = sized_bytes + new[0], sized_seconds + seconds
+                sized_days.update(covered)
                 seen_bytes = report.export_bytes
             if admit is not None:
                 admit.landed(index, report.export_bytes, new)
@@ -352,7 +354,8 @@ def sync_activity_days(
             raise
         history.paused_until, history.pause_reason = error.resets_at, str(error)
     finally:
-        record_export_sizes(lake, sized_bytes, sized_seconds, history=allowed is not None)
+        oldest = min(sized_days) if allowed is not None and sized_days else None
+        record_export_sizes(lake, sized_bytes, sized_seconds, oldest_day=oldest)
     history.deferred = [d for d in history.planned if d not in published] + history.deferred
     if admit is not None and budget is not None and not published and history.deferred:
         if history.paused_until is None:

@@ -81,6 +81,7 @@ class ExportSizes:
     seconds: float = 0.0
     frontier_bytes: int = 0
     frontier_seconds: float = 0.0
+    frontier_day: str | None = None  # the oldest day the frontier's exports covered
 
     @property
     def bytes_per_day(self) -> float | None:
@@ -108,19 +109,28 @@ def export_sizes(lake: Lake) -> ExportSizes:
         float(meta.get("seconds", 0.0)),
         int(meta.get("frontier_bytes", 0)),
         float(meta.get("frontier_seconds", 0.0)),
+        meta.get("frontier_day"),
     )
 
 
-def record_export_sizes(lake: Lake, export_bytes: int, seconds: float, *, history: bool = False) -> None:
-    """Add what one step's activity exports cost; a history step's also become the frontier. Two steps
-    adding at once may lose one addition: the estimate is then a little stale, never wrong in kind."""
+def record_export_sizes(
+    lake: Lake, export_bytes: int, seconds: float, *, oldest_day: str | None = None
+) -> None:
+    """Add what one step's activity exports cost. A history step whose oldest day (`oldest_day`) is
+    older than the frontier's becomes the frontier; one of newer days (yesterday, a re-export) does not.
+    Two steps adding at once may lose one addition: the estimate is then a little stale, never wrong in
+    kind."""
     if export_bytes <= 0 or seconds <= 0:
         return
     known = export_sizes(lake)
-    meta: dict[str, float] = {"bytes": known.bytes + export_bytes, "seconds": known.seconds + seconds}
-    meta |= {"frontier_bytes": known.frontier_bytes, "frontier_seconds": known.frontier_seconds}
-    if history:
-        meta |= {"frontier_bytes": export_bytes, "frontier_seconds": seconds}
+    meta: dict[str, Any] = {"bytes": known.bytes + export_bytes, "seconds": known.seconds + seconds}
+    meta |= {
+        "frontier_bytes": known.frontier_bytes,
+        "frontier_seconds": known.frontier_seconds,
+        "frontier_day": known.frontier_day,
+    }
+    if oldest_day is not None and (known.frontier_day is None or oldest_day < known.frontier_day):
+        meta |= {"frontier_bytes": export_bytes, "frontier_seconds": seconds, "frontier_day": oldest_day}
     lake.keyed(EXPORT_SIZES, "day").commit(meta=meta)
 
 

@@ -265,10 +265,16 @@ def test_the_frontier_of_history_bounds_what_older_days_cost(tmp_path) -> None:
     record_export_sizes(lake, 7 * 38 * MB, 7 * 86_400.0)  # the first sync and the week: not history
     assert export_sizes(lake).frontier_per_day is None
     assert export_sizes(lake).history_per_day == pytest.approx(38 * MB)
-    record_export_sizes(lake, 10 * 12 * MB, 10 * 86_400.0, history=True)  # older days, 12 MB a day
+    record_export_sizes(lake, 10 * 12 * MB, 10 * 86_400.0, oldest_day="2026-10-01")  # older, 12 MB a day
     sizes = export_sizes(lake)
     assert sizes.frontier_per_day == pytest.approx(12 * MB)
     assert sizes.history_per_day == sizes.frontier_per_day
     assert sizes.bytes_per_day == pytest.approx((7 * 38 + 10 * 12) / 17 * MB)
     record_export_sizes(lake, 38 * MB, 86_400.0)  # the daily close of yesterday moves no frontier
     assert export_sizes(lake).frontier_per_day == pytest.approx(12 * MB)
+    # nor does a history run of newer days (yesterday, when no close ran: at 1M people its few bytes
+    # priced the whole history at nothing and four 31-day windows went at once, 1.5 GB in a quota day)
+    record_export_sizes(lake, 1024, 86_400.0, oldest_day="2026-12-03")
+    assert export_sizes(lake).frontier_per_day == pytest.approx(12 * MB)
+    record_export_sizes(lake, 5 * 2 * MB, 5 * 86_400.0, oldest_day="2026-09-01")  # further back
+    assert export_sizes(lake).frontier_per_day == pytest.approx(2 * MB)

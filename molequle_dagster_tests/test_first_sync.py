@@ -182,7 +182,7 @@ def test_a_share_smaller_than_one_window_cuts_the_windows_and_history_moves_ever
         history = [r for r in env.instance.get_runs(dg.RunsFilter(tags={"molequle/kind": "history"}))
                    if r.run_id in rest.runs]
         # Every run moved history on (no empty runs offered again and again), over several quota days.
-        assert len(waits) >= 2 and len(history) <= 2 * (len(waits) + 1)
+        assert len(waits) >= 2 and len(history) <= 3 * (len(waits) + 1)
         for run in history:
             spent = json.loads(run.tags["molequle/spent/marketo_activities"])
             assert spent["history_days_exported"] > 0 or spent["history_paused_until"], spent

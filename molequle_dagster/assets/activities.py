@@ -286,12 +286,12 @@ def sync_activity_days(
     history = history if history is not None else HistoryOutcome()
     wanted = list(reversed(open_days))
     allowed = budget.bytes_available("history") if budget is not None else None
+    # The onboarding plan's history runs go as far back as today's share pays for, priced at history's
+    # frontier; a backfill launched from the UI exports the days it was asked for (Marketo's quota and
+    # the admission still hold it), priced at every export's average.
+    onboarding = run_kind(context) == HISTORY
     sizes = export_sizes(lake)
-    # The frontier's cost bounds what older days cost; the average of all exports (recent days weigh
-    # most) runs high, hence OVERPLAN on it.
-    estimate, overplan = sizes.frontier_per_day, 1.0
-    if estimate is None:
-        estimate, overplan = sizes.bytes_per_day, OVERPLAN
+    estimate, overplan = sizes.history_price if onboarding else (sizes.bytes_per_day, OVERPLAN)
     # The last week never waits for the history share (only Marketo's quota stops it).
     priority = leading_priority_days(wanted, now.date().isoformat())
     if budget is not None and allowed is not None and estimate is None:
@@ -299,7 +299,7 @@ def sync_activity_days(
         fit = max(OVERPLAN * days_that_fit(allowed, None, budget.history_bytes_per_day), priority)
         wanted, history.deferred = wanted[:fit], wanted[fit:]
     window_days = settings.marketo.bulk.window_days
-    if allowed is not None:
+    if allowed is not None and onboarding:
         window_days = budget_window_days(allowed, estimate, window_days, overplan)
         if window_days < settings.marketo.bulk.window_days:  # no longer list every window of two years
             fit = max(MAX_PLANNED_WINDOWS * window_days, priority)
@@ -354,10 +354,10 @@ def sync_activity_days(
             raise
         history.paused_until, history.pause_reason = error.resets_at, str(error)
     finally:
-        oldest = min(sized_days) if allowed is not None and sized_days else None
+        oldest = min(sized_days) if onboarding and sized_days else None
         record_export_sizes(lake, sized_bytes, sized_seconds, oldest_day=oldest)
     history.deferred = [d for d in history.planned if d not in published] + history.deferred
-    if admit is not None and budget is not None and not published and history.deferred:
+    if onboarding and admit is not None and budget is not None and not published and history.deferred:
         if history.paused_until is None:
             # Nothing fitted: without this the plan would offer the same run again at once, all day.
             history.paused_until = budget.usage.resets_at
@@ -483,7 +483,7 @@ def _history_totals(
     if history.paused_until is not None:
         context.instance.add_run_tags(context.run.run_id, {PAUSED_TAG: history.paused_until.isoformat()})
         context.log.warning(
-            f"History paused by Marketo's quota until {history.paused_until.isoformat()} "
+            f"History paused until {history.paused_until.isoformat()} "
             f"({len(history.deferred)} days left for after the reset, continued by "
             f"marketo_onboarding_sensor): {history.pause_reason}"
         )

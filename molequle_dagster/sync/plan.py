@@ -101,6 +101,14 @@ class ExportSizes:
         """What the next history days should cost: the frontier's, else every export's average."""
         return self.frontier_per_day or self.bytes_per_day
 
+    @property
+    def history_price(self) -> tuple[float | None, float]:
+        """(bytes per day, its excess) a history run starts from: the frontier's, a bound (1); else the
+        average of every export, dominated by recent days (`OVERPLAN`)."""
+        if self.frontier_per_day is not None:
+            return self.frontier_per_day, 1.0
+        return self.bytes_per_day, OVERPLAN
+
 
 def export_sizes(lake: Lake) -> ExportSizes:
     meta = lake.keyed(EXPORT_SIZES, "day").meta

@@ -307,7 +307,7 @@ def sync_activity_days(
     history.planned = list(wanted)
     # Windows an export already paid for (one that completed while a quota stop ended its run) are kept
     # as they were, so their requests match and reuse them.
-    paid = paid_windows(client.reusable_export_requests("activities"), type_ids)
+    paid = paid_windows(client.reusable_export_requests("activities"), type_ids) if onboarding else []
     windows = windows_around(wanted, window_days, paid)
     requests = window_requests(windows, type_ids, now)
     # With a budget, each next window starts only while what the run measured says it still fits.
